@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Runs every test: Rust unit tests, then the compat suite (stock CPython
+# clients of every installed interpreter against the built server).
+# Installs what it needs itself, so it works on a fresh machine.
+#
+#   scripts/test-all.sh            # against the Rust server
+#   scripts/test-all.sh --both     # and again against CPython's own server
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+echo "== installing test dependencies"
+"$PYTHON" -m pip install --quiet --disable-pip-version-check -r compat-tests/requirements.txt
+
+echo "== building (release)"
+cargo build --release --locked
+
+echo "== Rust unit tests"
+cargo test --release --locked
+
+echo "== compat tests against the Rust server"
+FASTMANAGER_SERVER=rust "$PYTHON" -m pytest compat-tests -q -p no:cacheprovider
+
+if [[ "${1:-}" == "--both" ]]; then
+    echo "== compat tests against CPython's server (reference)"
+    FASTMANAGER_SERVER=cpython "$PYTHON" -m pytest compat-tests -q -p no:cacheprovider
+fi

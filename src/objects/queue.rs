@@ -1,0 +1,249 @@
+//! `queue.Queue`, as SyncManager's `Queue` and `JoinableQueue` typeids serve
+//! it (both are `queue.Queue` in CPython), with its exact semantics:
+//! bounded puts, blocking with timeouts, `task_done`/`join` and 3.13's
+//! `shutdown`.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use crate::protocol::args::timeout_seconds;
+use crate::protocol::{bind, is_truthy, PyException, Reply, Request, Value};
+
+use super::{Attempt, CallError, Item};
+
+/// `public_methods(queue.Queue())` on Python 3.13. Older clients never call
+/// `shutdown`; an AutoProxy built from this list simply has one more method.
+pub const EXPOSED: &[&str] =
+    &["empty", "full", "get", "get_nowait", "join", "put", "put_nowait", "qsize", "shutdown", "task_done"];
+
+#[derive(Debug, Default)]
+pub struct SharedQueue {
+    items: VecDeque<Item>,
+    /// 0 (or less, in Python) means unbounded.
+    maxsize: usize,
+    unfinished_tasks: u64,
+    is_shutdown: bool,
+}
+
+/// A parsed queue call. Blocking calls carry their deadline so that a retry
+/// after waking keeps the original timeout.
+#[derive(Debug)]
+pub enum QueueCall {
+    Put { item: Option<Item>, block: bool, deadline: Option<Instant> },
+    Get { block: bool, deadline: Option<Instant> },
+    Qsize,
+    Empty,
+    Full,
+    TaskDone,
+    Join,
+    Shutdown { immediate: bool },
+}
+
+fn deadline_after(now: Instant, seconds: Option<f64>) -> Option<Instant> {
+    // Past ~30 years a timeout is as good as none (and would overflow).
+    seconds.filter(|s| *s < 1e9).map(|s| now + Duration::from_secs_f64(s))
+}
+
+/// Reads `method(args, kwds)` the way `queue.Queue`'s signatures do.
+pub fn parse_call(req: &Request<'_, '_>, now: Instant) -> Result<QueueCall, CallError> {
+    let p = req.pickle;
+    Ok(match req.method {
+        "put" => {
+            let b = bind(req, "put", ["item", "block", "timeout"], 1)?;
+            let block = b.0[1].is_none_or(|n| is_truthy(p, n));
+            let timeout = if block { timeout_seconds(p, b.0[2])? } else { None };
+            let item = Some(p.standalone(b.0[0].expect("required")).into());
+            QueueCall::Put { item, block, deadline: deadline_after(now, timeout) }
+        }
+        "put_nowait" => {
+            let b = bind(req, "put_nowait", ["item"], 1)?;
+            QueueCall::Put { item: Some(p.standalone(b.0[0].expect("required")).into()), block: false, deadline: None }
+        }
+        "get" => {
+            let b = bind(req, "get", ["block", "timeout"], 0)?;
+            let block = b.0[0].is_none_or(|n| is_truthy(p, n));
+            let timeout = if block { timeout_seconds(p, b.0[1])? } else { None };
+            QueueCall::Get { block, deadline: deadline_after(now, timeout) }
+        }
+        "get_nowait" => {
+            bind(req, "get_nowait", [], 0)?;
+            QueueCall::Get { block: false, deadline: None }
+        }
+        "qsize" => no_args(req, "qsize", QueueCall::Qsize)?,
+        "empty" => no_args(req, "empty", QueueCall::Empty)?,
+        "full" => no_args(req, "full", QueueCall::Full)?,
+        "task_done" => no_args(req, "task_done", QueueCall::TaskDone)?,
+        "join" => no_args(req, "join", QueueCall::Join)?,
+        "shutdown" => {
+            let b = bind(req, "shutdown", ["immediate"], 0)?;
+            QueueCall::Shutdown { immediate: b.0[0].is_some_and(|n| is_truthy(p, n)) }
+        }
+        _ => return Err(CallError::NotExposed),
+    })
+}
+
+fn no_args(req: &Request<'_, '_>, name: &str, call: QueueCall) -> Result<QueueCall, PyException> {
+    bind(req, name, [], 0)?;
+    Ok(call)
+}
+
+impl QueueCall {
+    pub fn deadline(&self) -> Option<Instant> {
+        match self {
+            QueueCall::Put { deadline, .. } | QueueCall::Get { deadline, .. } => *deadline,
+            _ => None,
+        }
+    }
+
+    pub fn timeout_reply(&self) -> Reply {
+        match self {
+            QueueCall::Put { .. } => Reply::Error(PyException::queue_full()),
+            _ => Reply::Error(PyException::queue_empty()),
+        }
+    }
+}
+
+fn done(reply: Reply, changed: bool) -> Attempt {
+    Attempt::Done { reply, changed }
+}
+
+fn error(e: PyException) -> Attempt {
+    done(Reply::Error(e), false)
+}
+
+impl SharedQueue {
+    /// `queue.Queue(maxsize)`; zero or negative is unbounded.
+    pub fn new(maxsize: i64) -> SharedQueue {
+        SharedQueue { maxsize: usize::try_from(maxsize).unwrap_or(0), ..Default::default() }
+    }
+
+    pub fn qsize(&self) -> usize {
+        self.items.len()
+    }
+
+    fn is_full(&self) -> bool {
+        self.maxsize > 0 && self.items.len() >= self.maxsize
+    }
+
+    /// Tries a call once. Blocking calls that cannot proceed answer `Block`
+    /// (or their timeout error when they were not allowed to block).
+    pub fn attempt(&mut self, call: &mut QueueCall) -> Attempt {
+        match call {
+            QueueCall::Put { item, block, .. } => {
+                if self.is_shutdown {
+                    return error(PyException::queue_shut_down());
+                }
+                if self.is_full() {
+                    return if *block { Attempt::Block } else { error(PyException::queue_full()) };
+                }
+                let item = item.take().expect("a put is completed only once");
+                self.items.push_back(item);
+                self.unfinished_tasks += 1;
+                done(Reply::none(), true)
+            }
+            QueueCall::Get { block, .. } => match self.items.pop_front() {
+                Some(item) => done(Reply::Return(Value::Item(item)), true),
+                None if self.is_shutdown => error(PyException::queue_shut_down()),
+                None if *block => Attempt::Block,
+                None => error(PyException::queue_empty()),
+            },
+            QueueCall::Qsize => done(Reply::Return(Value::Int(self.items.len() as i64)), false),
+            QueueCall::Empty => done(Reply::Return(Value::Bool(self.items.is_empty())), false),
+            QueueCall::Full => done(Reply::Return(Value::Bool(self.is_full())), false),
+            QueueCall::TaskDone => {
+                if self.unfinished_tasks == 0 {
+                    return error(PyException::value_error("task_done() called too many times"));
+                }
+                self.unfinished_tasks -= 1;
+                done(Reply::none(), self.unfinished_tasks == 0)
+            }
+            QueueCall::Join => {
+                if self.unfinished_tasks == 0 { done(Reply::none(), false) } else { Attempt::Block }
+            }
+            QueueCall::Shutdown { immediate } => {
+                self.is_shutdown = true;
+                if *immediate {
+                    let drained = self.items.len() as u64;
+                    self.items.clear();
+                    self.unfinished_tasks = self.unfinished_tasks.saturating_sub(drained);
+                }
+                done(Reply::none(), true)
+            }
+        }
+    }
+
+    /// Puts an item back at the head, for a get whose reply could not be
+    /// delivered because the getter's connection closed meanwhile.
+    pub fn unget(&mut self, item: Item) {
+        self.items.push_front(item);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(b: &[u8]) -> Option<Item> {
+        Some(Item::from(b))
+    }
+
+    fn is_error(a: &Attempt, name: &str) -> bool {
+        matches!(a, Attempt::Done { reply: Reply::Error(e), .. } if e.name == name)
+    }
+
+    #[test]
+    fn bounded_queue_blocks_or_raises_full() {
+        let mut q = SharedQueue::new(1);
+        let mut put = QueueCall::Put { item: item(b"a"), block: true, deadline: None };
+        assert!(matches!(q.attempt(&mut put), Attempt::Done { changed: true, .. }));
+        let mut put = QueueCall::Put { item: item(b"b"), block: true, deadline: None };
+        assert!(matches!(q.attempt(&mut put), Attempt::Block));
+        let mut put = QueueCall::Put { item: item(b"b"), block: false, deadline: None };
+        assert!(is_error(&q.attempt(&mut put), "Full"));
+    }
+
+    #[test]
+    fn get_is_fifo_and_empty_raises() {
+        let mut q = SharedQueue::new(0);
+        for b in [b"1", b"2"] {
+            q.attempt(&mut QueueCall::Put { item: item(b), block: true, deadline: None });
+        }
+        for want in [b"1", b"2"] {
+            match q.attempt(&mut QueueCall::Get { block: true, deadline: None }) {
+                Attempt::Done { reply: Reply::Return(Value::Item(i)), .. } => assert_eq!(&i[..], want),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(matches!(q.attempt(&mut QueueCall::Get { block: true, deadline: None }), Attempt::Block));
+        assert!(is_error(&q.attempt(&mut QueueCall::Get { block: false, deadline: None }), "Empty"));
+    }
+
+    #[test]
+    fn task_done_and_join() {
+        let mut q = SharedQueue::new(0);
+        assert!(matches!(q.attempt(&mut QueueCall::Join), Attempt::Done { .. }));
+        q.attempt(&mut QueueCall::Put { item: item(b"x"), block: true, deadline: None });
+        assert!(matches!(q.attempt(&mut QueueCall::Join), Attempt::Block));
+        assert!(matches!(q.attempt(&mut QueueCall::TaskDone), Attempt::Done { changed: true, .. }));
+        assert!(matches!(q.attempt(&mut QueueCall::Join), Attempt::Done { .. }));
+        assert!(is_error(&q.attempt(&mut QueueCall::TaskDone), "ValueError"));
+    }
+
+    #[test]
+    fn shutdown_semantics_of_3_13() {
+        let mut q = SharedQueue::new(0);
+        q.attempt(&mut QueueCall::Put { item: item(b"x"), block: true, deadline: None });
+        q.attempt(&mut QueueCall::Shutdown { immediate: false });
+        // Remaining items can still be taken, then getters see ShutDown.
+        assert!(matches!(q.attempt(&mut QueueCall::Get { block: true, deadline: None }), Attempt::Done { .. }));
+        assert!(is_error(&q.attempt(&mut QueueCall::Get { block: true, deadline: None }), "ShutDown"));
+        let mut put = QueueCall::Put { item: item(b"y"), block: true, deadline: None };
+        assert!(is_error(&q.attempt(&mut put), "ShutDown"));
+
+        let mut q = SharedQueue::new(0);
+        q.attempt(&mut QueueCall::Put { item: item(b"x"), block: true, deadline: None });
+        q.attempt(&mut QueueCall::Shutdown { immediate: true });
+        assert_eq!(q.qsize(), 0);
+        assert!(matches!(q.attempt(&mut QueueCall::Join), Attempt::Done { .. }));
+    }
+}

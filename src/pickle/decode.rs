@@ -1,0 +1,634 @@
+//! The pickle VM: runs a pickle's opcodes against a stack and a memo, building
+//! an arena of [`Node`]s, and never imports or calls anything.
+//!
+//! Besides the values it records, for every container/object/global node that
+//! was consumed from the stack, the byte range of opcodes that built it (see
+//! [`Decoded::standalone`]). Ranges follow from stack discipline: an entry's
+//! range starts at the first opcode that contributed to it and ends where the
+//! entry above it starts (or at the opcode that consumed it).
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use super::error::PickleError;
+use super::lexer::{Arg, Op, next_op};
+use super::node::{Decoded, Global, Node, NodeId, Object, ObjectKind, ObjectOp};
+use super::opcodes::{self as op, name};
+use super::text::{self, IntValue, PyText};
+
+/// Bounds that keep a hostile pickle from costing more than its size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecodeLimits {
+    /// Deepest container nesting and most simultaneously open MARKs.
+    /// CPython's own pickler stops near 1000 levels (its recursion limit).
+    pub max_depth: usize,
+    /// Memo indices must be below this (checked before anything is stored).
+    pub max_memo: usize,
+    /// Most nodes in the arena.
+    pub max_nodes: usize,
+}
+
+impl Default for DecodeLimits {
+    fn default() -> Self {
+        DecodeLimits { max_depth: 2000, max_memo: 1 << 24, max_nodes: 1 << 24 }
+    }
+}
+
+/// Decodes one pickle (which must end with its STOP: trailing bytes are an error).
+pub fn decode<'a>(src: &'a [u8], limits: &DecodeLimits) -> Result<Decoded<'a>, PickleError> {
+    if src.is_empty() {
+        return Err(PickleError::Empty);
+    }
+    let mut vm = Vm {
+        src,
+        limits,
+        nodes: Vec::new(),
+        depth: Vec::new(),
+        stack: Vec::new(),
+        marks: Vec::new(),
+        memo: HashMap::new(),
+        pending: None,
+        spans: HashMap::new(),
+        memoize_at: Vec::new(),
+        protocol: 0,
+        code: 0,
+        offset: 0,
+    };
+    let root = vm.run()?;
+    Ok(Decoded {
+        src,
+        nodes: vm.nodes,
+        root,
+        protocol: vm.protocol,
+        spans: vm.spans,
+        memoize_at: vm.memoize_at,
+    })
+}
+
+#[derive(Clone, Copy)]
+struct Entry {
+    node: NodeId,
+    /// Offset of the first opcode of this entry's range.
+    start: usize,
+    /// Whether this entry's range built the node (false for GET / DUP).
+    origin: bool,
+}
+
+struct Mark {
+    len: usize,
+    start: usize,
+}
+
+struct Vm<'a, 'l> {
+    src: &'a [u8],
+    limits: &'l DecodeLimits,
+    nodes: Vec<Node<'a>>,
+    /// Container nesting depth of each node (0 for scalars).
+    depth: Vec<u32>,
+    stack: Vec<Entry>,
+    marks: Vec<Mark>,
+    memo: HashMap<u32, NodeId>,
+    /// Start of discarded opcodes (POP / POP_MARK) that the next pushed entry's
+    /// range must include, so ranges stay contiguous.
+    pending: Option<usize>,
+    spans: HashMap<NodeId, (usize, usize)>,
+    memoize_at: Vec<(usize, u32)>,
+    protocol: u8,
+    code: u8,
+    offset: usize,
+}
+
+fn is_spliceable(n: &Node) -> bool {
+    matches!(
+        n,
+        Node::Tuple(_) | Node::List(_) | Node::Dict(_) | Node::Set(_) | Node::FrozenSet(_) | Node::Global(_) | Node::Object(_)
+    )
+}
+
+impl<'a> Vm<'a, '_> {
+    fn invalid(&self, msg: impl Into<String>) -> PickleError {
+        PickleError::Invalid { opcode: name(self.code), offset: self.offset, msg: msg.into() }
+    }
+
+    fn underflow(&self) -> PickleError {
+        PickleError::StackUnderflow { opcode: name(self.code), offset: self.offset }
+    }
+
+    fn new_node(&mut self, node: Node<'a>, depth: u32) -> Result<NodeId, PickleError> {
+        if self.nodes.len() >= self.limits.max_nodes.min(u32::MAX as usize) {
+            return Err(PickleError::NodeLimit { limit: self.limits.max_nodes, offset: self.offset });
+        }
+        if depth as usize > self.limits.max_depth {
+            return Err(PickleError::DepthLimit { limit: self.limits.max_depth, offset: self.offset });
+        }
+        self.nodes.push(node);
+        self.depth.push(depth);
+        Ok((self.nodes.len() - 1) as NodeId)
+    }
+
+    /// Container depth of a node holding `children`.
+    fn depth_over(&self, children: impl IntoIterator<Item = NodeId>) -> u32 {
+        1 + children.into_iter().map(|c| self.depth[c as usize]).max().unwrap_or(0)
+    }
+
+    /// Pushes a value produced by an opcode that consumed nothing.
+    fn push_fresh(&mut self, node: NodeId, pending: Option<usize>, origin: bool) {
+        let start = pending.unwrap_or(self.offset);
+        self.stack.push(Entry { node, start, origin: origin || pending.is_some() });
+    }
+
+    fn push_new(&mut self, node: Node<'a>, pending: Option<usize>) -> Result<(), PickleError> {
+        let id = self.new_node(node, 0)?;
+        self.push_fresh(id, pending, true);
+        Ok(())
+    }
+
+    fn boundary(&self) -> usize {
+        self.marks.last().map_or(0, |m| m.len)
+    }
+
+    fn pop(&mut self) -> Result<Entry, PickleError> {
+        if self.stack.len() <= self.boundary() {
+            return Err(self.underflow());
+        }
+        Ok(self.stack.pop().unwrap())
+    }
+
+    /// Pops `n` entries, oldest first.
+    fn pop_n(&mut self, n: usize) -> Result<Vec<Entry>, PickleError> {
+        if self.stack.len() < self.boundary() + n {
+            return Err(self.underflow());
+        }
+        Ok(self.stack.split_off(self.stack.len() - n))
+    }
+
+    fn top(&self) -> Result<Entry, PickleError> {
+        if self.stack.len() <= self.boundary() {
+            return Err(self.underflow());
+        }
+        Ok(*self.stack.last().unwrap())
+    }
+
+    fn pop_mark(&mut self) -> Result<(Mark, Vec<Entry>), PickleError> {
+        let mark = self
+            .marks
+            .pop()
+            .ok_or(PickleError::MarkNotFound { opcode: name(self.code), offset: self.offset })?;
+        let items = self.stack.split_off(mark.len);
+        Ok((mark, items))
+    }
+
+    /// Records the ranges of entries consumed (as a run) by the current opcode.
+    fn consume(&mut self, entries: &[Entry]) {
+        for (i, e) in entries.iter().enumerate() {
+            let end = entries.get(i + 1).map_or(self.offset, |n| n.start);
+            if e.origin && is_spliceable(&self.nodes[e.node as usize]) {
+                self.spans.insert(e.node, (e.start, end));
+            }
+        }
+    }
+
+    fn ids(entries: &[Entry]) -> Vec<NodeId> {
+        entries.iter().map(|e| e.node).collect()
+    }
+
+    /// Pushes a node built from consumed entries; its range starts at `start`.
+    fn push_built(&mut self, node: Node<'a>, depth: u32, start: usize) -> Result<(), PickleError> {
+        let id = self.new_node(node, depth)?;
+        self.stack.push(Entry { node: id, start, origin: true });
+        Ok(())
+    }
+
+    fn memo_index(&self, raw: u64) -> Result<u32, PickleError> {
+        if raw >= self.limits.max_memo as u64 || raw > u32::MAX as u64 {
+            return Err(PickleError::MemoLimit {
+                index: raw,
+                limit: self.limits.max_memo,
+                opcode: name(self.code),
+                offset: self.offset,
+            });
+        }
+        Ok(raw as u32)
+    }
+
+    fn text_index(&self, line: &[u8]) -> Result<u64, PickleError> {
+        match text::parse_int_text(line) {
+            Ok(IntValue::Small(i)) if i >= 0 => Ok(i as u64),
+            Ok(IntValue::Small(_)) => Err(self.invalid("negative memo index")),
+            Ok(IntValue::Big(b)) if b.last().is_some_and(|&t| t & 0x80 != 0) => Err(self.invalid("negative memo index")),
+            Ok(IntValue::Big(_)) => Ok(u64::MAX),
+            Err(e) => Err(self.invalid(e)),
+        }
+    }
+
+    fn int_node(&self, v: IntValue) -> Node<'a> {
+        match v {
+            IntValue::Small(i) => Node::Int(i),
+            IntValue::Big(b) => Node::BigInt(b.into_boxed_slice()),
+        }
+    }
+
+    fn text_node(t: PyText<'a>) -> Node<'a> {
+        match t {
+            PyText::Utf8(s) => Node::Str(s),
+            PyText::Surrogates(b) => Node::StrSurrogates(b),
+        }
+    }
+
+    /// Adds `child` under `parent` after the fact (APPEND, SETITEM, BUILD...).
+    fn deepen(&mut self, parent: NodeId, child: NodeId) -> Result<(), PickleError> {
+        let d = self.depth[parent as usize].max(self.depth[child as usize] + 1);
+        if d as usize > self.limits.max_depth {
+            return Err(PickleError::DepthLimit { limit: self.limits.max_depth, offset: self.offset });
+        }
+        self.depth[parent as usize] = d;
+        Ok(())
+    }
+
+    fn run(&mut self) -> Result<NodeId, PickleError> {
+        let mut pos = 0;
+        loop {
+            if pos >= self.src.len() {
+                return Err(PickleError::NoStop);
+            }
+            let o = next_op(self.src, pos)?;
+            pos = o.end;
+            self.code = o.code;
+            self.offset = o.offset;
+            let pending = self.pending.take();
+            if o.code == op::STOP {
+                let e = self.pop()?;
+                self.consume(&[e]);
+                if o.end < self.src.len() {
+                    return Err(PickleError::TrailingData { offset: o.end, count: self.src.len() - o.end });
+                }
+                return Ok(e.node);
+            }
+            self.step(o, pending)?;
+        }
+    }
+
+    fn step(&mut self, o: Op<'a>, pending: Option<usize>) -> Result<(), PickleError> {
+        let arg = o.arg;
+        let uint = match arg {
+            Arg::UInt(u) => u,
+            _ => 0,
+        };
+        let bytes: &'a [u8] = match arg {
+            Arg::Bytes(b) | Arg::Line(b) => b,
+            _ => &[],
+        };
+        match o.code {
+            op::PROTO => {
+                if uint > op::HIGHEST_PROTOCOL as u64 {
+                    return Err(PickleError::UnsupportedProtocol { protocol: uint, offset: o.offset });
+                }
+                self.protocol = uint as u8;
+                self.pending = pending;
+            }
+            op::FRAME => {
+                if uint > (self.src.len() - o.end) as u64 {
+                    return Err(PickleError::Truncated { offset: o.offset, what: "FRAME" });
+                }
+                self.pending = pending;
+            }
+            op::PERSID | op::BINPERSID => {
+                return Err(PickleError::Unsupported {
+                    opcode: name(o.code),
+                    offset: o.offset,
+                    what: "persistent IDs are not supported",
+                });
+            }
+            op::EXT1 | op::EXT2 | op::EXT4 => {
+                return Err(PickleError::Unsupported {
+                    opcode: name(o.code),
+                    offset: o.offset,
+                    what: "copyreg extension codes are not supported",
+                });
+            }
+            op::NEXT_BUFFER | op::READONLY_BUFFER => {
+                return Err(PickleError::Unsupported {
+                    opcode: name(o.code),
+                    offset: o.offset,
+                    what: "out-of-band buffers are not supported",
+                });
+            }
+            op::MARK => {
+                if self.marks.len() >= self.limits.max_depth {
+                    return Err(PickleError::DepthLimit { limit: self.limits.max_depth, offset: o.offset });
+                }
+                self.marks.push(Mark { len: self.stack.len(), start: pending.unwrap_or(o.offset) });
+            }
+            op::POP => {
+                if self.stack.len() > self.boundary() {
+                    let e = self.stack.pop().unwrap();
+                    self.pending = Some(pending.map_or(e.start, |p| p.min(e.start)));
+                } else {
+                    let (m, _) = self.pop_mark()?;
+                    self.pending = Some(pending.map_or(m.start, |p| p.min(m.start)));
+                }
+            }
+            op::POP_MARK => {
+                let (m, _) = self.pop_mark()?;
+                self.pending = Some(pending.map_or(m.start, |p| p.min(m.start)));
+            }
+            op::DUP => {
+                let e = self.top()?;
+                self.push_fresh(e.node, pending, false);
+            }
+            op::NONE => self.push_new(Node::None, pending)?,
+            op::NEWTRUE => self.push_new(Node::Bool(true), pending)?,
+            op::NEWFALSE => self.push_new(Node::Bool(false), pending)?,
+            op::INT => {
+                let n = match bytes {
+                    b"00" => Node::Bool(false),
+                    b"01" => Node::Bool(true),
+                    _ => self.int_node(text::parse_int_text(bytes).map_err(|e| self.invalid(e))?),
+                };
+                self.push_new(n, pending)?;
+            }
+            op::LONG => {
+                let t = bytes.strip_suffix(b"L").unwrap_or(bytes);
+                let n = self.int_node(text::parse_int_text(t).map_err(|e| self.invalid(e))?);
+                self.push_new(n, pending)?;
+            }
+            op::BININT => {
+                let Arg::Int(i) = arg else { unreachable!() };
+                self.push_new(Node::Int(i), pending)?;
+            }
+            op::BININT1 | op::BININT2 => self.push_new(Node::Int(uint as i64), pending)?,
+            op::LONG1 | op::LONG4 => {
+                let n = self.int_node(text::int_from_le(bytes));
+                self.push_new(n, pending)?;
+            }
+            op::FLOAT => {
+                let f = text::parse_float_text(bytes).map_err(|e| self.invalid(e))?;
+                self.push_new(Node::Float(f), pending)?;
+            }
+            op::BINFLOAT => {
+                let f = f64::from_be_bytes(bytes.try_into().unwrap());
+                self.push_new(Node::Float(f), pending)?;
+            }
+            op::STRING => {
+                let q = bytes.first().copied();
+                if bytes.len() < 2 || q != bytes.last().copied() || !matches!(q, Some(b'"' | b'\'')) {
+                    return Err(self.invalid("the STRING opcode argument must be quoted"));
+                }
+                let v = text::escape_decode(&bytes[1..bytes.len() - 1]).map_err(|e| self.invalid(e))?;
+                self.push_new(Node::ByteString(Cow::Owned(v)), pending)?;
+            }
+            op::BINSTRING | op::SHORT_BINSTRING => self.push_new(Node::ByteString(Cow::Borrowed(bytes)), pending)?,
+            op::BINBYTES | op::SHORT_BINBYTES | op::BINBYTES8 => self.push_new(Node::Bytes(Cow::Borrowed(bytes)), pending)?,
+            op::BYTEARRAY8 => self.push_new(Node::ByteArray(Cow::Borrowed(bytes)), pending)?,
+            op::UNICODE => {
+                let t = text::raw_unicode_escape(bytes).map_err(|e| self.invalid(e))?;
+                self.push_new(Self::text_node(t), pending)?;
+            }
+            op::BINUNICODE | op::SHORT_BINUNICODE | op::BINUNICODE8 => {
+                let t = text::decode_utf8_surrogatepass(bytes).map_err(|e| self.invalid(e))?;
+                self.push_new(Self::text_node(t), pending)?;
+            }
+            op::EMPTY_TUPLE => self.push_new(Node::Tuple(Vec::new()), pending)?,
+            op::EMPTY_LIST => self.push_new(Node::List(Vec::new()), pending)?,
+            op::EMPTY_DICT => self.push_new(Node::Dict(Vec::new()), pending)?,
+            op::EMPTY_SET => self.push_new(Node::Set(Vec::new()), pending)?,
+            op::TUPLE1 | op::TUPLE2 | op::TUPLE3 => {
+                let items = self.pop_n((o.code - op::TUPLE1 + 1) as usize)?;
+                self.consume(&items);
+                let ids = Self::ids(&items);
+                let d = self.depth_over(ids.iter().copied());
+                self.push_built(Node::Tuple(ids), d, items[0].start)?;
+            }
+            op::TUPLE | op::LIST | op::FROZENSET | op::DICT => {
+                let (mark, items) = self.pop_mark()?;
+                self.consume(&items);
+                let ids = Self::ids(&items);
+                let d = self.depth_over(ids.iter().copied());
+                let node = match o.code {
+                    op::TUPLE => Node::Tuple(ids),
+                    op::LIST => Node::List(ids),
+                    op::FROZENSET => Node::FrozenSet(ids),
+                    _ => {
+                        if ids.len() % 2 != 0 {
+                            return Err(self.invalid("odd number of items for DICT"));
+                        }
+                        Node::Dict(ids.chunks(2).map(|c| (c[0], c[1])).collect())
+                    }
+                };
+                self.push_built(node, d, mark.start)?;
+            }
+            op::APPEND => {
+                let v = self.pop()?;
+                self.consume(&[v]);
+                let t = self.top()?.node;
+                self.deepen(t, v.node)?;
+                match &mut self.nodes[t as usize] {
+                    Node::List(l) => l.push(v.node),
+                    Node::Object(obj) => obj.ops.push(ObjectOp::Append(v.node)),
+                    other => {
+                        let k = kind_name(other);
+                        return Err(self.invalid(format!("cannot APPEND to {k}")));
+                    }
+                }
+            }
+            op::APPENDS | op::SETITEMS | op::ADDITEMS => {
+                let (_, items) = self.pop_mark()?;
+                self.consume(&items);
+                let t = self.top()?.node;
+                let ids = Self::ids(&items);
+                for &c in &ids {
+                    self.deepen(t, c)?;
+                }
+                let code = o.code;
+                if code == op::SETITEMS && ids.len() % 2 != 0 {
+                    return Err(self.invalid("odd number of items for SETITEMS"));
+                }
+                match (&mut self.nodes[t as usize], code) {
+                    (Node::List(l), op::APPENDS) => l.extend(ids),
+                    (Node::Dict(d), op::SETITEMS) => d.extend(ids.chunks(2).map(|c| (c[0], c[1]))),
+                    (Node::Set(s), op::ADDITEMS) => s.extend(ids),
+                    (Node::Object(obj), op::APPENDS) => obj.ops.push(ObjectOp::Extend(ids)),
+                    (Node::Object(obj), op::SETITEMS) => {
+                        obj.ops.extend(ids.chunks(2).map(|c| ObjectOp::SetItem(c[0], c[1])))
+                    }
+                    (Node::Object(obj), _) => obj.ops.push(ObjectOp::AddItems(ids)),
+                    (other, _) => {
+                        let k = kind_name(other);
+                        return Err(self.invalid(format!("cannot apply {} to {k}", name(code))));
+                    }
+                }
+            }
+            op::SETITEM => {
+                let kv = self.pop_n(2)?;
+                self.consume(&kv);
+                let t = self.top()?.node;
+                self.deepen(t, kv[0].node)?;
+                self.deepen(t, kv[1].node)?;
+                match &mut self.nodes[t as usize] {
+                    Node::Dict(d) => d.push((kv[0].node, kv[1].node)),
+                    Node::Object(obj) => obj.ops.push(ObjectOp::SetItem(kv[0].node, kv[1].node)),
+                    other => {
+                        let k = kind_name(other);
+                        return Err(self.invalid(format!("cannot SETITEM on {k}")));
+                    }
+                }
+            }
+            op::BUILD => {
+                let s = self.pop()?;
+                self.consume(&[s]);
+                let t = self.top()?.node;
+                self.deepen(t, s.node)?;
+                match &mut self.nodes[t as usize] {
+                    Node::Object(obj) => obj.ops.push(ObjectOp::Build(s.node)),
+                    other => {
+                        let k = kind_name(other);
+                        return Err(self.invalid(format!("cannot BUILD {k}")));
+                    }
+                }
+            }
+            op::GLOBAL | op::INST => {
+                let Arg::Lines(m, n) = arg else { unreachable!() };
+                let utf8 = |b: &'a [u8]| std::str::from_utf8(b).map_err(|_| self.invalid("module or name is not UTF-8"));
+                let g = Node::Global(Box::new(Global { module: Cow::Borrowed(utf8(m)?), name: Cow::Borrowed(utf8(n)?) }));
+                if o.code == op::GLOBAL {
+                    self.push_new(g, pending)?;
+                } else {
+                    let (mark, items) = self.pop_mark()?;
+                    self.consume(&items);
+                    let cls = self.new_node(g, 0)?;
+                    let ids = Self::ids(&items);
+                    self.instantiate(cls, ids, mark.start)?;
+                }
+            }
+            op::OBJ => {
+                let (mark, items) = self.pop_mark()?;
+                self.consume(&items);
+                let mut ids = Self::ids(&items);
+                if ids.is_empty() {
+                    return Err(self.invalid("OBJ needs a class after MARK"));
+                }
+                let cls = ids.remove(0);
+                self.instantiate(cls, ids, mark.start)?;
+            }
+            op::STACK_GLOBAL => {
+                let mn = self.pop_n(2)?;
+                self.consume(&mn);
+                let (Node::Str(m), Node::Str(n)) = (&self.nodes[mn[0].node as usize], &self.nodes[mn[1].node as usize]) else {
+                    return Err(self.invalid("STACK_GLOBAL requires str"));
+                };
+                let g = Global { module: m.clone(), name: n.clone() };
+                self.push_built(Node::Global(Box::new(g)), 0, mn[0].start)?;
+            }
+            op::REDUCE | op::NEWOBJ | op::NEWOBJ_EX => {
+                let n = if o.code == op::NEWOBJ_EX { 3 } else { 2 };
+                let parts = self.pop_n(n)?;
+                self.consume(&parts);
+                let kind = match o.code {
+                    op::REDUCE => ObjectKind::Reduce,
+                    op::NEWOBJ => ObjectKind::NewObj,
+                    _ => ObjectKind::NewObjEx,
+                };
+                let ids = Self::ids(&parts);
+                let d = self.depth_over(ids.iter().copied());
+                let node = match (kind, self.builtin_value(ids[0], ids[1])) {
+                    (ObjectKind::Reduce, Some(v)) => v,
+                    _ => Node::Object(Box::new(Object {
+                        kind,
+                        callable: ids[0],
+                        args: ids[1],
+                        kwargs: ids.get(2).copied(),
+                        ops: Vec::new(),
+                    })),
+                };
+                self.push_built(node, d, parts[0].start)?;
+            }
+            op::GET | op::BINGET | op::LONG_BINGET => {
+                let raw = if o.code == op::GET { self.text_index(bytes)? } else { uint };
+                let node = u32::try_from(raw).ok().and_then(|i| self.memo.get(&i).copied()).ok_or(
+                    PickleError::MemoNotFound { index: raw, opcode: name(o.code), offset: o.offset },
+                )?;
+                self.push_fresh(node, pending, false);
+            }
+            op::PUT | op::BINPUT | op::LONG_BINPUT | op::MEMOIZE => {
+                let raw = match o.code {
+                    op::PUT => self.text_index(bytes)?,
+                    op::MEMOIZE => self.memo.len() as u64,
+                    _ => uint,
+                };
+                let idx = self.memo_index(raw)?;
+                let top = self.top()?.node;
+                if o.code == op::MEMOIZE {
+                    self.memoize_at.push((o.offset, idx));
+                }
+                self.memo.insert(idx, top);
+            }
+            other => return Err(PickleError::UnknownOpcode { opcode: other, offset: o.offset }),
+        }
+        Ok(())
+    }
+
+    /// OBJ / INST: `cls(*args)`; the args become a tuple node.
+    fn instantiate(&mut self, cls: NodeId, args: Vec<NodeId>, start: usize) -> Result<(), PickleError> {
+        let d = self.depth_over(args.iter().copied());
+        let args_id = self.new_node(Node::Tuple(args), d)?;
+        let obj = Object { kind: ObjectKind::Instantiate, callable: cls, args: args_id, kwargs: None, ops: Vec::new() };
+        self.push_built(Node::Object(Box::new(obj)), d + 1, start)
+    }
+
+    /// The plain value a REDUCE of a well-known builtin produces, so that
+    /// protocol 2/3 sets, frozensets, bytearrays and bytes decode to the same
+    /// nodes as their protocol 4/5 opcodes. These calls copy their argument,
+    /// so copying the elements here is exactly what the unpickler does.
+    fn builtin_value(&self, callable: NodeId, args: NodeId) -> Option<Node<'a>> {
+        let Node::Global(g) = &self.nodes[callable as usize] else { return None };
+        let Node::Tuple(a) = &self.nodes[args as usize] else { return None };
+        let builtins = g.module == "builtins" || g.module == "__builtin__";
+        let elems = |id: NodeId| match &self.nodes[id as usize] {
+            Node::List(v) | Node::Tuple(v) => Some(v.clone()),
+            _ => None,
+        };
+        match (builtins, &*g.name, a.as_slice()) {
+            (true, "set", []) => Some(Node::Set(Vec::new())),
+            (true, "set", [x]) => elems(*x).map(Node::Set),
+            (true, "frozenset", []) => Some(Node::FrozenSet(Vec::new())),
+            (true, "frozenset", [x]) => elems(*x).map(Node::FrozenSet),
+            (true, "bytearray", []) => Some(Node::ByteArray(Cow::Borrowed(&[]))),
+            (true, "bytearray", [x]) => match &self.nodes[*x as usize] {
+                Node::Bytes(b) => Some(Node::ByteArray(b.clone())),
+                _ => None,
+            },
+            (true, "bytes", []) => Some(Node::Bytes(Cow::Borrowed(&[]))),
+            (false, "encode", [s, enc]) if g.module == "_codecs" => {
+                let (Node::Str(s), Node::Str(enc)) = (&self.nodes[*s as usize], &self.nodes[*enc as usize]) else {
+                    return None;
+                };
+                if enc != "latin1" && enc != "latin-1" {
+                    return None;
+                }
+                let v: Option<Vec<u8>> = s.chars().map(|c| u8::try_from(c as u32).ok()).collect();
+                v.map(|v| Node::Bytes(Cow::Owned(v)))
+            }
+            _ => None,
+        }
+    }
+}
+
+fn kind_name(n: &Node) -> &'static str {
+    match n {
+        Node::None => "None",
+        Node::Bool(_) => "bool",
+        Node::Int(_) | Node::BigInt(_) => "int",
+        Node::Float(_) => "float",
+        Node::Str(_) | Node::StrSurrogates(_) => "str",
+        Node::Bytes(_) => "bytes",
+        Node::ByteArray(_) => "bytearray",
+        Node::ByteString(_) => "str (Python 2)",
+        Node::Tuple(_) => "tuple",
+        Node::List(_) => "list",
+        Node::Dict(_) => "dict",
+        Node::Set(_) => "set",
+        Node::FrozenSet(_) => "frozenset",
+        Node::Global(_) => "a global",
+        Node::Object(_) => "object",
+    }
+}

@@ -1,0 +1,29 @@
+//! Pickle codec: a decoder that runs pickles without running anything they
+//! name, an encoder for replies, and the splice path that stores client items
+//! as standalone pickles and returns them without rebuilding.
+//!
+//! - [`decode`] turns a request pickle into a [`Decoded`] arena of [`Node`]s
+//!   (globals, REDUCE, BUILD are data; shared references and cycles are kept).
+//! - [`Decoded::standalone`] cuts any node out as its own pickle: normally the
+//!   item's opcode range copied verbatim (FRAMEs dropped, memo indices
+//!   compacted), else a re-encoding of the arena.
+//! - [`PickleWriter`] writes reply pickles and [`PickleWriter::embed`]s
+//!   stored items into them.
+
+mod decode;
+mod error;
+mod lexer;
+mod node;
+pub mod opcodes;
+mod standalone;
+mod text;
+mod writer;
+
+pub use decode::{DecodeLimits, decode};
+pub use error::PickleError;
+pub use node::{Decoded, Global, Node, NodeId, Object, ObjectKind, ObjectOp};
+pub use text::{bigint_to_decimal, bigint_to_f64};
+pub use writer::{PickleWriter, declared_protocol};
+
+#[cfg(test)]
+mod tests;

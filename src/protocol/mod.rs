@@ -1,0 +1,18 @@
+//! What requests and replies mean, independent of sockets and objects.
+//!
+//! A request is the 4-tuple `(ident, methodname, args, kwds)` a proxy or a
+//! manager sends (`ident` is `None` for control requests such as `create`);
+//! a reply is the pair `(kind, value)` that `BaseProxy._callmethod` and
+//! `dispatch` read back.
+
+pub mod args;
+pub mod exception;
+pub mod reply;
+pub mod request;
+pub mod token;
+
+pub use args::{bind, is_truthy, Bound};
+pub use exception::PyException;
+pub use reply::{Reply, Value};
+pub use request::{parse_request, Request};
+pub use token::{Address, Token};

@@ -1,0 +1,208 @@
+//! One client connection: its buffers, where it is in the handshake, and
+//! the framing of what it sends and receives. No request is interpreted
+//! here; `dispatch` does that.
+
+use std::io::{self, Read, Write};
+
+use crate::wire::handshake::{self, Challenge, PRE_AUTH_FRAME_LIMIT};
+use crate::wire::{encode_header, parse_header, FrameError};
+
+use super::listener::Stream;
+
+/// Where a connection is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// We sent our challenge and wait for the client's MAC.
+    AwaitAnswer,
+    /// The client passed; it now sends its own challenge.
+    AwaitPeerChallenge,
+    /// We answered; the client says `#WELCOME#` or `#FAILURE#`.
+    AwaitPeerWelcome,
+    /// Authenticated: one control request (`create`, `incref`, ...).
+    AwaitControl,
+    /// After `accept_connection`: method calls until EOF.
+    Serving,
+}
+
+pub struct Connection {
+    pub stream: Stream,
+    pub phase: Phase,
+    pub challenge: Challenge,
+    inbuf: Vec<u8>,
+    outbuf: Vec<u8>,
+    out_pos: usize,
+    /// The peer closed its side (or the socket failed).
+    pub eof: bool,
+    /// A request of this connection waits in the blocked registry; further
+    /// frames stay buffered until it is answered (clients never pipeline).
+    pub parked: bool,
+    /// Close once the output is flushed (after a control request, a failed
+    /// handshake or a protocol error).
+    pub close_after_flush: bool,
+    /// The name `accept_connection` gave (process and thread), for logs.
+    pub name: String,
+}
+
+/// Reads happen in chunks of this size.
+const READ_CHUNK: usize = 64 * 1024;
+
+impl Connection {
+    /// A new connection, with our challenge already queued.
+    pub fn new(stream: Stream) -> Connection {
+        let challenge = Challenge::new();
+        let mut c = Connection {
+            stream,
+            phase: Phase::AwaitAnswer,
+            challenge,
+            inbuf: Vec::new(),
+            outbuf: Vec::new(),
+            out_pos: 0,
+            eof: false,
+            parked: false,
+            close_after_flush: false,
+            name: String::new(),
+        };
+        let frame = c.challenge.frame();
+        c.send_frame(&frame);
+        c
+    }
+
+    /// Frames are capped at 256 bytes until both sides authenticated, then
+    /// at the server's frame limit.
+    pub fn frame_limit(&self, max_frame: usize) -> usize {
+        match self.phase {
+            Phase::AwaitAnswer | Phase::AwaitPeerChallenge | Phase::AwaitPeerWelcome => PRE_AUTH_FRAME_LIMIT,
+            Phase::AwaitControl | Phase::Serving => max_frame,
+        }
+    }
+
+    /// Reads what the socket has, up to `cap` buffered bytes.
+    pub fn fill(&mut self, cap: usize) {
+        let mut read_any = false;
+        while !self.eof && self.inbuf.len() < cap {
+            let start = self.inbuf.len();
+            let want = READ_CHUNK.min(cap - start).max(1);
+            self.inbuf.resize(start + want, 0);
+            match self.stream.read(&mut self.inbuf[start..]) {
+                Ok(0) => {
+                    self.inbuf.truncate(start);
+                    self.eof = true;
+                }
+                Ok(n) => {
+                    self.inbuf.truncate(start + n);
+                    read_any = true;
+                }
+                Err(e) => {
+                    self.inbuf.truncate(start);
+                    match e.kind() {
+                        io::ErrorKind::WouldBlock => break,
+                        io::ErrorKind::Interrupted => continue,
+                        _ => self.eof = true,
+                    }
+                }
+            }
+        }
+        if read_any {
+            self.stream.rearm_quickack();
+        }
+    }
+
+    /// Takes the next complete frame's payload out of the input buffer.
+    pub fn next_frame(&mut self, limit: usize) -> Result<Option<Vec<u8>>, FrameError> {
+        let Some(h) = parse_header(&self.inbuf, limit)? else { return Ok(None) };
+        let end = h.header_len + h.payload_len;
+        if self.inbuf.len() < end {
+            // Reserve for the frame now that its (capped) size is known.
+            self.inbuf.reserve(end - self.inbuf.len());
+            return Ok(None);
+        }
+        let payload = self.inbuf[h.header_len..end].to_vec();
+        self.inbuf.drain(..end);
+        Ok(Some(payload))
+    }
+
+    /// Queues one frame and tries to send it at once.
+    pub fn send_frame(&mut self, payload: &[u8]) {
+        encode_header(payload.len(), &mut self.outbuf);
+        self.outbuf.extend_from_slice(payload);
+        self.flush();
+    }
+
+    /// Writes as much queued output as the socket takes.
+    pub fn flush(&mut self) {
+        while self.out_pos < self.outbuf.len() {
+            match self.stream.write(&self.outbuf[self.out_pos..]) {
+                Ok(0) => {
+                    self.eof = true;
+                    break;
+                }
+                Ok(n) => self.out_pos += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    self.eof = true;
+                    break;
+                }
+            }
+        }
+        if self.out_pos == self.outbuf.len() {
+            self.outbuf.clear();
+            self.out_pos = 0;
+        }
+    }
+
+    pub fn has_pending_output(&self) -> bool {
+        self.out_pos < self.outbuf.len()
+    }
+
+    /// Bytes received and not yet consumed.
+    pub fn buffered_input(&self) -> usize {
+        self.inbuf.len()
+    }
+
+    /// Whether the connection has nothing more to do and can be dropped.
+    pub fn is_finished(&self) -> bool {
+        // A dead peer: nothing we send can arrive.
+        self.eof || self.close_after_flush && !self.has_pending_output()
+    }
+
+    /// Handles a handshake frame; returns an error text for the log when
+    /// the peer failed to authenticate.
+    pub fn on_handshake_frame(&mut self, key: &[u8], allow_md5: bool, frame: &[u8]) -> Result<(), String> {
+        match self.phase {
+            Phase::AwaitAnswer => match self.challenge.verify(key, frame, allow_md5) {
+                Ok(()) => {
+                    self.send_frame(handshake::WELCOME);
+                    self.phase = Phase::AwaitPeerChallenge;
+                    Ok(())
+                }
+                Err(e) => {
+                    self.send_frame(handshake::FAILURE);
+                    self.close_after_flush = true;
+                    Err(e.to_string())
+                }
+            },
+            Phase::AwaitPeerChallenge => match handshake::answer_challenge(key, frame) {
+                Ok(answer) => {
+                    self.send_frame(&answer);
+                    self.phase = Phase::AwaitPeerWelcome;
+                    Ok(())
+                }
+                Err(e) => {
+                    self.close_after_flush = true;
+                    Err(e.to_string())
+                }
+            },
+            Phase::AwaitPeerWelcome => {
+                if frame == handshake::WELCOME {
+                    self.phase = Phase::AwaitControl;
+                    Ok(())
+                } else {
+                    self.close_after_flush = true;
+                    Err("client rejected our answer to its challenge (different authkey?)".into())
+                }
+            }
+            Phase::AwaitControl | Phase::Serving => unreachable!("handshake is over"),
+        }
+    }
+}

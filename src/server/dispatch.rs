@@ -1,0 +1,146 @@
+//! What each request does: the control requests of `Server.public` and
+//! method calls on shared objects, with CPython's replies for each outcome.
+
+use std::time::Instant;
+
+use crate::objects::{Attempt, CallError, ObjectCall, ObjectId, ObjectTable};
+use crate::protocol::reply::format_traceback;
+use crate::protocol::{Address, PyException, Reply, Request, Value};
+use crate::registry::Registry;
+
+use super::blocking::Blocked;
+
+/// Everything requests act on, apart from the connections themselves.
+pub struct State {
+    pub objects: ObjectTable,
+    pub registry: Registry,
+    pub blocked: Blocked,
+    pub address: Address,
+}
+
+/// What the connection does after a control request.
+#[derive(Debug, PartialEq, Eq)]
+pub enum AfterControl {
+    /// Close once the reply is sent (CPython closes after one request).
+    Close,
+    /// `accept_connection`: keep the connection for method calls.
+    Serve,
+    /// `shutdown`: reply, then stop the server.
+    Shutdown,
+}
+
+/// The result of a method call.
+pub enum Outcome {
+    Reply { reply: Reply, changed: Option<ObjectId> },
+    /// The call waits in the blocked registry.
+    Park { object: ObjectId, call: ObjectCall },
+}
+
+fn key_error(key: &str) -> Reply {
+    Reply::traceback(&PyException::key_error(format!("'{key}'")))
+}
+
+/// Handles one control request (ident `None` or ignored, as CPython does).
+pub fn control(state: &mut State, req: &Request<'_, '_>) -> (Reply, AfterControl) {
+    let p = req.pickle;
+    let reply = match req.method {
+        "accept_connection" => return (Reply::none(), AfterControl::Serve),
+        "shutdown" => return (Reply::none(), AfterControl::Shutdown),
+        "dummy" => Reply::none(),
+        "number_of_objects" => Reply::Return(Value::Int(state.objects.referenced_count() as i64)),
+        "debug_info" => Reply::Return(Value::Str(state.objects.debug_info())),
+        "create" => create(state, req),
+        "incref" | "decref" => match req.args.first().and_then(|&a| p.as_str(a)) {
+            None => Reply::traceback(&PyException::type_error(format!("{}() missing ident", req.method))),
+            Some(ident) => refcount(state, req.method, ident),
+        },
+        "get_methods" => match req.args.first().and_then(|&a| crate::protocol::token::token_ident(p, a)) {
+            None => Reply::traceback(&PyException::attribute_error("'tuple' object has no attribute 'id'")),
+            Some(ident) => match state.objects.parse_ident(ident).and_then(|id| state.objects.get(id)) {
+                Some(e) => Reply::Return(exposed_tuple(e.object.exposed())),
+                None => key_error(ident),
+            },
+        },
+        other => Reply::Traceback(format_traceback(&format!("AssertionError: '{other}' unrecognized"))),
+    };
+    (reply, AfterControl::Close)
+}
+
+fn exposed_tuple(names: &[&str]) -> Value {
+    Value::Tuple(names.iter().map(|n| Value::Str(n.to_string())).collect())
+}
+
+fn create(state: &mut State, req: &Request<'_, '_>) -> Reply {
+    let p = req.pickle;
+    let Some(typeid) = req.args.first().and_then(|&a| p.as_str(a)) else {
+        return Reply::traceback(&PyException::type_error("create() missing 1 required positional argument: 'typeid'"));
+    };
+    let ctor = Request { pickle: p, ident: None, method: "create", args: &req.args[1..], kwds: req.kwds.clone() };
+    match state.registry.create(typeid, &ctor, &mut state.objects) {
+        Err(e) => Reply::traceback(&e),
+        Ok(id) => {
+            state.objects.incref(id);
+            let exposed = state.objects.get(id).expect("just created").object.exposed();
+            Reply::Return(Value::Tuple(vec![Value::Str(ObjectTable::ident(id)), exposed_tuple(exposed)]))
+        }
+    }
+}
+
+fn refcount(state: &mut State, method: &str, ident: &str) -> Reply {
+    let Some(id) = state.objects.parse_ident(ident) else { return key_error(ident) };
+    if method == "incref" {
+        state.objects.incref(id);
+        return Reply::none();
+    }
+    match state.objects.decref(id) {
+        Ok(()) => Reply::none(),
+        Err(count) => Reply::traceback(&PyException {
+            module: "builtins",
+            name: "AssertionError",
+            message: Some(format!("Id {ident} has refcount {count}, not 1+")),
+        }),
+    }
+}
+
+/// Handles one method call `(ident, method, args, kwds)` on a serving
+/// connection.
+pub fn method_call(state: &mut State, req: &Request<'_, '_>, now: Instant) -> Outcome {
+    let ident = req.ident.unwrap_or("None");
+    let reply = |reply| Outcome::Reply { reply, changed: None };
+    let Some(id) = state.objects.parse_ident(ident) else { return reply(key_error(ident)) };
+    let entry = state.objects.get_mut(id).expect("parse_ident checks existence");
+    let object = &mut entry.object;
+    if !object.exposed().contains(&req.method) {
+        return reply(match req.method {
+            "__str__" | "__repr__" => Reply::Return(Value::Str(object.repr(ident))),
+            "#GETVALUE" => object.getvalue(),
+            other => Reply::Traceback(not_exposed_traceback(other, object.class_name(), object.exposed())),
+        });
+    }
+    let mut call = match object.parse_call(req, now) {
+        Ok(call) => call,
+        Err(CallError::Raise(e)) => return reply(Reply::Error(e)),
+        Err(CallError::NotExposed) => {
+            return reply(Reply::Traceback(not_exposed_traceback(req.method, object.class_name(), object.exposed())));
+        }
+    };
+    match object.attempt(&mut call) {
+        Attempt::Done { reply, changed } => Outcome::Reply { reply, changed: changed.then_some(id) },
+        Attempt::Block => match call.deadline() {
+            Some(d) if d <= now => reply(call.timeout_reply()),
+            _ => Outcome::Park { object: id, call },
+        },
+    }
+}
+
+/// CPython raises AttributeError for a method outside `exposed`, then fails
+/// to find a fallback for it: the client sees both in a `RemoteError`.
+fn not_exposed_traceback(method: &str, class: &str, exposed: &[&str]) -> String {
+    let names: Vec<String> = exposed.iter().map(|n| format!("'{n}'")).collect();
+    let first = format_traceback(&format!(
+        "AttributeError: method '{method}' of <class '{class}'> object is not in exposed={{{}}}",
+        names.join(", ")
+    ));
+    let second = format_traceback(&format!("KeyError: '{method}'"));
+    format!("{first}\nDuring handling of the above exception, another exception occurred:\n\n{second}")
+}

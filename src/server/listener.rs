@@ -1,0 +1,217 @@
+//! Where clients connect: a TCP or a Unix socket, and the streams accepted
+//! from either, behind one type so the rest of the server does not care.
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+
+use mio::event::Source;
+use mio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+use mio::{Interest, Registry, Token};
+
+use crate::protocol::Address;
+
+/// A listening address as given on the command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenAddress {
+    /// `HOST:PORT`; the host is kept as written, for tokens.
+    Tcp { host: String, port: u16 },
+    /// `unix:PATH`
+    Unix(PathBuf),
+}
+
+impl std::str::FromStr for ListenAddress {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if let Some(path) = s.strip_prefix("unix:") {
+            if path.is_empty() {
+                return Err("unix: address needs a path, e.g. unix:/tmp/fm.sock".into());
+            }
+            return Ok(ListenAddress::Unix(PathBuf::from(path)));
+        }
+        let (host, port) = s.rsplit_once(':').ok_or_else(|| format!("expected HOST:PORT or unix:PATH, got {s:?}"))?;
+        let port = port.parse::<u16>().map_err(|_| format!("invalid port in {s:?}"))?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() {
+            return Err(format!("missing host in {s:?}"));
+        }
+        Ok(ListenAddress::Tcp { host: host.to_string(), port })
+    }
+}
+
+impl fmt::Display for ListenAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ListenAddress::Tcp { host, port } => write!(f, "{host}:{port}"),
+            ListenAddress::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
+pub enum Listener {
+    Tcp(TcpListener),
+    Unix(UnixListener, PathBuf),
+}
+
+/// A listen backlog well above CPython's 16 (128 from 3.8 on), so a burst
+/// of workers connecting at once does not wait for SYN retries.
+const BACKLOG: i32 = 1024;
+
+impl Listener {
+    pub fn bind(addr: &ListenAddress) -> io::Result<(Listener, Address)> {
+        match addr {
+            ListenAddress::Tcp { host, port } => {
+                let sockaddr: SocketAddr = (host.as_str(), *port)
+                    .to_socket_addrs()?
+                    .next()
+                    .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("cannot resolve {host:?}")))?;
+                let socket = socket2::Socket::new(socket2::Domain::for_address(sockaddr), socket2::Type::STREAM, None)?;
+                // As CPython's Listener: a restarted server can bind at once.
+                socket.set_reuse_address(true)?;
+                socket.bind(&sockaddr.into())?;
+                socket.listen(BACKLOG)?;
+                socket.set_nonblocking(true)?;
+                let listener = TcpListener::from_std(socket.into());
+                let port = listener.local_addr()?.port();
+                Ok((Listener::Tcp(listener), Address::Tcp { host: host.clone(), port }))
+            }
+            ListenAddress::Unix(path) => {
+                remove_stale_socket(path)?;
+                let listener = UnixListener::bind(path)?;
+                Ok((Listener::Unix(listener, path.clone()), Address::Unix(path.display().to_string())))
+            }
+        }
+    }
+
+    /// Accepts one pending connection, `Ok(None)` when there is none.
+    pub fn accept(&self) -> io::Result<Option<Stream>> {
+        let result = match self {
+            Listener::Tcp(l) => l.accept().map(|(s, _)| Stream::Tcp(s)),
+            Listener::Unix(l, _) => l.accept().map(|(s, _)| Stream::Unix(s)),
+        };
+        match result {
+            Ok(stream) => {
+                stream.tune();
+                Ok(Some(stream))
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Removes the socket file of a Unix listener, as CPython does on close.
+    pub fn cleanup(&self) {
+        if let Listener::Unix(_, path) = self {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// A socket file left by a server that died is removed; one that a live
+/// server answers on is an "address in use" error.
+fn remove_stale_socket(path: &PathBuf) -> io::Result<()> {
+    if !path.exists() {
+        return Ok(());
+    }
+    match std::os::unix::net::UnixStream::connect(path) {
+        Ok(_) => Err(io::Error::new(io::ErrorKind::AddrInUse, "Address already in use")),
+        Err(_) => std::fs::remove_file(path),
+    }
+}
+
+impl Source for Listener {
+    fn register(&mut self, r: &Registry, t: Token, i: Interest) -> io::Result<()> {
+        match self {
+            Listener::Tcp(l) => l.register(r, t, i),
+            Listener::Unix(l, _) => l.register(r, t, i),
+        }
+    }
+    fn reregister(&mut self, r: &Registry, t: Token, i: Interest) -> io::Result<()> {
+        match self {
+            Listener::Tcp(l) => l.reregister(r, t, i),
+            Listener::Unix(l, _) => l.reregister(r, t, i),
+        }
+    }
+    fn deregister(&mut self, r: &Registry) -> io::Result<()> {
+        match self {
+            Listener::Tcp(l) => l.deregister(r),
+            Listener::Unix(l, _) => l.deregister(r),
+        }
+    }
+}
+
+pub enum Stream {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Stream {
+    /// Each proxy opens short request/reply connections: without
+    /// TCP_NODELAY every one of them waits ~40 ms on Nagle and delayed ACK.
+    fn tune(&self) {
+        if let Stream::Tcp(s) = self {
+            let _ = s.set_nodelay(true);
+            Self::quickack(s);
+        }
+    }
+
+    /// TCP_QUICKACK is reset by the kernel, so it is set again after reads.
+    pub fn rearm_quickack(&self) {
+        if let Stream::Tcp(s) = self {
+            Self::quickack(s);
+        }
+    }
+
+    fn quickack(s: &TcpStream) {
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        {
+            let _ = socket2::SockRef::from(s).set_tcp_quickack(true);
+        }
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        let _ = s;
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.read(buf),
+            Stream::Unix(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.write(buf),
+            Stream::Unix(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Source for Stream {
+    fn register(&mut self, r: &Registry, t: Token, i: Interest) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.register(r, t, i),
+            Stream::Unix(s) => s.register(r, t, i),
+        }
+    }
+    fn reregister(&mut self, r: &Registry, t: Token, i: Interest) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.reregister(r, t, i),
+            Stream::Unix(s) => s.reregister(r, t, i),
+        }
+    }
+    fn deregister(&mut self, r: &Registry) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.deregister(r),
+            Stream::Unix(s) => s.deregister(r),
+        }
+    }
+}

@@ -1,0 +1,358 @@
+//! The server: one mio event loop that owns every object and connection.
+//!
+//! No thread per connection and no locks: a request is read, dispatched and
+//! answered in the loop; a request that must wait is parked in
+//! [`blocking::Blocked`] and answered when its object changes or its
+//! deadline passes, so one client's blocking `get` never delays another.
+
+pub mod blocking;
+pub mod connection;
+pub mod dispatch;
+pub mod listener;
+
+use std::collections::VecDeque;
+use std::io;
+use std::time::{Duration, Instant};
+
+use mio::{Events, Interest, Poll, Token};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook_mio::v1_0::Signals;
+use tracing::{debug, info, warn};
+
+use crate::objects::{Attempt, ObjectId, ObjectTable};
+use crate::pickle::{decode, DecodeLimits};
+use crate::protocol::reply::format_traceback;
+use crate::protocol::{parse_request, Address, Reply};
+use crate::registry::{Registration, Registry};
+
+use blocking::Blocked;
+use connection::{Connection, Phase};
+use dispatch::{AfterControl, Outcome, State};
+pub use listener::ListenAddress;
+use listener::Listener;
+
+const LISTENER: Token = Token(usize::MAX - 1);
+const SIGNALS: Token = Token(usize::MAX - 2);
+
+/// How a server is set up; the CLI fills this in.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub address: ListenAddress,
+    pub authkey: Vec<u8>,
+    pub registrations: Vec<Registration>,
+    /// Largest frame accepted after authentication.
+    pub max_frame: usize,
+    /// Accept bare HMAC-MD5 answers from Python 3.11 and older.
+    pub allow_legacy_md5: bool,
+    /// Stop on SIGINT/SIGTERM (off when embedded in another program).
+    pub handle_signals: bool,
+}
+
+impl Config {
+    pub fn new(address: ListenAddress, authkey: Vec<u8>) -> Config {
+        Config {
+            address,
+            authkey,
+            registrations: Vec::new(),
+            max_frame: 256 << 20,
+            allow_legacy_md5: true,
+            handle_signals: true,
+        }
+    }
+}
+
+pub struct Server {
+    poll: Poll,
+    listener: Listener,
+    signals: Option<Signals>,
+    conns: Vec<Option<Connection>>,
+    free_slots: Vec<usize>,
+    /// Connections whose parked request was answered: their buffered input
+    /// is processed after the current event.
+    resume: VecDeque<Token>,
+    state: State,
+    config: Config,
+    decode_limits: DecodeLimits,
+    stopping: bool,
+}
+
+impl Server {
+    /// Binds the address and creates the named objects.
+    pub fn bind(config: Config) -> io::Result<Server> {
+        let poll = Poll::new()?;
+        let (mut listener, address) = Listener::bind(&config.address)?;
+        poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
+        let signals = if config.handle_signals {
+            let mut s = Signals::new([SIGINT, SIGTERM])?;
+            poll.registry().register(&mut s, SIGNALS, Interest::READABLE)?;
+            Some(s)
+        } else {
+            None
+        };
+        let mut objects = ObjectTable::default();
+        let registry = Registry::new(&config.registrations, &mut objects);
+        Ok(Server {
+            poll,
+            listener,
+            signals,
+            conns: Vec::new(),
+            free_slots: Vec::new(),
+            resume: VecDeque::new(),
+            state: State { objects, registry, blocked: Blocked::default(), address },
+            config,
+            decode_limits: DecodeLimits::default(),
+            stopping: false,
+        })
+    }
+
+    /// The address clients connect to (with the real port when 0 was asked).
+    pub fn address(&self) -> &Address {
+        &self.state.address
+    }
+
+    /// Serves until a signal or a `shutdown` request stops it.
+    pub fn run(&mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        info!(address = %self.config.address, "fastmanager serving");
+        while !self.stopping {
+            let timeout = self.state.blocked.next_deadline().map(|d| d.saturating_duration_since(Instant::now()));
+            // Round up so a deadline is never polled for a zero-length wait
+            // again and again just before it passes.
+            let timeout = timeout.map(|t| t + Duration::from_micros(200));
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept_all(),
+                    SIGNALS => self.on_signal(),
+                    token => self.service(token),
+                }
+            }
+            self.expire_deadlines();
+            while let Some(token) = self.resume.pop_front() {
+                self.service(token);
+            }
+        }
+        self.listener.cleanup();
+        info!("fastmanager stopped");
+        Ok(())
+    }
+
+    fn on_signal(&mut self) {
+        if let Some(signals) = self.signals.as_mut() {
+            for sig in signals.pending() {
+                info!(signal = sig, "stopping on signal");
+                self.stopping = true;
+            }
+        }
+    }
+
+    fn accept_all(&mut self) {
+        loop {
+            match self.listener.accept() {
+                Ok(Some(stream)) => {
+                    let slot = self.free_slots.pop().unwrap_or_else(|| {
+                        self.conns.push(None);
+                        self.conns.len() - 1
+                    });
+                    let mut conn = Connection::new(stream);
+                    let token = Token(slot);
+                    if let Err(e) =
+                        self.poll.registry().register(&mut conn.stream, token, Interest::READABLE | Interest::WRITABLE)
+                    {
+                        warn!(error = %e, "cannot register connection");
+                        self.free_slots.push(slot);
+                        continue;
+                    }
+                    self.conns[slot] = Some(conn);
+                    // The client may already have sent its answer.
+                    self.resume.push_back(token);
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    // EMFILE and friends: log and try again on the next event.
+                    warn!(error = %e, "accept failed");
+                    break;
+                }
+            }
+        }
+    }
+
+    fn conn(&mut self, token: Token) -> Option<&mut Connection> {
+        self.conns.get_mut(token.0).and_then(Option::as_mut)
+    }
+
+    /// Reads, processes and writes for one connection, then drops it if it
+    /// is finished.
+    fn service(&mut self, token: Token) {
+        let max_frame = self.config.max_frame;
+        let Some(conn) = self.conn(token) else { return };
+        conn.flush();
+        // While a request is parked only a little is read: enough to notice
+        // the client closing, not enough to buffer a flood.
+        let cap = if conn.parked || conn.close_after_flush {
+            conn.buffered_input() + 1
+        } else {
+            conn.frame_limit(max_frame) + 12
+        };
+        conn.fill(cap);
+        self.process_frames(token);
+        if let Some(conn) = self.conn(token) {
+            conn.flush();
+            if conn.is_finished() {
+                self.close(token);
+            }
+        }
+    }
+
+    fn process_frames(&mut self, token: Token) {
+        loop {
+            let max_frame = self.config.max_frame;
+            let Some(conn) = self.conn(token) else { return };
+            if conn.parked || conn.close_after_flush {
+                return;
+            }
+            let limit = conn.frame_limit(max_frame);
+            match conn.next_frame(limit) {
+                Ok(None) => return,
+                Ok(Some(frame)) => self.on_frame(token, &frame),
+                Err(e) => {
+                    warn!(conn = token.0, error = %e, "closing connection");
+                    conn.eof = true;
+                    return;
+                }
+            }
+        }
+    }
+
+    fn on_frame(&mut self, token: Token, frame: &[u8]) {
+        let key = self.config.authkey.clone();
+        let allow_md5 = self.config.allow_legacy_md5;
+        let limits = self.decode_limits.clone();
+        let Some(conn) = self.conn(token) else { return };
+        match conn.phase {
+            Phase::AwaitAnswer | Phase::AwaitPeerChallenge | Phase::AwaitPeerWelcome => {
+                if let Err(why) = conn.on_handshake_frame(&key, allow_md5, frame) {
+                    warn!(conn = token.0, "authentication failed: {why}");
+                }
+            }
+            Phase::AwaitControl => {
+                let (reply, after) = match decode(frame, &limits) {
+                    Err(e) => (Reply::Traceback(format_traceback(&format!("_pickle.UnpicklingError: {e}"))), AfterControl::Close),
+                    Ok(pickle) => match parse_request(&pickle) {
+                        Err(line) => (Reply::Traceback(format_traceback(&line)), AfterControl::Close),
+                        Ok(req) => {
+                            debug!(conn = token.0, request = req.method, "control request");
+                            if req.method == "accept_connection" {
+                                let name = req.args.first().and_then(|&a| pickle.as_str(a)).unwrap_or("");
+                                self.conns[token.0].as_mut().expect("live").name = name.to_string();
+                            }
+                            dispatch::control(&mut self.state, &req)
+                        }
+                    },
+                };
+                let conn = self.conns[token.0].as_mut().expect("live");
+                conn.send_frame(&reply.encode());
+                match after {
+                    AfterControl::Serve => conn.phase = Phase::Serving,
+                    AfterControl::Close => conn.close_after_flush = true,
+                    AfterControl::Shutdown => {
+                        conn.close_after_flush = true;
+                        info!("shutdown requested by a client");
+                        self.stopping = true;
+                    }
+                }
+            }
+            Phase::Serving => {
+                let outcome = match decode(frame, &limits) {
+                    Err(e) => Outcome::Reply {
+                        reply: Reply::Traceback(format_traceback(&format!("_pickle.UnpicklingError: {e}"))),
+                        changed: None,
+                    },
+                    Ok(pickle) => match parse_request(&pickle) {
+                        Err(line) => Outcome::Reply { reply: Reply::Traceback(format_traceback(&line)), changed: None },
+                        Ok(req) => dispatch::method_call(&mut self.state, &req, Instant::now()),
+                    },
+                };
+                match outcome {
+                    Outcome::Reply { reply, changed } => {
+                        self.send(token, &reply);
+                        if let Some(object) = changed {
+                            self.wake(object);
+                        }
+                    }
+                    Outcome::Park { object, call } => {
+                        self.state.blocked.park(token, object, call);
+                        self.conns[token.0].as_mut().expect("live").parked = true;
+                    }
+                }
+            }
+        }
+    }
+
+    fn send(&mut self, token: Token, reply: &Reply) {
+        if let Some(conn) = self.conn(token) {
+            conn.send_frame(&reply.encode());
+        }
+    }
+
+    /// Retries the requests parked on `object` after it changed, oldest
+    /// first, until a full pass completes none of them.
+    fn wake(&mut self, object: ObjectId) {
+        loop {
+            let mut progressed = false;
+            for park_id in self.state.blocked.waiters(object) {
+                let Some(parked) = self.state.blocked.get_mut(park_id) else { continue };
+                let conn_token = parked.conn;
+                // A client that went away gets nothing: the item stays for
+                // the next getter instead of vanishing into a dead socket.
+                if self.conns.get(conn_token.0).and_then(Option::as_ref).is_none_or(|c| c.eof) {
+                    self.state.blocked.remove(park_id);
+                    continue;
+                }
+                let Some(entry) = self.state.objects.get_mut(object) else { return };
+                match entry.object.attempt(&mut parked.call) {
+                    Attempt::Block => {}
+                    Attempt::Done { reply, changed } => {
+                        self.state.blocked.remove(park_id);
+                        self.send(conn_token, &reply);
+                        if let Some(conn) = self.conn(conn_token) {
+                            conn.parked = false;
+                        }
+                        self.resume.push_back(conn_token);
+                        progressed |= changed;
+                    }
+                }
+            }
+            if !progressed || !self.state.blocked.has_waiters(object) {
+                break;
+            }
+        }
+    }
+
+    fn expire_deadlines(&mut self) {
+        let expired = self.state.blocked.take_expired(Instant::now());
+        for parked in expired {
+            let reply = parked.call.timeout_reply();
+            self.send(parked.conn, &reply);
+            if let Some(conn) = self.conn(parked.conn) {
+                conn.parked = false;
+            }
+            self.resume.push_back(parked.conn);
+        }
+    }
+
+    fn close(&mut self, token: Token) {
+        if let Some(mut conn) = self.conns.get_mut(token.0).and_then(Option::take) {
+            let _ = self.poll.registry().deregister(&mut conn.stream);
+            if self.state.blocked.remove_conn(token).is_some() {
+                debug!(conn = token.0, name = %conn.name, "client left while blocked");
+            }
+            self.free_slots.push(token.0);
+        }
+    }
+}
