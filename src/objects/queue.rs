@@ -52,12 +52,12 @@ pub fn parse_call(req: &Request<'_, '_>, now: Instant) -> Result<QueueCall, Call
             let b = bind(req, "put", ["item", "block", "timeout"], 1)?;
             let block = b.0[1].is_none_or(|n| is_truthy(p, n));
             let timeout = if block { timeout_seconds(p, b.0[2])? } else { None };
-            let item = Some(p.standalone(b.0[0].expect("required")).into());
+            let item = Some(stored_item(req, b.0[0]));
             QueueCall::Put { item, block, deadline: deadline_after(now, timeout) }
         }
         "put_nowait" => {
             let b = bind(req, "put_nowait", ["item"], 1)?;
-            QueueCall::Put { item: Some(p.standalone(b.0[0].expect("required")).into()), block: false, deadline: None }
+            QueueCall::Put { item: Some(stored_item(req, b.0[0])), block: false, deadline: None }
         }
         "get" => {
             let b = bind(req, "get", ["block", "timeout"], 0)?;
@@ -80,6 +80,12 @@ pub fn parse_call(req: &Request<'_, '_>, now: Instant) -> Result<QueueCall, Call
         }
         _ => return Err(CallError::NotExposed),
     })
+}
+
+/// Cuts an argument out of the request as a standalone pickle. Protocol 4
+/// at most: 3.6 and 3.7 clients may be the ones that read it back.
+fn stored_item(req: &Request<'_, '_>, arg: Option<crate::pickle::NodeId>) -> Item {
+    req.pickle.standalone_max(arg.expect("a required argument"), 4).into()
 }
 
 fn no_args(req: &Request<'_, '_>, name: &str, call: QueueCall) -> Result<QueueCall, PyException> {

@@ -10,6 +10,8 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 
+use super::builtins::{self, kind_name};
+use super::compat;
 use super::error::PickleError;
 use super::lexer::{Arg, Op, next_op};
 use super::node::{Decoded, Global, Node, NodeId, Object, ObjectKind, ObjectOp};
@@ -30,7 +32,11 @@ pub struct DecodeLimits {
 
 impl Default for DecodeLimits {
     fn default() -> Self {
-        DecodeLimits { max_depth: 2000, max_memo: 1 << 24, max_nodes: 1 << 24 }
+        DecodeLimits {
+            max_depth: 2000,
+            max_memo: 1 << 24,
+            max_nodes: 1 << 24,
+        }
     }
 }
 
@@ -101,25 +107,44 @@ struct Vm<'a, 'l> {
 fn is_spliceable(n: &Node) -> bool {
     matches!(
         n,
-        Node::Tuple(_) | Node::List(_) | Node::Dict(_) | Node::Set(_) | Node::FrozenSet(_) | Node::Global(_) | Node::Object(_)
+        Node::Tuple(_)
+            | Node::List(_)
+            | Node::Dict(_)
+            | Node::Set(_)
+            | Node::FrozenSet(_)
+            | Node::Global(_)
+            | Node::Object(_)
     )
 }
 
 impl<'a> Vm<'a, '_> {
     fn invalid(&self, msg: impl Into<String>) -> PickleError {
-        PickleError::Invalid { opcode: name(self.code), offset: self.offset, msg: msg.into() }
+        PickleError::Invalid {
+            opcode: name(self.code),
+            offset: self.offset,
+            msg: msg.into(),
+        }
     }
 
     fn underflow(&self) -> PickleError {
-        PickleError::StackUnderflow { opcode: name(self.code), offset: self.offset }
+        PickleError::StackUnderflow {
+            opcode: name(self.code),
+            offset: self.offset,
+        }
     }
 
     fn new_node(&mut self, node: Node<'a>, depth: u32) -> Result<NodeId, PickleError> {
         if self.nodes.len() >= self.limits.max_nodes.min(u32::MAX as usize) {
-            return Err(PickleError::NodeLimit { limit: self.limits.max_nodes, offset: self.offset });
+            return Err(PickleError::NodeLimit {
+                limit: self.limits.max_nodes,
+                offset: self.offset,
+            });
         }
         if depth as usize > self.limits.max_depth {
-            return Err(PickleError::DepthLimit { limit: self.limits.max_depth, offset: self.offset });
+            return Err(PickleError::DepthLimit {
+                limit: self.limits.max_depth,
+                offset: self.offset,
+            });
         }
         self.nodes.push(node);
         self.depth.push(depth);
@@ -128,13 +153,21 @@ impl<'a> Vm<'a, '_> {
 
     /// Container depth of a node holding `children`.
     fn depth_over(&self, children: impl IntoIterator<Item = NodeId>) -> u32 {
-        1 + children.into_iter().map(|c| self.depth[c as usize]).max().unwrap_or(0)
+        1 + children
+            .into_iter()
+            .map(|c| self.depth[c as usize])
+            .max()
+            .unwrap_or(0)
     }
 
     /// Pushes a value produced by an opcode that consumed nothing.
     fn push_fresh(&mut self, node: NodeId, pending: Option<usize>, origin: bool) {
         let start = pending.unwrap_or(self.offset);
-        self.stack.push(Entry { node, start, origin: origin || pending.is_some() });
+        self.stack.push(Entry {
+            node,
+            start,
+            origin: origin || pending.is_some(),
+        });
     }
 
     fn push_new(&mut self, node: Node<'a>, pending: Option<usize>) -> Result<(), PickleError> {
@@ -170,10 +203,10 @@ impl<'a> Vm<'a, '_> {
     }
 
     fn pop_mark(&mut self) -> Result<(Mark, Vec<Entry>), PickleError> {
-        let mark = self
-            .marks
-            .pop()
-            .ok_or(PickleError::MarkNotFound { opcode: name(self.code), offset: self.offset })?;
+        let mark = self.marks.pop().ok_or(PickleError::MarkNotFound {
+            opcode: name(self.code),
+            offset: self.offset,
+        })?;
         let items = self.stack.split_off(mark.len);
         Ok((mark, items))
     }
@@ -195,7 +228,11 @@ impl<'a> Vm<'a, '_> {
     /// Pushes a node built from consumed entries; its range starts at `start`.
     fn push_built(&mut self, node: Node<'a>, depth: u32, start: usize) -> Result<(), PickleError> {
         let id = self.new_node(node, depth)?;
-        self.stack.push(Entry { node: id, start, origin: true });
+        self.stack.push(Entry {
+            node: id,
+            start,
+            origin: true,
+        });
         Ok(())
     }
 
@@ -215,7 +252,9 @@ impl<'a> Vm<'a, '_> {
         match text::parse_int_text(line) {
             Ok(IntValue::Small(i)) if i >= 0 => Ok(i as u64),
             Ok(IntValue::Small(_)) => Err(self.invalid("negative memo index")),
-            Ok(IntValue::Big(b)) if b.last().is_some_and(|&t| t & 0x80 != 0) => Err(self.invalid("negative memo index")),
+            Ok(IntValue::Big(b)) if b.last().is_some_and(|&t| t & 0x80 != 0) => {
+                Err(self.invalid("negative memo index"))
+            }
             Ok(IntValue::Big(_)) => Ok(u64::MAX),
             Err(e) => Err(self.invalid(e)),
         }
@@ -239,7 +278,10 @@ impl<'a> Vm<'a, '_> {
     fn deepen(&mut self, parent: NodeId, child: NodeId) -> Result<(), PickleError> {
         let d = self.depth[parent as usize].max(self.depth[child as usize] + 1);
         if d as usize > self.limits.max_depth {
-            return Err(PickleError::DepthLimit { limit: self.limits.max_depth, offset: self.offset });
+            return Err(PickleError::DepthLimit {
+                limit: self.limits.max_depth,
+                offset: self.offset,
+            });
         }
         self.depth[parent as usize] = d;
         Ok(())
@@ -260,7 +302,10 @@ impl<'a> Vm<'a, '_> {
                 let e = self.pop()?;
                 self.consume(&[e]);
                 if o.end < self.src.len() {
-                    return Err(PickleError::TrailingData { offset: o.end, count: self.src.len() - o.end });
+                    return Err(PickleError::TrailingData {
+                        offset: o.end,
+                        count: self.src.len() - o.end,
+                    });
                 }
                 return Ok(e.node);
             }
@@ -281,14 +326,20 @@ impl<'a> Vm<'a, '_> {
         match o.code {
             op::PROTO => {
                 if uint > op::HIGHEST_PROTOCOL as u64 {
-                    return Err(PickleError::UnsupportedProtocol { protocol: uint, offset: o.offset });
+                    return Err(PickleError::UnsupportedProtocol {
+                        protocol: uint,
+                        offset: o.offset,
+                    });
                 }
                 self.protocol = uint as u8;
                 self.pending = pending;
             }
             op::FRAME => {
                 if uint > (self.src.len() - o.end) as u64 {
-                    return Err(PickleError::Truncated { offset: o.offset, what: "FRAME" });
+                    return Err(PickleError::Truncated {
+                        offset: o.offset,
+                        what: "FRAME",
+                    });
                 }
                 self.pending = pending;
             }
@@ -315,9 +366,15 @@ impl<'a> Vm<'a, '_> {
             }
             op::MARK => {
                 if self.marks.len() >= self.limits.max_depth {
-                    return Err(PickleError::DepthLimit { limit: self.limits.max_depth, offset: o.offset });
+                    return Err(PickleError::DepthLimit {
+                        limit: self.limits.max_depth,
+                        offset: o.offset,
+                    });
                 }
-                self.marks.push(Mark { len: self.stack.len(), start: pending.unwrap_or(o.offset) });
+                self.marks.push(Mark {
+                    len: self.stack.len(),
+                    start: pending.unwrap_or(o.offset),
+                });
             }
             op::POP => {
                 if self.stack.len() > self.boundary() {
@@ -371,14 +428,20 @@ impl<'a> Vm<'a, '_> {
             }
             op::STRING => {
                 let q = bytes.first().copied();
-                if bytes.len() < 2 || q != bytes.last().copied() || !matches!(q, Some(b'"' | b'\'')) {
+                if bytes.len() < 2 || q != bytes.last().copied() || !matches!(q, Some(b'"' | b'\''))
+                {
                     return Err(self.invalid("the STRING opcode argument must be quoted"));
                 }
-                let v = text::escape_decode(&bytes[1..bytes.len() - 1]).map_err(|e| self.invalid(e))?;
+                let v =
+                    text::escape_decode(&bytes[1..bytes.len() - 1]).map_err(|e| self.invalid(e))?;
                 self.push_new(Node::ByteString(Cow::Owned(v)), pending)?;
             }
-            op::BINSTRING | op::SHORT_BINSTRING => self.push_new(Node::ByteString(Cow::Borrowed(bytes)), pending)?,
-            op::BINBYTES | op::SHORT_BINBYTES | op::BINBYTES8 => self.push_new(Node::Bytes(Cow::Borrowed(bytes)), pending)?,
+            op::BINSTRING | op::SHORT_BINSTRING => {
+                self.push_new(Node::ByteString(Cow::Borrowed(bytes)), pending)?
+            }
+            op::BINBYTES | op::SHORT_BINBYTES | op::BINBYTES8 => {
+                self.push_new(Node::Bytes(Cow::Borrowed(bytes)), pending)?
+            }
             op::BYTEARRAY8 => self.push_new(Node::ByteArray(Cow::Borrowed(bytes)), pending)?,
             op::UNICODE => {
                 let t = text::raw_unicode_escape(bytes).map_err(|e| self.invalid(e))?;
@@ -448,9 +511,9 @@ impl<'a> Vm<'a, '_> {
                     (Node::Dict(d), op::SETITEMS) => d.extend(ids.chunks(2).map(|c| (c[0], c[1]))),
                     (Node::Set(s), op::ADDITEMS) => s.extend(ids),
                     (Node::Object(obj), op::APPENDS) => obj.ops.push(ObjectOp::Extend(ids)),
-                    (Node::Object(obj), op::SETITEMS) => {
-                        obj.ops.extend(ids.chunks(2).map(|c| ObjectOp::SetItem(c[0], c[1])))
-                    }
+                    (Node::Object(obj), op::SETITEMS) => obj
+                        .ops
+                        .extend(ids.chunks(2).map(|c| ObjectOp::SetItem(c[0], c[1]))),
                     (Node::Object(obj), _) => obj.ops.push(ObjectOp::AddItems(ids)),
                     (other, _) => {
                         let k = kind_name(other);
@@ -487,9 +550,13 @@ impl<'a> Vm<'a, '_> {
                 }
             }
             op::GLOBAL | op::INST => {
-                let Arg::Lines(m, n) = arg else { unreachable!() };
-                let utf8 = |b: &'a [u8]| std::str::from_utf8(b).map_err(|_| self.invalid("module or name is not UTF-8"));
-                let g = Node::Global(Box::new(Global { module: Cow::Borrowed(utf8(m)?), name: Cow::Borrowed(utf8(n)?) }));
+                let Arg::Lines(m, n) = arg else {
+                    unreachable!()
+                };
+                let utf8 = |b: &'a [u8]| {
+                    std::str::from_utf8(b).map_err(|_| self.invalid("module or name is not UTF-8"))
+                };
+                let g = self.global(Cow::Borrowed(utf8(m)?), Cow::Borrowed(utf8(n)?));
                 if o.code == op::GLOBAL {
                     self.push_new(g, pending)?;
                 } else {
@@ -513,11 +580,14 @@ impl<'a> Vm<'a, '_> {
             op::STACK_GLOBAL => {
                 let mn = self.pop_n(2)?;
                 self.consume(&mn);
-                let (Node::Str(m), Node::Str(n)) = (&self.nodes[mn[0].node as usize], &self.nodes[mn[1].node as usize]) else {
+                let (Node::Str(m), Node::Str(n)) = (
+                    &self.nodes[mn[0].node as usize],
+                    &self.nodes[mn[1].node as usize],
+                ) else {
                     return Err(self.invalid("STACK_GLOBAL requires str"));
                 };
-                let g = Global { module: m.clone(), name: n.clone() };
-                self.push_built(Node::Global(Box::new(g)), 0, mn[0].start)?;
+                let g = self.global(m.clone(), n.clone());
+                self.push_built(g, 0, mn[0].start)?;
             }
             op::REDUCE | op::NEWOBJ | op::NEWOBJ_EX => {
                 let n = if o.code == op::NEWOBJ_EX { 3 } else { 2 };
@@ -530,7 +600,7 @@ impl<'a> Vm<'a, '_> {
                 };
                 let ids = Self::ids(&parts);
                 let d = self.depth_over(ids.iter().copied());
-                let node = match (kind, self.builtin_value(ids[0], ids[1])) {
+                let node = match (kind, builtins::builtin_value(&self.nodes, ids[0], ids[1])) {
                     (ObjectKind::Reduce, Some(v)) => v,
                     _ => Node::Object(Box::new(Object {
                         kind,
@@ -543,10 +613,19 @@ impl<'a> Vm<'a, '_> {
                 self.push_built(node, d, parts[0].start)?;
             }
             op::GET | op::BINGET | op::LONG_BINGET => {
-                let raw = if o.code == op::GET { self.text_index(bytes)? } else { uint };
-                let node = u32::try_from(raw).ok().and_then(|i| self.memo.get(&i).copied()).ok_or(
-                    PickleError::MemoNotFound { index: raw, opcode: name(o.code), offset: o.offset },
-                )?;
+                let raw = if o.code == op::GET {
+                    self.text_index(bytes)?
+                } else {
+                    uint
+                };
+                let node = u32::try_from(raw)
+                    .ok()
+                    .and_then(|i| self.memo.get(&i).copied())
+                    .ok_or(PickleError::MemoNotFound {
+                        index: raw,
+                        opcode: name(o.code),
+                        offset: o.offset,
+                    })?;
                 self.push_fresh(node, pending, false);
             }
             op::PUT | op::BINPUT | op::LONG_BINPUT | op::MEMOIZE => {
@@ -562,73 +641,47 @@ impl<'a> Vm<'a, '_> {
                 }
                 self.memo.insert(idx, top);
             }
-            other => return Err(PickleError::UnknownOpcode { opcode: other, offset: o.offset }),
+            other => {
+                return Err(PickleError::UnknownOpcode {
+                    opcode: other,
+                    offset: o.offset,
+                });
+            }
         }
         Ok(())
     }
 
+    /// A global as the reader resolves it: below protocol 3, Python 3 readers
+    /// rename Python 2 names (`__builtin__` -> `builtins`), so the node holds
+    /// the name that is really imported whatever protocol it is re-encoded in.
+    fn global(&self, module: Cow<'a, str>, name: Cow<'a, str>) -> Node<'a> {
+        let (module, name) = match (self.protocol < 3)
+            .then(|| compat::py2_to_py3(&module, &name))
+            .flatten()
+        {
+            Some((m, Some(n))) => (Cow::Borrowed(m), Cow::Borrowed(n)),
+            Some((m, None)) => (Cow::Borrowed(m), name),
+            None => (module, name),
+        };
+        Node::Global(Box::new(Global { module, name }))
+    }
+
     /// OBJ / INST: `cls(*args)`; the args become a tuple node.
-    fn instantiate(&mut self, cls: NodeId, args: Vec<NodeId>, start: usize) -> Result<(), PickleError> {
+    fn instantiate(
+        &mut self,
+        cls: NodeId,
+        args: Vec<NodeId>,
+        start: usize,
+    ) -> Result<(), PickleError> {
         let d = self.depth_over(args.iter().copied());
         let args_id = self.new_node(Node::Tuple(args), d)?;
-        let obj = Object { kind: ObjectKind::Instantiate, callable: cls, args: args_id, kwargs: None, ops: Vec::new() };
-        self.push_built(Node::Object(Box::new(obj)), d + 1, start)
-    }
-
-    /// The plain value a REDUCE of a well-known builtin produces, so that
-    /// protocol 2/3 sets, frozensets, bytearrays and bytes decode to the same
-    /// nodes as their protocol 4/5 opcodes. These calls copy their argument,
-    /// so copying the elements here is exactly what the unpickler does.
-    fn builtin_value(&self, callable: NodeId, args: NodeId) -> Option<Node<'a>> {
-        let Node::Global(g) = &self.nodes[callable as usize] else { return None };
-        let Node::Tuple(a) = &self.nodes[args as usize] else { return None };
-        let builtins = g.module == "builtins" || g.module == "__builtin__";
-        let elems = |id: NodeId| match &self.nodes[id as usize] {
-            Node::List(v) | Node::Tuple(v) => Some(v.clone()),
-            _ => None,
+        let obj = Object {
+            kind: ObjectKind::Instantiate,
+            callable: cls,
+            args: args_id,
+            kwargs: None,
+            ops: Vec::new(),
         };
-        match (builtins, &*g.name, a.as_slice()) {
-            (true, "set", []) => Some(Node::Set(Vec::new())),
-            (true, "set", [x]) => elems(*x).map(Node::Set),
-            (true, "frozenset", []) => Some(Node::FrozenSet(Vec::new())),
-            (true, "frozenset", [x]) => elems(*x).map(Node::FrozenSet),
-            (true, "bytearray", []) => Some(Node::ByteArray(Cow::Borrowed(&[]))),
-            (true, "bytearray", [x]) => match &self.nodes[*x as usize] {
-                Node::Bytes(b) => Some(Node::ByteArray(b.clone())),
-                _ => None,
-            },
-            (true, "bytes", []) => Some(Node::Bytes(Cow::Borrowed(&[]))),
-            (false, "encode", [s, enc]) if g.module == "_codecs" => {
-                let (Node::Str(s), Node::Str(enc)) = (&self.nodes[*s as usize], &self.nodes[*enc as usize]) else {
-                    return None;
-                };
-                if enc != "latin1" && enc != "latin-1" {
-                    return None;
-                }
-                let v: Option<Vec<u8>> = s.chars().map(|c| u8::try_from(c as u32).ok()).collect();
-                v.map(|v| Node::Bytes(Cow::Owned(v)))
-            }
-            _ => None,
-        }
-    }
-}
-
-fn kind_name(n: &Node) -> &'static str {
-    match n {
-        Node::None => "None",
-        Node::Bool(_) => "bool",
-        Node::Int(_) | Node::BigInt(_) => "int",
-        Node::Float(_) => "float",
-        Node::Str(_) | Node::StrSurrogates(_) => "str",
-        Node::Bytes(_) => "bytes",
-        Node::ByteArray(_) => "bytearray",
-        Node::ByteString(_) => "str (Python 2)",
-        Node::Tuple(_) => "tuple",
-        Node::List(_) => "list",
-        Node::Dict(_) => "dict",
-        Node::Set(_) => "set",
-        Node::FrozenSet(_) => "frozenset",
-        Node::Global(_) => "a global",
-        Node::Object(_) => "object",
+        self.push_built(Node::Object(Box::new(obj)), d + 1, start)
     }
 }

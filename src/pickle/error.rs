@@ -22,20 +22,37 @@ pub enum PickleError {
     /// Opcodes that need something the server deliberately does not have:
     /// persistent IDs, out-of-band buffers, the copyreg extension registry.
     #[error("{what} (opcode {opcode} at offset {offset})")]
-    Unsupported { opcode: &'static str, offset: usize, what: &'static str },
+    Unsupported {
+        opcode: &'static str,
+        offset: usize,
+        what: &'static str,
+    },
     #[error("unpickling stack underflow: {opcode} at offset {offset}")]
     StackUnderflow { opcode: &'static str, offset: usize },
     #[error("could not find MARK: {opcode} at offset {offset}")]
     MarkNotFound { opcode: &'static str, offset: usize },
     #[error("memo value not found at index {index} ({opcode} at offset {offset})")]
-    MemoNotFound { index: u64, opcode: &'static str, offset: usize },
+    MemoNotFound {
+        index: u64,
+        opcode: &'static str,
+        offset: usize,
+    },
     #[error("memo index {index} exceeds the limit of {limit} ({opcode} at offset {offset})")]
-    MemoLimit { index: u64, limit: usize, opcode: &'static str, offset: usize },
+    MemoLimit {
+        index: u64,
+        limit: usize,
+        opcode: &'static str,
+        offset: usize,
+    },
     #[error("nesting depth exceeds the limit of {limit} at offset {offset}")]
     DepthLimit { limit: usize, offset: usize },
     #[error("pickle has more than {limit} values (at offset {offset})")]
     NodeLimit { limit: usize, offset: usize },
     /// A well-formed opcode with an argument or operand Python would reject.
     #[error("{opcode} at offset {offset}: {msg}")]
-    Invalid { opcode: &'static str, offset: usize, msg: String },
+    Invalid {
+        opcode: &'static str,
+        offset: usize,
+        msg: String,
+    },
 }

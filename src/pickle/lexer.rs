@@ -35,7 +35,12 @@ pub(crate) struct Op<'a> {
     pub arg: Arg<'a>,
 }
 
-fn take<'a>(src: &'a [u8], pos: usize, n: u64, what: &'static str) -> Result<&'a [u8], PickleError> {
+fn take<'a>(
+    src: &'a [u8],
+    pos: usize,
+    n: u64,
+    what: &'static str,
+) -> Result<&'a [u8], PickleError> {
     let left = (src.len() - pos) as u64;
     if n > left {
         return Err(PickleError::Truncated { offset: pos, what });
@@ -96,7 +101,10 @@ pub(crate) fn next_op(src: &[u8], pos: usize) -> Result<Op<'_>, PickleError> {
         BININT2 | EXT2 => (Arg::UInt(uint_le(fixed(2)?)), p + 2),
         BININT => {
             let b = fixed(4)?;
-            (Arg::Int(i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as i64), p + 4)
+            (
+                Arg::Int(i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as i64),
+                p + 4,
+            )
         }
         LONG_BINGET | LONG_BINPUT | EXT4 => (Arg::UInt(uint_le(fixed(4)?)), p + 4),
         FRAME => (Arg::UInt(uint_le(fixed(8)?)), p + 8),
@@ -117,7 +125,17 @@ pub(crate) fn next_op(src: &[u8], pos: usize) -> Result<Op<'_>, PickleError> {
             let (d, e) = sized(8, false)?;
             (Arg::Bytes(d), e)
         }
-        _ => return Err(PickleError::UnknownOpcode { opcode: code, offset: pos }),
+        _ => {
+            return Err(PickleError::UnknownOpcode {
+                opcode: code,
+                offset: pos,
+            });
+        }
     };
-    Ok(Op { code, offset: pos, end, arg })
+    Ok(Op {
+        code,
+        offset: pos,
+        end,
+        arg,
+    })
 }

@@ -10,6 +10,8 @@
 //! - [`PickleWriter`] writes reply pickles and [`PickleWriter::embed`]s
 //!   stored items into them.
 
+mod builtins;
+mod compat;
 mod decode;
 mod error;
 mod lexer;

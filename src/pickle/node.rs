@@ -196,7 +196,9 @@ impl<'a> Decoded<'a> {
             Node::BigInt(_) => true,
             Node::Float(f) => *f != 0.0,
             Node::Str(s) => !s.is_empty(),
-            Node::StrSurrogates(b) | Node::Bytes(b) | Node::ByteArray(b) | Node::ByteString(b) => !b.is_empty(),
+            Node::StrSurrogates(b) | Node::Bytes(b) | Node::ByteArray(b) | Node::ByteString(b) => {
+                !b.is_empty()
+            }
             Node::Tuple(v) | Node::List(v) | Node::Set(v) | Node::FrozenSet(v) => !v.is_empty(),
             Node::Dict(v) => !v.is_empty(),
             Node::Global(_) => true,

@@ -19,6 +19,7 @@
 
 use std::collections::HashMap;
 
+use super::compat;
 use super::lexer::{Arg, next_op};
 use super::node::{Decoded, Node, NodeId, ObjectKind, ObjectOp};
 use super::opcodes::{self as op, introduced_in};
@@ -30,7 +31,9 @@ const BATCH: usize = 1000;
 
 impl<'a> Decoded<'a> {
     /// A complete pickle (`PROTO n`, body, STOP) that unpickles to an object
-    /// graph equal to node `id`, using the source's protocol (at least 2).
+    /// graph equal to node `id`, in the source's protocol (at least 2; at
+    /// least 3 when re-encoded). It means the same when embedded in a reply
+    /// of any protocol from 3 up (see [`PickleWriter::embed`]).
     pub fn standalone(&self, id: NodeId) -> Vec<u8> {
         self.standalone_max(id, op::HIGHEST_PROTOCOL)
     }
@@ -39,10 +42,10 @@ impl<'a> Decoded<'a> {
     /// most protocol `max_protocol` (3.6 and 3.7 know 4): the splice is used
     /// only when the item's opcodes all exist in that protocol.
     pub fn standalone_max(&self, id: NodeId, max_protocol: u8) -> Vec<u8> {
-        let max = max_protocol.clamp(2, op::HIGHEST_PROTOCOL);
+        let max = max_protocol.clamp(3, op::HIGHEST_PROTOCOL);
         match self.splice(id, max) {
             Some(p) => p,
-            None => self.reencode(id, self.protocol.clamp(2, max)),
+            None => self.reencode(id, self.protocol.clamp(3, max)),
         }
     }
 
@@ -67,12 +70,29 @@ impl<'a> Decoded<'a> {
             };
             let old = match (o.code, o.arg) {
                 (op::PUT | op::GET, a) => Some(text_index(a)?),
-                (op::BINPUT | op::LONG_BINPUT | op::BINGET | op::LONG_BINGET, Arg::UInt(u)) => Some(u as u32),
+                (op::BINPUT | op::LONG_BINPUT | op::BINGET | op::LONG_BINGET, Arg::UInt(u)) => {
+                    Some(u as u32)
+                }
                 (op::MEMOIZE, _) => {
-                    let i = self.memoize_at.binary_search_by_key(&o.offset, |&(off, _)| off).ok()?;
+                    let i = self
+                        .memoize_at
+                        .binary_search_by_key(&o.offset, |&(off, _)| off)
+                        .ok()?;
                     Some(self.memoize_at[i].1)
                 }
                 (op::FRAME | op::PROTO, _) => None,
+                // Below protocol 3 readers rename Python 2 globals; once this
+                // item is embedded in a protocol 4 reply they would not, so
+                // such names must be re-encoded under their Python 3 names.
+                (op::GLOBAL | op::INST, Arg::Lines(m, n)) if self.protocol < 3 => {
+                    let m = std::str::from_utf8(m).ok()?;
+                    let n = std::str::from_utf8(n).ok()?;
+                    if compat::py2_to_py3(m, n).is_some() {
+                        return None;
+                    }
+                    continue;
+                }
+                (op::STACK_GLOBAL, _) if self.protocol < 3 => return None,
                 (c, _) => {
                     if introduced_in(c)? > max {
                         return None;
@@ -84,7 +104,9 @@ impl<'a> Decoded<'a> {
             run = o.end;
             if let Some(old) = old {
                 match o.code {
-                    op::GET | op::BINGET | op::LONG_BINGET => write_get(&mut out, *remap.get(&old)?),
+                    op::GET | op::BINGET | op::LONG_BINGET => {
+                        write_get(&mut out, *remap.get(&old)?)
+                    }
                     _ => {
                         remap.insert(old, next);
                         write_put(&mut out, next);
@@ -103,7 +125,12 @@ impl<'a> Decoded<'a> {
 
     /// Encodes node `id` from the arena at `protocol` (2..=5).
     pub(crate) fn reencode(&self, id: NodeId, protocol: u8) -> Vec<u8> {
-        let mut enc = Encoder { d: self, w: PickleWriter::new(protocol), memo: HashMap::new(), tasks: vec![Task::Encode(id)] };
+        let mut enc = Encoder {
+            d: self,
+            w: PickleWriter::new(protocol),
+            memo: HashMap::new(),
+            tasks: vec![Task::Encode(id)],
+        };
         enc.run();
         enc.w.finish()
     }
@@ -121,9 +148,16 @@ enum Task {
     Byte(u8),
     /// A constructor's inputs are on the stack: build and memoize the node,
     /// or, if a cycle already built it, discard them and fetch it.
-    Finish { id: NodeId, discard: Discard, code: u8 },
+    Finish {
+        id: NodeId,
+        discard: Discard,
+        code: u8,
+    },
     /// Batches of a list's/dict's/set's items (or an object's ops) from `from` on.
-    Items { id: NodeId, from: usize },
+    Items {
+        id: NodeId,
+        from: usize,
+    },
 }
 
 struct Encoder<'d, 'a> {
@@ -220,7 +254,11 @@ impl Encoder<'_, '_> {
                 if n > 3 {
                     self.w.mark();
                 }
-                self.schedule(v.iter().map(|&c| Task::Encode(c)).chain([Task::Finish { id, discard, code }]));
+                self.schedule(v.iter().map(|&c| Task::Encode(c)).chain([Task::Finish {
+                    id,
+                    discard,
+                    code,
+                }]));
             }
             Node::List(_) | Node::Dict(_) => {
                 if matches!(d.node(id), Node::List(_)) {
@@ -238,14 +276,26 @@ impl Encoder<'_, '_> {
             }
             Node::FrozenSet(v) if p >= 4 => {
                 self.w.mark();
-                let fin = Task::Finish { id, discard: Discard::Mark, code: op::FROZENSET };
+                let fin = Task::Finish {
+                    id,
+                    discard: Discard::Mark,
+                    code: op::FROZENSET,
+                };
                 self.schedule(v.iter().map(|&c| Task::Encode(c)).chain([fin]));
             }
             Node::Set(v) | Node::FrozenSet(v) => {
                 // Protocols 2 and 3: `set(list)` / `frozenset(list)`, as pickle.py.
-                let name = if matches!(d.node(id), Node::Set(_)) { "set" } else { "frozenset" };
+                let name = if matches!(d.node(id), Node::Set(_)) {
+                    "set"
+                } else {
+                    "frozenset"
+                };
                 self.w.global("builtins", name);
-                let fin = Task::Finish { id, discard: Discard::Pops(2), code: op::REDUCE };
+                let fin = Task::Finish {
+                    id,
+                    discard: Discard::Pops(2),
+                    code: op::REDUCE,
+                };
                 if v.is_empty() {
                     self.w.empty_tuple();
                     self.tasks.push(fin);
@@ -272,7 +322,10 @@ impl Encoder<'_, '_> {
                     (ObjectKind::Instantiate, Node::Tuple(args)) => {
                         self.w.mark();
                         let seq = [Task::Encode(o.callable)].into_iter();
-                        self.schedule(seq.chain(args.iter().map(|&a| Task::Encode(a))).chain([fin]));
+                        self.schedule(
+                            seq.chain(args.iter().map(|&a| Task::Encode(a)))
+                                .chain([fin]),
+                        );
                     }
                     _ => {
                         let seq = [Task::Encode(o.callable), Task::Encode(o.args)].into_iter();
@@ -334,10 +387,18 @@ impl Encoder<'_, '_> {
             Node::Dict(v) => {
                 let chunk = &v[from..(from + BATCH).min(v.len())];
                 if chunk.len() == 1 {
-                    seq.extend([Task::Encode(chunk[0].0), Task::Encode(chunk[0].1), Task::Byte(op::SETITEM)]);
+                    seq.extend([
+                        Task::Encode(chunk[0].0),
+                        Task::Encode(chunk[0].1),
+                        Task::Byte(op::SETITEM),
+                    ]);
                 } else if !chunk.is_empty() {
                     seq.push(Task::Byte(op::MARK));
-                    seq.extend(chunk.iter().flat_map(|&(k, v)| [Task::Encode(k), Task::Encode(v)]));
+                    seq.extend(
+                        chunk
+                            .iter()
+                            .flat_map(|&(k, v)| [Task::Encode(k), Task::Encode(v)]),
+                    );
                     seq.push(Task::Byte(op::SETITEMS));
                 }
                 v.len()
@@ -345,16 +406,24 @@ impl Encoder<'_, '_> {
             Node::Object(o) => {
                 for oop in &o.ops[from..(from + BATCH).min(o.ops.len())] {
                     match oop {
-                        ObjectOp::Append(x) => seq.extend([Task::Encode(*x), Task::Byte(op::APPEND)]),
+                        ObjectOp::Append(x) => {
+                            seq.extend([Task::Encode(*x), Task::Byte(op::APPEND)])
+                        }
                         ObjectOp::Extend(xs) | ObjectOp::AddItems(xs) => {
-                            let close = if matches!(oop, ObjectOp::Extend(_)) { op::APPENDS } else { op::ADDITEMS };
+                            let close = if matches!(oop, ObjectOp::Extend(_)) {
+                                op::APPENDS
+                            } else {
+                                op::ADDITEMS
+                            };
                             seq.push(Task::Byte(op::MARK));
                             seq.extend(xs.iter().map(|&x| Task::Encode(x)));
                             seq.push(Task::Byte(close));
                         }
-                        ObjectOp::SetItem(k, v) => {
-                            seq.extend([Task::Encode(*k), Task::Encode(*v), Task::Byte(op::SETITEM)])
-                        }
+                        ObjectOp::SetItem(k, v) => seq.extend([
+                            Task::Encode(*k),
+                            Task::Encode(*v),
+                            Task::Byte(op::SETITEM),
+                        ]),
                         ObjectOp::Build(s) => seq.extend([Task::Encode(*s), Task::Byte(op::BUILD)]),
                     }
                 }
@@ -363,7 +432,10 @@ impl Encoder<'_, '_> {
             _ => 0,
         };
         if from + BATCH < total {
-            seq.push(Task::Items { id, from: from + BATCH });
+            seq.push(Task::Items {
+                id,
+                from: from + BATCH,
+            });
         }
         self.schedule(seq);
     }

@@ -26,7 +26,12 @@ pub(crate) fn decode_utf8_surrogatepass(b: &[u8]) -> Result<PyText<'_>, String> 
 
 /// UTF-8 validation that also admits encoded surrogates (ED A0..BF xx).
 fn validate_wtf8(s: &[u8]) -> Result<(), String> {
-    let bad = |i: usize| Err(format!("'utf-8' codec can't decode byte 0x{:02x} in position {i}", s[i]));
+    let bad = |i: usize| {
+        Err(format!(
+            "'utf-8' codec can't decode byte 0x{:02x} in position {i}",
+            s[i]
+        ))
+    };
     let mut i = 0;
     while i < s.len() {
         let b = s[i];
@@ -98,14 +103,20 @@ pub(crate) fn raw_unicode_escape(s: &[u8]) -> Result<PyText<'static>, String> {
         }
         let run = i - run_start;
         let escape = run % 2 == 1 && i < s.len() && (s[i] == b'u' || s[i] == b'U');
-        out.extend(std::iter::repeat_n(b'\\', if escape { run - 1 } else { run }));
+        out.extend(std::iter::repeat_n(
+            b'\\',
+            if escape { run - 1 } else { run },
+        ));
         if !escape {
             continue;
         }
         let n = if s[i] == b'u' { 4 } else { 8 };
-        let digits = s.get(i + 1..i + 1 + n).ok_or_else(|| format!("truncated \\{}XXXX escape", s[i] as char))?;
+        let digits = s
+            .get(i + 1..i + 1 + n)
+            .ok_or_else(|| format!("truncated \\{}XXXX escape", s[i] as char))?;
         let txt = std::str::from_utf8(digits).map_err(|_| "bad escape".to_string())?;
-        let cp = u32::from_str_radix(txt, 16).map_err(|_| format!("truncated \\{}XXXX escape", s[i] as char))?;
+        let cp = u32::from_str_radix(txt, 16)
+            .map_err(|_| format!("truncated \\{}XXXX escape", s[i] as char))?;
         if cp > 0x10ffff {
             return Err("\\Uxxxxxxxx out of range".into());
         }
@@ -126,7 +137,9 @@ pub(crate) fn escape_decode(s: &[u8]) -> Result<Vec<u8>, String> {
             out.push(c);
             continue;
         }
-        let Some(&e) = s.get(i) else { return Err("Trailing \\ in string".into()) };
+        let Some(&e) = s.get(i) else {
+            return Err("Trailing \\ in string".into());
+        };
         i += 1;
         match e {
             b'\n' => {}
@@ -227,7 +240,12 @@ const MAX_INT_DIGITS: usize = 4300;
 /// 0x/0o/0b prefix, underscores between digits, surrounding whitespace).
 /// Leading zeros are read as decimal.
 pub(crate) fn parse_int_text(s: &[u8]) -> Result<IntValue, String> {
-    let err = || format!("invalid literal for int(): {:?}", String::from_utf8_lossy(s));
+    let err = || {
+        format!(
+            "invalid literal for int(): {:?}",
+            String::from_utf8_lossy(s)
+        )
+    };
     let t = s.trim_ascii();
     let (neg, t) = match t.first() {
         Some(b'-') => (true, &t[1..]),
@@ -240,7 +258,11 @@ pub(crate) fn parse_int_text(s: &[u8]) -> Result<IntValue, String> {
         [b'0', b'b' | b'B', rest @ ..] => (2, rest),
         _ => (10, t),
     };
-    if digits.is_empty() || digits.len() > MAX_INT_DIGITS || digits[0] == b'_' || digits[digits.len() - 1] == b'_' {
+    if digits.is_empty()
+        || digits.len() > MAX_INT_DIGITS
+        || digits[0] == b'_'
+        || digits[digits.len() - 1] == b'_'
+    {
         return Err(err());
     }
     // Magnitude as little-endian u32 limbs.
@@ -350,8 +372,13 @@ pub fn bigint_to_f64(le: &[u8]) -> f64 {
 
 /// Parses FLOAT text like Python's `float(text)`.
 pub(crate) fn parse_float_text(s: &[u8]) -> Result<f64, String> {
-    let t = std::str::from_utf8(s.trim_ascii()).map_err(|_| "could not convert string to float".to_string())?;
-    let cleaned: Cow<str> = if t.contains('_') { Cow::Owned(t.replace('_', "")) } else { Cow::Borrowed(t) };
+    let t = std::str::from_utf8(s.trim_ascii())
+        .map_err(|_| "could not convert string to float".to_string())?;
+    let cleaned: Cow<str> = if t.contains('_') {
+        Cow::Owned(t.replace('_', ""))
+    } else {
+        Cow::Borrowed(t)
+    };
     cleaned
         .parse::<f64>()
         .map_err(|_| format!("could not convert string to float: {t:?}"))
@@ -363,8 +390,17 @@ mod tests {
 
     #[test]
     fn int_text_round_trips_through_decimal() {
-        for s in ["0", "-1", "255", "9223372036854775807", "-9223372036854775808", "9223372036854775808",
-                  "-9223372036854775809", "123456789012345678901234567890", "-340282366920938463463374607431768211456"] {
+        for s in [
+            "0",
+            "-1",
+            "255",
+            "9223372036854775807",
+            "-9223372036854775808",
+            "9223372036854775808",
+            "-9223372036854775809",
+            "123456789012345678901234567890",
+            "-340282366920938463463374607431768211456",
+        ] {
             let v = parse_int_text(s.as_bytes()).unwrap();
             let back = match v {
                 IntValue::Small(i) => i.to_string(),
@@ -385,7 +421,18 @@ mod tests {
         assert_eq!(int_from_le(&[]), IntValue::Small(0));
         assert_eq!(int_from_le(&[0xff, 0xff, 0xff]), IntValue::Small(-1));
         assert_eq!(int_from_le(&[0x80, 0x00]), IntValue::Small(128));
-        for v in [0i64, 1, -1, 127, 128, -128, -129, i64::MAX, i64::MIN, 1 << 40] {
+        for v in [
+            0i64,
+            1,
+            -1,
+            127,
+            128,
+            -128,
+            -129,
+            i64::MAX,
+            i64::MIN,
+            1 << 40,
+        ] {
             assert_eq!(int_from_le(&i64_to_le(v)), IntValue::Small(v));
         }
     }

@@ -5,6 +5,7 @@
 //! 0, and they stay correct only because nothing else in the reply touches
 //! the memo. It never emits FRAME either (frames are optional for readers).
 
+use super::compat;
 use super::opcodes as op;
 use super::text;
 
@@ -20,7 +21,10 @@ impl PickleWriter {
     /// Starts a pickle with `PROTO protocol` (clamped to 2..=5).
     pub fn new(protocol: u8) -> Self {
         let protocol = protocol.clamp(2, op::HIGHEST_PROTOCOL);
-        PickleWriter { buf: vec![op::PROTO, protocol], protocol }
+        PickleWriter {
+            buf: vec![op::PROTO, protocol],
+            protocol,
+        }
     }
 
     pub fn protocol(&self) -> u8 {
@@ -213,7 +217,18 @@ impl PickleWriter {
 
     /// A module attribute: STACK_GLOBAL from protocol 4, else GLOBAL (whose
     /// text form cannot carry a newline, so such names use STACK_GLOBAL too).
+    ///
+    /// Below protocol 3 the name is written the way pickle.py writes it
+    /// (`builtins.set` as `__builtin__.set`), because readers rename it back.
     pub fn global(&mut self, module: &str, name: &str) {
+        let (module, name) = match (self.protocol < 3)
+            .then(|| compat::py3_to_py2(module, name))
+            .flatten()
+        {
+            Some((m, Some(n))) => (m, n),
+            Some((m, None)) => (m, name),
+            None => (module, name),
+        };
         if self.protocol >= 4 || module.contains('\n') || name.contains('\n') {
             self.str(module);
             self.str(name);

@@ -2,7 +2,7 @@
 //! `TypeError` messages, so `q.get(True, 1)` and `q.get(timeout=1)` mean the
 //! same thing and a bad call fails as it would in CPython.
 
-use crate::pickle::{Decoded, Node, NodeId};
+use crate::pickle::{Decoded, NodeId};
 
 use super::exception::PyException;
 use super::request::Request;
@@ -55,18 +55,9 @@ pub fn bind<const N: usize>(
 
 /// Python's truth value of a decoded node (`if not block:`).
 pub fn is_truthy(pickle: &Decoded<'_>, id: NodeId) -> bool {
-    match pickle.node(id) {
-        Node::None => false,
-        Node::Bool(b) => *b,
-        Node::Int(i) => *i != 0,
-        Node::Float(f) => *f != 0.0,
-        Node::Tuple(v) | Node::List(v) | Node::Set(v) | Node::FrozenSet(v) => !v.is_empty(),
-        Node::Dict(v) => !v.is_empty(),
-        _ => match pickle.as_str(id) {
-            Some(s) => !s.is_empty(),
-            None => true,
-        },
-    }
+    // Instances of classes could define __bool__; like most objects they
+    // count as true.
+    pickle.truthy(id).unwrap_or(true)
 }
 
 /// A `timeout` argument: `None` waits forever; a number must not be negative.

@@ -80,6 +80,8 @@ impl Listener {
             ListenAddress::Unix(path) => {
                 remove_stale_socket(path)?;
                 let listener = UnixListener::bind(path)?;
+                // Only the owner may connect: the authkey is the only other guard.
+                std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
                 Ok((Listener::Unix(listener, path.clone()), Address::Unix(path.display().to_string())))
             }
         }

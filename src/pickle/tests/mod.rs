@@ -23,19 +23,27 @@ pub(super) fn python(prefix: &str) -> PathBuf {
         .filter_map(|e| e.ok())
         .filter(|e| {
             let n = e.file_name().to_string_lossy().into_owned();
-            n.strip_prefix(prefix).is_some_and(|rest| rest.starts_with('.'))
+            n.strip_prefix(prefix)
+                .is_some_and(|rest| rest.starts_with('.'))
         })
         .map(|e| e.path().join("bin/python3"))
         .filter(|p| p.exists())
         .collect();
     found.sort();
-    found.pop().unwrap_or_else(|| panic!("no Python {prefix} under {}", dir.display()))
+    found
+        .pop()
+        .unwrap_or_else(|| panic!("no Python {prefix} under {}", dir.display()))
 }
 
 fn testdata() -> PathBuf {
     // file!() is relative to the package root (absolute when this module is
     // compiled through a #[path] from a scratch crate).
-    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(file!());
+    let file = std::path::Path::new(file!());
+    let here = if file.is_absolute() {
+        file.to_path_buf()
+    } else {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(file)
+    };
     here.parent().unwrap().parent().unwrap().join("testdata")
 }
 
@@ -131,7 +139,10 @@ pub(super) fn memo_violation(p: &[u8]) -> Option<String> {
                 next += 1;
             }
             (op::BINGET | op::LONG_BINGET, Arg::UInt(i)) if i >= next => {
-                return Some(format!("GET {i} of an index not stored yet, at {}", o.offset));
+                return Some(format!(
+                    "GET {i} of an index not stored yet, at {}",
+                    o.offset
+                ));
             }
             _ => {}
         }

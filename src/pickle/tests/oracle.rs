@@ -5,14 +5,17 @@ use std::collections::BTreeSet;
 
 use serde_pickle::{DeOptions, HashableValue, Value};
 
-use super::super::{Decoded, Node, NodeId, bigint_to_decimal, decode, DecodeLimits};
+use super::super::{DecodeLimits, Decoded, Node, NodeId, bigint_to_decimal, decode};
 use super::differential::generated;
 
 /// A canonical text form: sets and dicts sorted, so order does not matter.
 fn canon_serde(v: &Value) -> String {
     let seq = |v: &[Value]| v.iter().map(canon_serde).collect::<Vec<_>>().join(",");
     let set = |s: &BTreeSet<HashableValue>| {
-        let mut v: Vec<String> = s.iter().map(|h| canon_serde(&h.clone().into_value())).collect();
+        let mut v: Vec<String> = s
+            .iter()
+            .map(|h| canon_serde(&h.clone().into_value()))
+            .collect();
         v.sort();
         v.join(",")
     };
@@ -29,8 +32,16 @@ fn canon_serde(v: &Value) -> String {
         Value::Set(s) => format!("set{{{}}}", set(s)),
         Value::FrozenSet(s) => format!("frozenset{{{}}}", set(s)),
         Value::Dict(m) => {
-            let mut v: Vec<String> =
-                m.iter().map(|(k, v)| format!("{}:{}", canon_serde(&k.clone().into_value()), canon_serde(v))).collect();
+            let mut v: Vec<String> = m
+                .iter()
+                .map(|(k, v)| {
+                    format!(
+                        "{}:{}",
+                        canon_serde(&k.clone().into_value()),
+                        canon_serde(v)
+                    )
+                })
+                .collect();
             v.sort();
             format!("{{{}}}", v.join(","))
         }
@@ -38,7 +49,11 @@ fn canon_serde(v: &Value) -> String {
 }
 
 fn canon_node(d: &Decoded, id: NodeId) -> Option<String> {
-    let seq = |v: &[NodeId]| v.iter().map(|&c| canon_node(d, c)).collect::<Option<Vec<_>>>();
+    let seq = |v: &[NodeId]| {
+        v.iter()
+            .map(|&c| canon_node(d, c))
+            .collect::<Option<Vec<_>>>()
+    };
     Some(match d.node(id) {
         Node::None => "None".into(),
         Node::Bool(b) => format!("{b}"),
@@ -54,7 +69,11 @@ fn canon_node(d: &Decoded, id: NodeId) -> Option<String> {
             let mut s = seq(v)?;
             s.sort();
             s.dedup();
-            let kind = if matches!(d.node(id), Node::Set(_)) { "set" } else { "frozenset" };
+            let kind = if matches!(d.node(id), Node::Set(_)) {
+                "set"
+            } else {
+                "frozenset"
+            };
             format!("{kind}{{{}}}", s.join(","))
         }
         Node::Dict(items) => {
@@ -72,10 +91,17 @@ fn canon_node(d: &Decoded, id: NodeId) -> Option<String> {
 #[test]
 fn agrees_with_serde_pickle_on_plain_values() {
     let mut compared = 0;
-    for g in generated().iter().filter(|g| g.label.contains("/plain-") && !g.name.starts_with("rec_")) {
-        let Ok(theirs) = serde_pickle::value_from_slice(&g.data, DeOptions::new()) else { continue };
+    for g in generated()
+        .iter()
+        .filter(|g| g.label.contains("/plain-") && !g.name.starts_with("rec_"))
+    {
+        let Ok(theirs) = serde_pickle::value_from_slice(&g.data, DeOptions::new()) else {
+            continue;
+        };
         let d = decode(&g.data, &DecodeLimits::default()).unwrap();
-        let Some(ours) = canon_node(&d, d.root()) else { continue };
+        let Some(ours) = canon_node(&d, d.root()) else {
+            continue;
+        };
         assert_eq!(ours, canon_serde(&theirs), "{} {}", g.name, g.label);
         compared += 1;
     }

@@ -11,7 +11,19 @@ fn everything(p: u8) -> Vec<u8> {
     w.none();
     w.bool(true);
     w.bool(false);
-    for i in [0i64, 255, 256, 65535, 65536, -1, i32::MAX as i64, i32::MIN as i64, 1 << 31, i64::MAX, i64::MIN] {
+    for i in [
+        0i64,
+        255,
+        256,
+        65535,
+        65536,
+        -1,
+        i32::MAX as i64,
+        i32::MIN as i64,
+        1 << 31,
+        i64::MAX,
+        i64::MIN,
+    ] {
         w.int(i);
     }
     let mut two_100 = vec![0u8; 12];
@@ -161,6 +173,10 @@ fn writer_never_memoizes_or_frames_and_embed_strips_header() {
     w.tuple2();
     let out = w.finish();
     assert_eq!(out, b"\x80\x04\x8c\x07#RETURNK\x07\x86.");
-    assert_eq!(PickleWriter::new(0).finish(), b"\x80\x02.", "protocol clamps to 2..=5");
+    assert_eq!(
+        PickleWriter::new(0).finish(),
+        b"\x80\x02.",
+        "protocol clamps to 2..=5"
+    );
     assert_eq!(PickleWriter::new(9).finish(), b"\x80\x05.");
 }
