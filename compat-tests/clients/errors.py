@@ -60,7 +60,7 @@ def main():
     r['get_y'] = attempt(q.get, timeout=1)
 
     s = m.small()  # Queue(2)
-    r['small_puts'] = [attempt(s.put, 1)['exc'], attempt(s.put_nowait, 2)['exc']]
+    r['small_puts'] = [attempt(s.put, 1, timeout=5)['exc'], attempt(s.put_nowait, 2)['exc']]
     r['small_state'] = [s.qsize(), s.empty(), s.full()]
     r['put_nowait_full'] = attempt(s.put_nowait, 3)
     r['put_timeout_full'] = attempt(s.put, 3, timeout=0.2)
@@ -69,10 +69,12 @@ def main():
     r['small_after'] = [s.qsize(), s.empty(), s.full()]
 
     sj = m.smalljobs()  # JoinableQueue(2)
-    sj.put('a')
-    sj.put('b')
+    sj.put('a', timeout=5)
+    sj.put('b', timeout=5)
     r['smalljobs_full'] = attempt(sj.put_nowait, 'c')
     r['smalljobs_state'] = [sj.qsize(), sj.full()]
+    sj.get(timeout=1)
+    sj.get(timeout=1)
 
     j = m.jobs()
     r['task_done_fresh'] = attempt(j.task_done)

@@ -11,7 +11,7 @@ def attempt(fn, *args, **kwds):
     except Exception as e:
         return {'exc': fmclient.exc_name(e),
                 'is_remote_error': isinstance(e, RemoteError),
-                'msg': str(e)[-600:]}
+                'head': str(e)[:300], 'msg': str(e)[-600:]}
     return {'exc': None, 'value': repr(value)}
 
 
