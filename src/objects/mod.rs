@@ -8,6 +8,7 @@
 
 pub mod queue;
 pub mod table;
+pub mod value;
 
 use std::sync::Arc;
 use std::time::Instant;
