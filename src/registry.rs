@@ -9,26 +9,47 @@ use crate::objects::{ObjectId, ObjectTable, SharedObject, SharedQueue};
 use crate::protocol::args::bind;
 use crate::protocol::{PyException, Request};
 
-/// A kind of object `--register` can name, with its constructor arguments.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Kind {
-    Queue { maxsize: i64 },
-    JoinableQueue { maxsize: i64 },
+/// How to make one typeid's objects.
+pub struct TypeInfo {
+    /// SyncManager's typeid, also the KIND name of `--register`.
+    pub typeid: &'static str,
+    /// `create(typeid, *args, **kwds)`: the constructor's arguments are in
+    /// `req.args`/`req.kwds`; `table` resolves proxies passed as arguments.
+    pub construct: fn(&Request<'_, '_>, &ObjectTable) -> Result<SharedObject, PyException>,
+    /// `--register NAME=KIND(ARGS)`: `ARGS` is the text in parentheses
+    /// (empty without them).
+    pub from_cli: fn(&str) -> Result<SharedObject, String>,
 }
 
-impl Kind {
-    fn build(&self) -> SharedObject {
-        match self {
-            Kind::Queue { maxsize } | Kind::JoinableQueue { maxsize } => SharedObject::Queue(SharedQueue::new(*maxsize)),
-        }
-    }
+fn queue_construct(req: &Request<'_, '_>, _table: &ObjectTable) -> Result<SharedObject, PyException> {
+    let b = bind(req, "Queue.__init__", ["maxsize"], 0)?;
+    let maxsize = match b.0[0] {
+        None => 0,
+        Some(n) => req
+            .pickle
+            .as_int(n)
+            .ok_or_else(|| PyException::type_error("'>' not supported: maxsize must be an integer"))?,
+    };
+    Ok(SharedObject::Queue(SharedQueue::new(maxsize)))
+}
 
-    fn typeid(&self) -> &'static str {
-        match self {
-            Kind::Queue { .. } => "Queue",
-            Kind::JoinableQueue { .. } => "JoinableQueue",
-        }
-    }
+fn queue_from_cli(args: &str) -> Result<SharedObject, String> {
+    let maxsize = match args.trim() {
+        "" => 0,
+        a => a.parse::<i64>().map_err(|_| format!("maxsize must be an integer, got {a:?}"))?,
+    };
+    Ok(SharedObject::Queue(SharedQueue::new(maxsize)))
+}
+
+/// Every typeid SyncManager registers that this server implements.
+pub const TYPES: &[TypeInfo] = &[
+    TypeInfo { typeid: "Queue", construct: queue_construct, from_cli: queue_from_cli },
+    // SyncManager's JoinableQueue is queue.Queue too.
+    TypeInfo { typeid: "JoinableQueue", construct: queue_construct, from_cli: queue_from_cli },
+];
+
+fn type_info(typeid: &str) -> Option<&'static TypeInfo> {
+    TYPES.iter().find(|t| t.typeid == typeid)
 }
 
 /// Why a `--register` value was refused.
@@ -41,30 +62,38 @@ impl fmt::Display for KindError {
     }
 }
 
-const KINDS_HELP: &str = "Queue, Queue(MAXSIZE), JoinableQueue, JoinableQueue(MAXSIZE)";
+/// A kind of object `--register` can name: a typeid and its arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Kind {
+    pub typeid: &'static str,
+    pub args: String,
+}
 
 impl std::str::FromStr for Kind {
     type Err = KindError;
 
-    /// Parses `Queue`, `Queue(100)`, `JoinableQueue`, `JoinableQueue(5)`.
+    /// Parses `Queue`, `Queue(100)`, `JoinableQueue(5)`, ...
     fn from_str(s: &str) -> Result<Kind, KindError> {
         let s = s.trim();
-        let (name, arg) = match s.find('(') {
-            Some(open) if s.ends_with(')') => (&s[..open], Some(s[open + 1..s.len() - 1].trim())),
+        let (name, args) = match s.find('(') {
+            Some(open) if s.ends_with(')') => (s[..open].trim(), s[open + 1..s.len() - 1].trim()),
             Some(_) => return Err(KindError(format!("unbalanced parentheses in kind {s:?}"))),
-            None => (s, None),
+            None => (s, ""),
         };
-        let maxsize = match arg {
-            None | Some("") => 0,
-            Some(a) => a
-                .parse::<i64>()
-                .map_err(|_| KindError(format!("maxsize of {name} must be an integer, got {a:?}")))?,
-        };
-        match name {
-            "Queue" => Ok(Kind::Queue { maxsize }),
-            "JoinableQueue" => Ok(Kind::JoinableQueue { maxsize }),
-            _ => Err(KindError(format!("unknown kind {name:?} (known: {KINDS_HELP})"))),
-        }
+        let info = type_info(name).ok_or_else(|| {
+            let known: Vec<&str> = TYPES.iter().map(|t| t.typeid).collect();
+            KindError(format!("unknown kind {name:?} (known: {})", known.join(", ")))
+        })?;
+        // Check the arguments now, so a bad flag fails at start-up.
+        (info.from_cli)(args).map_err(|e| KindError(format!("{name}: {e}")))?;
+        Ok(Kind { typeid: info.typeid, args: args.to_string() })
+    }
+}
+
+impl Kind {
+    fn build(&self) -> SharedObject {
+        let info = type_info(self.typeid).expect("checked when parsed");
+        (info.from_cli)(&self.args).expect("checked when parsed")
     }
 }
 
@@ -99,7 +128,7 @@ impl Registry {
     pub fn new(registrations: &[Registration], table: &mut ObjectTable) -> Registry {
         let mut named = HashMap::new();
         for r in registrations {
-            let id = table.insert(r.kind.typeid(), r.kind.build(), true);
+            let id = table.insert(r.kind.typeid, r.kind.build(), true);
             named.insert(r.name.clone(), id);
         }
         Registry { named }
@@ -118,21 +147,9 @@ impl Registry {
             }
             return Ok(id);
         }
-        let kind = match typeid {
-            "Queue" | "JoinableQueue" => {
-                let b = bind(req, "Queue.__init__", ["maxsize"], 0)?;
-                let maxsize = match b.0[0] {
-                    None => 0,
-                    Some(n) => req
-                        .pickle
-                        .as_int(n)
-                        .ok_or_else(|| PyException::type_error("'<=' not supported: maxsize must be an integer"))?,
-                };
-                if typeid == "Queue" { Kind::Queue { maxsize } } else { Kind::JoinableQueue { maxsize } }
-            }
-            _ => return Err(PyException::key_error(format!("'{typeid}'"))),
-        };
-        Ok(table.insert(typeid, kind.build(), false))
+        let info = type_info(typeid).ok_or_else(|| PyException::key_error(format!("'{typeid}'")))?;
+        let object = (info.construct)(req, table)?;
+        Ok(table.insert(info.typeid, object, false))
     }
 }
 
@@ -143,13 +160,13 @@ mod tests {
     #[test]
     fn parses_registrations() {
         let r: Registration = "get_task=Queue".parse().unwrap();
-        assert_eq!(r, Registration { name: "get_task".into(), kind: Kind::Queue { maxsize: 0 } });
+        assert_eq!(r, Registration { name: "get_task".into(), kind: Kind { typeid: "Queue", args: String::new() } });
         let r: Registration = "small=Queue(100)".parse().unwrap();
-        assert_eq!(r.kind, Kind::Queue { maxsize: 100 });
+        assert_eq!(r.kind.args, "100");
         let r: Registration = "jobs=JoinableQueue( 5 )".parse().unwrap();
-        assert_eq!(r.kind, Kind::JoinableQueue { maxsize: 5 });
+        assert_eq!(r.kind, Kind { typeid: "JoinableQueue", args: "5".into() });
         assert!("nokind".parse::<Registration>().is_err());
-        assert!("x=Dict".parse::<Registration>().is_err());
+        assert!("x=Nope".parse::<Registration>().is_err());
         assert!("x=Queue(abc)".parse::<Registration>().is_err());
         assert!("x=Queue(3".parse::<Registration>().is_err());
         assert!("bad name=Queue".parse::<Registration>().is_err());

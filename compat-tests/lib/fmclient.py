@@ -77,12 +77,3 @@ def write_file(path, text):
         f.write(text)
     os.rename(tmp, path)
 
-
-def expect_raises(fn, *args, **kwds):
-    """Call fn; return (exception name, seconds) or (None, seconds)."""
-    t0 = time.time()
-    try:
-        fn(*args, **kwds)
-    except BaseException as e:  # noqa: B902 - report whatever it is
-        return exc_name(e), time.time() - t0
-    return None, time.time() - t0

@@ -1,15 +1,21 @@
 //! The shared objects, one file per type, and the table that owns them.
 //!
-//! Each type keeps its state behind a small API (`attempt` a call, say what
-//! it exposes, print its repr), so the server never looks inside and another
-//! store could take a type's place later. A call that cannot complete now
-//! answers [`Attempt::Block`]; parking and waking is the server's business
-//! (`server::blocking`), as Redis keeps blocked clients in `blocking.c`.
+//! Every type implements [`SharedType`]: it parses calls to the methods it
+//! exposes, attempts them, and prints its repr. The server never looks
+//! inside a type, so another store could take a type's place later. A call
+//! that cannot complete now answers [`Attempt::Block`]; parking, waking and
+//! timers are the server's business (`server::blocking`), as Redis keeps
+//! blocked clients in `blocking.c`.
+//!
+//! To add a type: write `objects/<type>.rs` with a struct implementing
+//! [`SharedType`], list it in the `shared_types!` invocation below, and give
+//! it a typeid in `registry.rs`.
 
 pub mod queue;
 pub mod table;
 pub mod value;
 
+use std::fmt::Debug;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -22,14 +28,51 @@ pub use table::{Entry, ObjectId, ObjectTable};
 /// copied into replies without being decoded again.
 pub type Item = Arc<[u8]>;
 
+/// One client connection, as objects see it: lock ownership belongs to the
+/// connection, because each client thread has its own, as in CPython.
+/// Never reused while the server runs.
+pub type ClientId = u64;
+
+/// What a blocked call waits on. An object's own key is its [`ObjectId`];
+/// a state shared by several objects (a lock used by a `Condition`) waits
+/// under the id of the object that owns the state.
+pub type WaitKey = u64;
+
+/// Who is calling, on what, and when.
+#[derive(Debug, Clone, Copy)]
+pub struct CallContext {
+    pub client: ClientId,
+    /// The called object's id: its default wait key.
+    pub this: ObjectId,
+    pub now: Instant,
+}
+
 /// What happened when a call was tried.
 #[derive(Debug)]
 pub enum Attempt {
-    /// The call completed; `changed` says whether waiters on the object
-    /// should try again.
-    Done { reply: Reply, changed: bool },
-    /// The call must wait for the object to change (or for its deadline).
-    Block,
+    /// The call completed. Requests parked on the `wake` keys are retried.
+    Done { reply: Reply, wake: Vec<WaitKey> },
+    /// The call must wait until something wakes key `on` (or its deadline).
+    Block { on: WaitKey },
+    /// The call returns a new shared object, sent as a `#PROXY` (for
+    /// methods listed in CPython's `method_to_typeid`, e.g. `dict.__iter__`).
+    NewObject { typeid: &'static str, object: SharedObject },
+}
+
+impl Attempt {
+    /// Completed; nothing for waiters.
+    pub fn reply(reply: Reply) -> Attempt {
+        Attempt::Done { reply, wake: Vec::new() }
+    }
+
+    /// Completed, and the object changed: its waiters should retry.
+    pub fn changed(reply: Reply, ctx: &CallContext) -> Attempt {
+        Attempt::Done { reply, wake: vec![ctx.this] }
+    }
+
+    pub fn error(e: PyException) -> Attempt {
+        Attempt::reply(Reply::Error(e))
+    }
 }
 
 /// Why a call could not even start.
@@ -47,74 +90,132 @@ impl From<PyException> for CallError {
     }
 }
 
-/// Every shared type the server hosts.
-#[derive(Debug)]
-pub enum SharedObject {
-    Queue(SharedQueue),
-}
-
-/// A parsed method call for one object, ready to be attempted (again).
-#[derive(Debug)]
-pub enum ObjectCall {
-    Queue(QueueCall),
-}
-
-impl SharedObject {
-    /// The public methods, as CPython's `public_methods(obj)` lists them.
-    pub fn exposed(&self) -> &'static [&'static str] {
-        match self {
-            SharedObject::Queue(_) => queue::EXPOSED,
-        }
+/// A parsed call that may wait.
+pub trait PendingCall: Debug {
+    /// When a blocked call gives up; `None` waits forever.
+    fn deadline(&self) -> Option<Instant> {
+        None
     }
+}
+
+/// A shared type's behaviour.
+pub trait SharedType: Debug {
+    type Call: PendingCall;
 
     /// The Python class CPython would host, as `module.qualname`.
-    pub fn class_name(&self) -> &'static str {
-        match self {
-            SharedObject::Queue(_) => "queue.Queue",
-        }
-    }
+    fn class_name(&self) -> &'static str;
+
+    /// The public methods, as CPython's proxy type or `public_methods(obj)`
+    /// lists them.
+    fn exposed(&self) -> &'static [&'static str];
 
     /// `repr(obj)` as CPython prints it; `ident` is the object's id in hex.
-    pub fn repr(&self, ident: &str) -> String {
-        match self {
-            SharedObject::Queue(_) => format!("<{} object at 0x{ident}>", self.class_name()),
-        }
+    fn repr(&self, ident: &str) -> Result<String, PyException> {
+        Ok(format!("<{} object at 0x{ident}>", self.class_name()))
+    }
+
+    /// `str(obj)`; the same as repr unless the type says otherwise.
+    fn str(&self, ident: &str) -> Result<String, PyException> {
+        self.repr(ident)
     }
 
     /// `#GETVALUE`: a copy of the value, or why it cannot be pickled.
-    pub fn getvalue(&self) -> Reply {
-        match self {
-            SharedObject::Queue(_) => Reply::Unserializable(crate::protocol::reply::format_traceback(
-                "TypeError: cannot pickle '_thread.lock' object",
-            )),
-        }
+    fn getvalue(&self) -> Reply {
+        Reply::Unserializable(crate::protocol::reply::format_traceback(&format!(
+            "TypeError: cannot pickle '{}' object",
+            self.class_name()
+        )))
     }
 
-    pub fn parse_call(&self, req: &Request<'_, '_>, now: Instant) -> Result<ObjectCall, CallError> {
-        match self {
-            SharedObject::Queue(_) => queue::parse_call(req, now).map(ObjectCall::Queue),
-        }
-    }
+    /// Reads a call to one of the exposed methods.
+    fn parse_call(&self, req: &Request<'_, '_>, ctx: &CallContext) -> Result<Self::Call, CallError>;
 
-    pub fn attempt(&mut self, call: &mut ObjectCall) -> Attempt {
-        match (self, call) {
-            (SharedObject::Queue(q), ObjectCall::Queue(c)) => q.attempt(c),
-        }
+    /// Tries the call once; called again each time its wait key is woken.
+    fn attempt(&mut self, call: &mut Self::Call, ctx: &CallContext) -> Attempt;
+
+    /// The call's deadline passed while it was blocked. Most calls then
+    /// fail with their timeout error; some must first reacquire a lock
+    /// (`Condition.wait`) and may block again: such a call's `deadline()`
+    /// must answer `None` from then on.
+    fn timed_out(&mut self, call: &mut Self::Call, ctx: &CallContext) -> Attempt;
+
+    /// A client connection closed: release what it owned (locks). Returns
+    /// the keys whose waiters should retry.
+    fn client_gone(&mut self, _client: ClientId, _ctx: &CallContext) -> Vec<WaitKey> {
+        Vec::new()
     }
 }
 
-impl ObjectCall {
-    /// When a blocked call gives up; `None` waits forever.
-    pub fn deadline(&self) -> Option<Instant> {
-        match self {
-            ObjectCall::Queue(c) => c.deadline(),
+/// Declares the closed set of shared types: the `SharedObject` and
+/// `ObjectCall` enums and their dispatch to each type's [`SharedType`] impl.
+macro_rules! shared_types {
+    ($($variant:ident($ty:ty)),+ $(,)?) => {
+        /// Every shared type the server hosts.
+        #[derive(Debug)]
+        pub enum SharedObject {
+            $($variant($ty),)+
         }
-    }
 
-    /// The reply for a blocked call whose deadline passed.
-    pub fn timeout_reply(&self) -> Reply {
-        match self {
-            ObjectCall::Queue(c) => c.timeout_reply(),
+        /// A parsed call on one object, ready to be attempted (again).
+        #[derive(Debug)]
+        pub enum ObjectCall {
+            $($variant(<$ty as SharedType>::Call),)+
         }
-    }
+
+        impl SharedObject {
+            pub fn class_name(&self) -> &'static str {
+                match self { $(SharedObject::$variant(o) => o.class_name(),)+ }
+            }
+
+            pub fn exposed(&self) -> &'static [&'static str] {
+                match self { $(SharedObject::$variant(o) => o.exposed(),)+ }
+            }
+
+            pub fn repr(&self, ident: &str) -> Result<String, PyException> {
+                match self { $(SharedObject::$variant(o) => o.repr(ident),)+ }
+            }
+
+            pub fn str(&self, ident: &str) -> Result<String, PyException> {
+                match self { $(SharedObject::$variant(o) => o.str(ident),)+ }
+            }
+
+            pub fn getvalue(&self) -> Reply {
+                match self { $(SharedObject::$variant(o) => o.getvalue(),)+ }
+            }
+
+            pub fn parse_call(&self, req: &Request<'_, '_>, ctx: &CallContext) -> Result<ObjectCall, CallError> {
+                match self { $(SharedObject::$variant(o) => o.parse_call(req, ctx).map(ObjectCall::$variant),)+ }
+            }
+
+            pub fn attempt(&mut self, call: &mut ObjectCall, ctx: &CallContext) -> Attempt {
+                match (self, call) {
+                    $((SharedObject::$variant(o), ObjectCall::$variant(c)) => o.attempt(c, ctx),)+
+                    #[allow(unreachable_patterns)]
+                    _ => unreachable!("a call is parsed by the object it is attempted on"),
+                }
+            }
+
+            pub fn timed_out(&mut self, call: &mut ObjectCall, ctx: &CallContext) -> Attempt {
+                match (self, call) {
+                    $((SharedObject::$variant(o), ObjectCall::$variant(c)) => o.timed_out(c, ctx),)+
+                    #[allow(unreachable_patterns)]
+                    _ => unreachable!("a call is parsed by the object it is attempted on"),
+                }
+            }
+
+            pub fn client_gone(&mut self, client: ClientId, ctx: &CallContext) -> Vec<WaitKey> {
+                match self { $(SharedObject::$variant(o) => o.client_gone(client, ctx),)+ }
+            }
+        }
+
+        impl ObjectCall {
+            pub fn deadline(&self) -> Option<Instant> {
+                match self { $(ObjectCall::$variant(c) => c.deadline(),)+ }
+            }
+        }
+    };
+}
+
+shared_types! {
+    Queue(SharedQueue),
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use crate::protocol::args::timeout_seconds;
 use crate::protocol::{bind, is_truthy, PyException, Reply, Request, Value};
 
-use super::{Attempt, CallError, Item};
+use super::{Attempt, CallContext, CallError, Item, PendingCall, SharedType};
 
 /// `public_methods(queue.Queue())` on Python 3.13. Older clients never call
 /// `shutdown`; an AutoProxy built from this list simply has one more method.
@@ -93,27 +93,66 @@ fn no_args(req: &Request<'_, '_>, name: &str, call: QueueCall) -> Result<QueueCa
     Ok(call)
 }
 
-impl QueueCall {
-    pub fn deadline(&self) -> Option<Instant> {
+impl PendingCall for QueueCall {
+    fn deadline(&self) -> Option<Instant> {
         match self {
             QueueCall::Put { deadline, .. } | QueueCall::Get { deadline, .. } => *deadline,
             _ => None,
         }
     }
+}
 
-    pub fn timeout_reply(&self) -> Reply {
-        match self {
-            QueueCall::Put { .. } => Reply::Error(PyException::queue_full()),
-            _ => Reply::Error(PyException::queue_empty()),
+impl SharedType for SharedQueue {
+    type Call = QueueCall;
+
+    fn class_name(&self) -> &'static str {
+        "queue.Queue"
+    }
+
+    fn exposed(&self) -> &'static [&'static str] {
+        EXPOSED
+    }
+
+    /// A queue holds locks, so CPython fails to pickle it for `_getvalue()`.
+    fn getvalue(&self) -> Reply {
+        Reply::Unserializable(crate::protocol::reply::format_traceback(
+            "TypeError: cannot pickle '_thread.lock' object",
+        ))
+    }
+
+    fn parse_call(&self, req: &Request<'_, '_>, ctx: &CallContext) -> Result<QueueCall, CallError> {
+        parse_call(req, ctx.now)
+    }
+
+    fn attempt(&mut self, call: &mut QueueCall, ctx: &CallContext) -> Attempt {
+        match self.try_call(call) {
+            Step::Done(reply, true) => Attempt::changed(reply, ctx),
+            Step::Done(reply, false) => Attempt::reply(reply),
+            Step::Block => Attempt::Block { on: ctx.this },
+        }
+    }
+
+    fn timed_out(&mut self, call: &mut QueueCall, _ctx: &CallContext) -> Attempt {
+        match call {
+            QueueCall::Put { .. } => Attempt::error(PyException::queue_full()),
+            _ => Attempt::error(PyException::queue_empty()),
         }
     }
 }
 
-fn done(reply: Reply, changed: bool) -> Attempt {
-    Attempt::Done { reply, changed }
+/// The outcome of one try, before it is phrased as an [`Attempt`].
+#[derive(Debug)]
+enum Step {
+    /// The reply, and whether waiters on the queue should retry.
+    Done(Reply, bool),
+    Block,
 }
 
-fn error(e: PyException) -> Attempt {
+fn done(reply: Reply, changed: bool) -> Step {
+    Step::Done(reply, changed)
+}
+
+fn error(e: PyException) -> Step {
     done(Reply::Error(e), false)
 }
 
@@ -133,14 +172,14 @@ impl SharedQueue {
 
     /// Tries a call once. Blocking calls that cannot proceed answer `Block`
     /// (or their timeout error when they were not allowed to block).
-    pub fn attempt(&mut self, call: &mut QueueCall) -> Attempt {
+    fn try_call(&mut self, call: &mut QueueCall) -> Step {
         match call {
             QueueCall::Put { item, block, .. } => {
                 if self.is_shutdown {
                     return error(PyException::queue_shut_down());
                 }
                 if self.is_full() {
-                    return if *block { Attempt::Block } else { error(PyException::queue_full()) };
+                    return if *block { Step::Block } else { error(PyException::queue_full()) };
                 }
                 let item = item.take().expect("a put is completed only once");
                 self.items.push_back(item);
@@ -150,7 +189,7 @@ impl SharedQueue {
             QueueCall::Get { block, .. } => match self.items.pop_front() {
                 Some(item) => done(Reply::Return(Value::Item(item)), true),
                 None if self.is_shutdown => error(PyException::queue_shut_down()),
-                None if *block => Attempt::Block,
+                None if *block => Step::Block,
                 None => error(PyException::queue_empty()),
             },
             QueueCall::Qsize => done(Reply::Return(Value::Int(self.items.len() as i64)), false),
@@ -164,7 +203,7 @@ impl SharedQueue {
                 done(Reply::none(), self.unfinished_tasks == 0)
             }
             QueueCall::Join => {
-                if self.unfinished_tasks == 0 { done(Reply::none(), false) } else { Attempt::Block }
+                if self.unfinished_tasks == 0 { done(Reply::none(), false) } else { Step::Block }
             }
             QueueCall::Shutdown { immediate } => {
                 self.is_shutdown = true;
@@ -193,63 +232,63 @@ mod tests {
         Some(Item::from(b))
     }
 
-    fn is_error(a: &Attempt, name: &str) -> bool {
-        matches!(a, Attempt::Done { reply: Reply::Error(e), .. } if e.name == name)
+    fn is_error(a: &Step, name: &str) -> bool {
+        matches!(a, Step::Done(Reply::Error(e), _) if e.name == name)
     }
 
     #[test]
     fn bounded_queue_blocks_or_raises_full() {
         let mut q = SharedQueue::new(1);
         let mut put = QueueCall::Put { item: item(b"a"), block: true, deadline: None };
-        assert!(matches!(q.attempt(&mut put), Attempt::Done { changed: true, .. }));
+        assert!(matches!(q.try_call(&mut put), Step::Done(_, true)));
         let mut put = QueueCall::Put { item: item(b"b"), block: true, deadline: None };
-        assert!(matches!(q.attempt(&mut put), Attempt::Block));
+        assert!(matches!(q.try_call(&mut put), Step::Block));
         let mut put = QueueCall::Put { item: item(b"b"), block: false, deadline: None };
-        assert!(is_error(&q.attempt(&mut put), "Full"));
+        assert!(is_error(&q.try_call(&mut put), "Full"));
     }
 
     #[test]
     fn get_is_fifo_and_empty_raises() {
         let mut q = SharedQueue::new(0);
         for b in [b"1", b"2"] {
-            q.attempt(&mut QueueCall::Put { item: item(b), block: true, deadline: None });
+            q.try_call(&mut QueueCall::Put { item: item(b), block: true, deadline: None });
         }
         for want in [b"1", b"2"] {
-            match q.attempt(&mut QueueCall::Get { block: true, deadline: None }) {
-                Attempt::Done { reply: Reply::Return(Value::Item(i)), .. } => assert_eq!(&i[..], want),
+            match q.try_call(&mut QueueCall::Get { block: true, deadline: None }) {
+                Step::Done(Reply::Return(Value::Item(i)), _) => assert_eq!(&i[..], want),
                 other => panic!("{other:?}"),
             }
         }
-        assert!(matches!(q.attempt(&mut QueueCall::Get { block: true, deadline: None }), Attempt::Block));
-        assert!(is_error(&q.attempt(&mut QueueCall::Get { block: false, deadline: None }), "Empty"));
+        assert!(matches!(q.try_call(&mut QueueCall::Get { block: true, deadline: None }), Step::Block));
+        assert!(is_error(&q.try_call(&mut QueueCall::Get { block: false, deadline: None }), "Empty"));
     }
 
     #[test]
     fn task_done_and_join() {
         let mut q = SharedQueue::new(0);
-        assert!(matches!(q.attempt(&mut QueueCall::Join), Attempt::Done { .. }));
-        q.attempt(&mut QueueCall::Put { item: item(b"x"), block: true, deadline: None });
-        assert!(matches!(q.attempt(&mut QueueCall::Join), Attempt::Block));
-        assert!(matches!(q.attempt(&mut QueueCall::TaskDone), Attempt::Done { changed: true, .. }));
-        assert!(matches!(q.attempt(&mut QueueCall::Join), Attempt::Done { .. }));
-        assert!(is_error(&q.attempt(&mut QueueCall::TaskDone), "ValueError"));
+        assert!(matches!(q.try_call(&mut QueueCall::Join), Step::Done(..)));
+        q.try_call(&mut QueueCall::Put { item: item(b"x"), block: true, deadline: None });
+        assert!(matches!(q.try_call(&mut QueueCall::Join), Step::Block));
+        assert!(matches!(q.try_call(&mut QueueCall::TaskDone), Step::Done(_, true)));
+        assert!(matches!(q.try_call(&mut QueueCall::Join), Step::Done(..)));
+        assert!(is_error(&q.try_call(&mut QueueCall::TaskDone), "ValueError"));
     }
 
     #[test]
     fn shutdown_semantics_of_3_13() {
         let mut q = SharedQueue::new(0);
-        q.attempt(&mut QueueCall::Put { item: item(b"x"), block: true, deadline: None });
-        q.attempt(&mut QueueCall::Shutdown { immediate: false });
+        q.try_call(&mut QueueCall::Put { item: item(b"x"), block: true, deadline: None });
+        q.try_call(&mut QueueCall::Shutdown { immediate: false });
         // Remaining items can still be taken, then getters see ShutDown.
-        assert!(matches!(q.attempt(&mut QueueCall::Get { block: true, deadline: None }), Attempt::Done { .. }));
-        assert!(is_error(&q.attempt(&mut QueueCall::Get { block: true, deadline: None }), "ShutDown"));
+        assert!(matches!(q.try_call(&mut QueueCall::Get { block: true, deadline: None }), Step::Done(..)));
+        assert!(is_error(&q.try_call(&mut QueueCall::Get { block: true, deadline: None }), "ShutDown"));
         let mut put = QueueCall::Put { item: item(b"y"), block: true, deadline: None };
-        assert!(is_error(&q.attempt(&mut put), "ShutDown"));
+        assert!(is_error(&q.try_call(&mut put), "ShutDown"));
 
         let mut q = SharedQueue::new(0);
-        q.attempt(&mut QueueCall::Put { item: item(b"x"), block: true, deadline: None });
-        q.attempt(&mut QueueCall::Shutdown { immediate: true });
+        q.try_call(&mut QueueCall::Put { item: item(b"x"), block: true, deadline: None });
+        q.try_call(&mut QueueCall::Shutdown { immediate: true });
         assert_eq!(q.qsize(), 0);
-        assert!(matches!(q.attempt(&mut QueueCall::Join), Attempt::Done { .. }));
+        assert!(matches!(q.try_call(&mut QueueCall::Join), Step::Done(..)));
     }
 }

@@ -103,7 +103,8 @@ impl ObjectTable {
             .filter(|(_, e)| e.refcount > 0)
             .map(|(&id, e)| {
                 let ident = Self::ident(id);
-                let repr: String = e.object.repr(&ident).chars().take(75).collect();
+                let text = e.object.str(&ident).unwrap_or_else(|err| err.traceback_line());
+                let repr: String = text.chars().take(75).collect();
                 (ident.clone(), format!("  {ident}:       refcount={}\n    {repr}", e.refcount))
             })
             .collect();

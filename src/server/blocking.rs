@@ -9,14 +9,18 @@ use std::time::Instant;
 
 use mio::Token;
 
-use crate::objects::{ObjectCall, ObjectId};
+use crate::objects::{ClientId, ObjectCall, ObjectId, WaitKey};
 
 pub type ParkId = u64;
 
 #[derive(Debug)]
 pub struct Parked {
     pub conn: Token,
+    pub client: ClientId,
+    /// The object the call is attempted on.
     pub object: ObjectId,
+    /// What wakes it (usually `object`).
+    pub key: WaitKey,
     pub call: ObjectCall,
     pub deadline: Option<Instant>,
 }
@@ -24,8 +28,8 @@ pub struct Parked {
 #[derive(Debug, Default)]
 pub struct Blocked {
     parked: HashMap<ParkId, Parked>,
-    /// Waiters per object, oldest first: the first getter gets the next item.
-    by_object: HashMap<ObjectId, VecDeque<ParkId>>,
+    /// Waiters per wait key, oldest first: the first getter gets the next item.
+    by_key: HashMap<WaitKey, VecDeque<ParkId>>,
     /// A client sends one request at a time, so a connection parks at most one.
     by_conn: HashMap<Token, ParkId>,
     deadlines: BTreeSet<(Instant, ParkId)>,
@@ -33,27 +37,28 @@ pub struct Blocked {
 }
 
 impl Blocked {
-    pub fn park(&mut self, conn: Token, object: ObjectId, call: ObjectCall) -> ParkId {
+    /// Parks a call; `deadline` is `None` for a call that waits forever
+    /// (or that already timed out and now only reacquires a lock).
+    pub fn park(&mut self, parked: Parked) -> ParkId {
         let id = self.next_id;
         self.next_id += 1;
-        let deadline = call.deadline();
-        if let Some(d) = deadline {
+        if let Some(d) = parked.deadline {
             self.deadlines.insert((d, id));
         }
-        self.by_object.entry(object).or_default().push_back(id);
-        self.by_conn.insert(conn, id);
-        self.parked.insert(id, Parked { conn, object, call, deadline });
+        self.by_key.entry(parked.key).or_default().push_back(id);
+        self.by_conn.insert(parked.conn, id);
+        self.parked.insert(id, parked);
         id
     }
 
-    /// The waiters on `object`, oldest first (a snapshot: waking one may
+    /// The waiters on `key`, oldest first (a snapshot: waking one may
     /// park or remove others).
-    pub fn waiters(&self, object: ObjectId) -> Vec<ParkId> {
-        self.by_object.get(&object).map(|q| q.iter().copied().collect()).unwrap_or_default()
+    pub fn waiters(&self, key: WaitKey) -> Vec<ParkId> {
+        self.by_key.get(&key).map(|q| q.iter().copied().collect()).unwrap_or_default()
     }
 
-    pub fn has_waiters(&self, object: ObjectId) -> bool {
-        self.by_object.contains_key(&object)
+    pub fn has_waiters(&self, key: WaitKey) -> bool {
+        self.by_key.contains_key(&key)
     }
 
     pub fn get_mut(&mut self, id: ParkId) -> Option<&mut Parked> {
@@ -65,10 +70,10 @@ impl Blocked {
         if let Some(d) = p.deadline {
             self.deadlines.remove(&(d, id));
         }
-        if let Some(q) = self.by_object.get_mut(&p.object) {
+        if let Some(q) = self.by_key.get_mut(&p.key) {
             q.retain(|&x| x != id);
             if q.is_empty() {
-                self.by_object.remove(&p.object);
+                self.by_key.remove(&p.key);
             }
         }
         self.by_conn.remove(&p.conn);

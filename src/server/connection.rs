@@ -8,6 +8,7 @@ use crate::wire::handshake::{self, Challenge, PRE_AUTH_FRAME_LIMIT};
 use crate::wire::{encode_header, parse_header, FrameError};
 
 use super::listener::Stream;
+use crate::objects::{ClientId, ObjectId};
 
 /// Where a connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +42,11 @@ pub struct Connection {
     pub close_after_flush: bool,
     /// The name `accept_connection` gave (process and thread), for logs.
     pub name: String,
+    /// Who this connection is to the objects (lock ownership).
+    pub client: ClientId,
+    /// Objects this connection called: told when it closes, so that what
+    /// it owned (locks) is released.
+    pub touched: Vec<ObjectId>,
 }
 
 /// Reads happen in chunks of this size.
@@ -48,7 +54,7 @@ const READ_CHUNK: usize = 64 * 1024;
 
 impl Connection {
     /// A new connection, with our challenge already queued.
-    pub fn new(stream: Stream) -> Connection {
+    pub fn new(stream: Stream, client: ClientId) -> Connection {
         let challenge = Challenge::new();
         let mut c = Connection {
             stream,
@@ -61,6 +67,8 @@ impl Connection {
             parked: false,
             close_after_flush: false,
             name: String::new(),
+            client,
+            touched: Vec::new(),
         };
         let frame = c.challenge.frame();
         c.send_frame(&frame);
@@ -148,6 +156,13 @@ impl Connection {
         if self.out_pos == self.outbuf.len() {
             self.outbuf.clear();
             self.out_pos = 0;
+        }
+    }
+
+    /// Remembers that this connection called `object`.
+    pub fn touch(&mut self, object: ObjectId) {
+        if !self.touched.contains(&object) {
+            self.touched.push(object);
         }
     }
 

@@ -3,9 +3,9 @@
 
 use std::time::Instant;
 
-use crate::objects::{Attempt, CallError, ObjectCall, ObjectId, ObjectTable};
+use crate::objects::{Attempt, CallContext, CallError, ClientId, ObjectCall, ObjectTable, WaitKey};
 use crate::protocol::reply::format_traceback;
-use crate::protocol::{Address, PyException, Reply, Request, Value};
+use crate::protocol::{Address, PyException, Reply, Request, Token, Value};
 use crate::registry::Registry;
 
 use super::blocking::Blocked;
@@ -31,9 +31,16 @@ pub enum AfterControl {
 
 /// The result of a method call.
 pub enum Outcome {
-    Reply { reply: Reply, changed: Option<ObjectId> },
-    /// The call waits in the blocked registry.
-    Park { object: ObjectId, call: ObjectCall },
+    /// Send `reply`; retry the requests parked on the `wake` keys.
+    Reply { reply: Reply, wake: Vec<WaitKey> },
+    /// The call waits in the blocked registry until `key` is woken.
+    Park { key: WaitKey, call: ObjectCall },
+}
+
+impl Outcome {
+    fn reply(reply: Reply) -> Outcome {
+        Outcome::Reply { reply, wake: Vec::new() }
+    }
 }
 
 fn key_error(key: &str) -> Reply {
@@ -104,32 +111,54 @@ fn refcount(state: &mut State, method: &str, ident: &str) -> Reply {
 
 /// Handles one method call `(ident, method, args, kwds)` on a serving
 /// connection.
-pub fn method_call(state: &mut State, req: &Request<'_, '_>, now: Instant) -> Outcome {
+pub fn method_call(state: &mut State, req: &Request<'_, '_>, client: ClientId, now: Instant) -> Outcome {
     let ident = req.ident.unwrap_or("None");
-    let reply = |reply| Outcome::Reply { reply, changed: None };
-    let Some(id) = state.objects.parse_ident(ident) else { return reply(key_error(ident)) };
-    let entry = state.objects.get_mut(id).expect("parse_ident checks existence");
-    let object = &mut entry.object;
+    let Some(id) = state.objects.parse_ident(ident) else { return Outcome::reply(key_error(ident)) };
+    let ctx = CallContext { client, this: id, now };
+    let object = &mut state.objects.get_mut(id).expect("parse_ident checks existence").object;
     if !object.exposed().contains(&req.method) {
-        return reply(match req.method {
-            "__str__" | "__repr__" => Reply::Return(Value::Str(object.repr(ident))),
+        let text = |r: Result<String, PyException>| match r {
+            Ok(s) => Reply::Return(Value::Str(s)),
+            Err(e) => Reply::traceback(&e),
+        };
+        return Outcome::reply(match req.method {
+            "__str__" => text(object.str(ident)),
+            "__repr__" => text(object.repr(ident)),
             "#GETVALUE" => object.getvalue(),
             other => Reply::Traceback(not_exposed_traceback(other, object.class_name(), object.exposed())),
         });
     }
-    let mut call = match object.parse_call(req, now) {
+    let mut call = match object.parse_call(req, &ctx) {
         Ok(call) => call,
-        Err(CallError::Raise(e)) => return reply(Reply::Error(e)),
+        Err(CallError::Raise(e)) => return Outcome::reply(Reply::Error(e)),
         Err(CallError::NotExposed) => {
-            return reply(Reply::Traceback(not_exposed_traceback(req.method, object.class_name(), object.exposed())));
+            return Outcome::reply(Reply::Traceback(not_exposed_traceback(req.method, object.class_name(), object.exposed())));
         }
     };
-    match object.attempt(&mut call) {
-        Attempt::Done { reply, changed } => Outcome::Reply { reply, changed: changed.then_some(id) },
-        Attempt::Block => match call.deadline() {
-            Some(d) if d <= now => reply(call.timeout_reply()),
-            _ => Outcome::Park { object: id, call },
-        },
+    let mut attempt = object.attempt(&mut call, &ctx);
+    // A call that may not wait at all (timeout 0, or already past) times
+    // out at once instead of being parked.
+    if matches!(attempt, Attempt::Block { .. }) && call.deadline().is_some_and(|d| d <= now) {
+        attempt = object.timed_out(&mut call, &ctx);
+    }
+    resolve(state, attempt, call)
+}
+
+/// Turns an attempt into what the server does next: a reply (possibly a
+/// `#PROXY` to a new object) or a parked call.
+pub fn resolve(state: &mut State, attempt: Attempt, call: ObjectCall) -> Outcome {
+    match attempt {
+        Attempt::Done { reply, wake } => Outcome::Reply { reply, wake },
+        Attempt::Block { on } => Outcome::Park { key: on, call },
+        Attempt::NewObject { typeid, object } => {
+            // As CPython's serve_client: create the referent with one
+            // reference; the client's new proxy increfs, then decrefs it.
+            let exposed = object.exposed().iter().map(|s| s.to_string()).collect();
+            let id = state.objects.insert(typeid, object, false);
+            state.objects.incref(id);
+            let token = Token { typeid: typeid.to_string(), address: state.address.clone(), id: ObjectTable::ident(id) };
+            Outcome::reply(Reply::Proxy { exposed, token })
+        }
     }
 }
 

@@ -19,13 +19,13 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use tracing::{debug, info, warn};
 
-use crate::objects::{Attempt, ObjectId, ObjectTable};
+use crate::objects::{CallContext, ClientId, ObjectId, ObjectTable, WaitKey};
 use crate::pickle::{decode, DecodeLimits};
 use crate::protocol::reply::format_traceback;
 use crate::protocol::{parse_request, Address, Reply};
 use crate::registry::{Registration, Registry};
 
-use blocking::Blocked;
+use blocking::{Blocked, Parked};
 use connection::{Connection, Phase};
 use dispatch::{AfterControl, Outcome, State};
 pub use listener::ListenAddress;
@@ -74,6 +74,7 @@ pub struct Server {
     config: Config,
     decode_limits: DecodeLimits,
     stopping: bool,
+    next_client: ClientId,
 }
 
 impl Server {
@@ -102,6 +103,7 @@ impl Server {
             config,
             decode_limits: DecodeLimits::default(),
             stopping: false,
+            next_client: 1,
         })
     }
 
@@ -159,7 +161,8 @@ impl Server {
                         self.conns.push(None);
                         self.conns.len() - 1
                     });
-                    let mut conn = Connection::new(stream);
+                    let mut conn = Connection::new(stream, self.next_client);
+                    self.next_client += 1;
                     let token = Token(slot);
                     if let Err(e) =
                         self.poll.registry().register(&mut conn.stream, token, Interest::READABLE | Interest::WRITABLE)
@@ -268,27 +271,49 @@ impl Server {
                 }
             }
             Phase::Serving => {
+                let client = conn.client;
+                let mut object = 0;
                 let outcome = match decode(frame, &limits) {
                     Err(e) => Outcome::Reply {
                         reply: Reply::Traceback(format_traceback(&format!("_pickle.UnpicklingError: {e}"))),
-                        changed: None,
+                        wake: Vec::new(),
                     },
                     Ok(pickle) => match parse_request(&pickle) {
-                        Err(line) => Outcome::Reply { reply: Reply::Traceback(format_traceback(&line)), changed: None },
-                        Ok(req) => dispatch::method_call(&mut self.state, &req, Instant::now()),
+                        Err(line) => Outcome::Reply { reply: Reply::Traceback(format_traceback(&line)), wake: Vec::new() },
+                        Ok(req) => {
+                            if let Some(id) = req.ident.and_then(|i| self.state.objects.parse_ident(i)) {
+                                self.conns[token.0].as_mut().expect("live").touch(id);
+                                object = id;
+                            }
+                            dispatch::method_call(&mut self.state, &req, client, Instant::now())
+                        }
                     },
                 };
-                match outcome {
-                    Outcome::Reply { reply, changed } => {
-                        self.send(token, &reply);
-                        if let Some(object) = changed {
-                            self.wake(object);
-                        }
+                self.apply(token, client, object, outcome);
+            }
+        }
+    }
+
+    /// Sends a reply and wakes what it changed, or parks the call.
+    fn apply(&mut self, token: Token, client: ClientId, object: ObjectId, outcome: Outcome) {
+        match outcome {
+            Outcome::Reply { reply, wake } => {
+                self.send(token, &reply);
+                if let Some(conn) = self.conn(token) {
+                    if conn.parked {
+                        conn.parked = false;
+                        self.resume.push_back(token);
                     }
-                    Outcome::Park { object, call } => {
-                        self.state.blocked.park(token, object, call);
-                        self.conns[token.0].as_mut().expect("live").parked = true;
-                    }
+                }
+                for key in wake {
+                    self.wake(key);
+                }
+            }
+            Outcome::Park { key, call } => {
+                let deadline = call.deadline();
+                self.state.blocked.park(Parked { conn: token, client, object, key, call, deadline });
+                if let Some(conn) = self.conn(token) {
+                    conn.parked = true;
                 }
             }
         }
@@ -300,12 +325,12 @@ impl Server {
         }
     }
 
-    /// Retries the requests parked on `object` after it changed, oldest
-    /// first, until a full pass completes none of them.
-    fn wake(&mut self, object: ObjectId) {
+    /// Retries the requests parked on `key` after it was woken, oldest
+    /// first, until a pass completes none of them.
+    fn wake(&mut self, key: WaitKey) {
         loop {
             let mut progressed = false;
-            for park_id in self.state.blocked.waiters(object) {
+            for park_id in self.state.blocked.waiters(key) {
                 let Some(parked) = self.state.blocked.get_mut(park_id) else { continue };
                 let conn_token = parked.conn;
                 // A client that went away gets nothing: the item stays for
@@ -314,35 +339,44 @@ impl Server {
                     self.state.blocked.remove(park_id);
                     continue;
                 }
-                let Some(entry) = self.state.objects.get_mut(object) else { return };
-                match entry.object.attempt(&mut parked.call) {
-                    Attempt::Block => {}
-                    Attempt::Done { reply, changed } => {
-                        self.state.blocked.remove(park_id);
-                        self.send(conn_token, &reply);
-                        if let Some(conn) = self.conn(conn_token) {
-                            conn.parked = false;
-                        }
-                        self.resume.push_back(conn_token);
-                        progressed |= changed;
+                let ctx = CallContext { client: parked.client, this: parked.object, now: Instant::now() };
+                let Some(entry) = self.state.objects.get_mut(parked.object) else {
+                    // The object was freed while a call waited on it.
+                    let p = self.state.blocked.remove(park_id).expect("present");
+                    let reply = Reply::traceback(&crate::protocol::PyException::key_error(format!(
+                        "'{}'",
+                        ObjectTable::ident(p.object)
+                    )));
+                    self.apply(p.conn, p.client, p.object, Outcome::Reply { reply, wake: Vec::new() });
+                    continue;
+                };
+                let attempt = entry.object.attempt(&mut parked.call, &ctx);
+                if let crate::objects::Attempt::Block { on } = attempt {
+                    if on == key {
+                        continue;
                     }
                 }
+                let p = self.state.blocked.remove(park_id).expect("present");
+                let outcome = dispatch::resolve(&mut self.state, attempt, p.call);
+                progressed |= matches!(outcome, Outcome::Reply { .. });
+                self.apply(p.conn, p.client, p.object, outcome);
             }
-            if !progressed || !self.state.blocked.has_waiters(object) {
+            if !progressed || !self.state.blocked.has_waiters(key) {
                 break;
             }
         }
     }
 
     fn expire_deadlines(&mut self) {
-        let expired = self.state.blocked.take_expired(Instant::now());
-        for parked in expired {
-            let reply = parked.call.timeout_reply();
-            self.send(parked.conn, &reply);
-            if let Some(conn) = self.conn(parked.conn) {
-                conn.parked = false;
-            }
-            self.resume.push_back(parked.conn);
+        let now = Instant::now();
+        for mut parked in self.state.blocked.take_expired(now) {
+            let ctx = CallContext { client: parked.client, this: parked.object, now };
+            let Some(entry) = self.state.objects.get_mut(parked.object) else { continue };
+            let attempt = entry.object.timed_out(&mut parked.call, &ctx);
+            // A call that must still reacquire a lock parks again; its
+            // deadline() is None from now on (the SharedType contract).
+            let outcome = dispatch::resolve(&mut self.state, attempt, parked.call);
+            self.apply(parked.conn, parked.client, parked.object, outcome);
         }
     }
 
@@ -353,6 +387,15 @@ impl Server {
                 debug!(conn = token.0, name = %conn.name, "client left while blocked");
             }
             self.free_slots.push(token.0);
+            let now = Instant::now();
+            for object in conn.touched {
+                let ctx = CallContext { client: conn.client, this: object, now };
+                if let Some(entry) = self.state.objects.get_mut(object) {
+                    for key in entry.object.client_gone(conn.client, &ctx) {
+                        self.wake(key);
+                    }
+                }
+            }
         }
     }
 }
