@@ -46,6 +46,8 @@ pub const TYPES: &[TypeInfo] = &[
     TypeInfo { typeid: "Queue", construct: queue_construct, from_cli: queue_from_cli },
     // SyncManager's JoinableQueue is queue.Queue too.
     TypeInfo { typeid: "JoinableQueue", construct: queue_construct, from_cli: queue_from_cli },
+    // One entry per typeid; a type's construct/from_cli functions live in
+    // its own objects/ file.
 ];
 
 fn type_info(typeid: &str) -> Option<&'static TypeInfo> {

@@ -11,6 +11,7 @@
 //! [`SharedType`], list it in the `shared_types!` invocation below, and give
 //! it a typeid in `registry.rs`.
 
+// One line per type module.
 pub mod queue;
 pub mod table;
 pub mod value;
@@ -216,6 +217,7 @@ macro_rules! shared_types {
     };
 }
 
+// One line per type; keep the list sorted by file.
 shared_types! {
     Queue(SharedQueue),
 }
