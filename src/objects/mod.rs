@@ -140,6 +140,10 @@ pub trait SharedType: Debug {
     /// must answer `None` from then on.
     fn timed_out(&mut self, call: &mut Self::Call, ctx: &CallContext) -> Attempt;
 
+    /// Visits every stored item, so the server can find proxies pickled
+    /// inside them and keep their referents alive.
+    fn for_each_item(&self, _f: &mut dyn FnMut(&Item)) {}
+
     /// A client connection closed: release what it owned (locks). Returns
     /// the keys whose waiters should retry.
     fn client_gone(&mut self, _client: ClientId, _ctx: &CallContext) -> Vec<WaitKey> {
@@ -202,6 +206,10 @@ macro_rules! shared_types {
                     #[allow(unreachable_patterns)]
                     _ => unreachable!("a call is parsed by the object it is attempted on"),
                 }
+            }
+
+            pub fn for_each_item(&self, f: &mut dyn FnMut(&Item)) {
+                match self { $(SharedObject::$variant(o) => o.for_each_item(f),)+ }
             }
 
             pub fn client_gone(&mut self, client: ClientId, ctx: &CallContext) -> Vec<WaitKey> {

@@ -132,6 +132,10 @@ impl SharedType for SharedQueue {
         }
     }
 
+    fn for_each_item(&self, f: &mut dyn FnMut(&Item)) {
+        self.items.iter().for_each(f);
+    }
+
     fn timed_out(&mut self, call: &mut QueueCall, _ctx: &CallContext) -> Attempt {
         match call {
             QueueCall::Put { .. } => Attempt::error(PyException::queue_full()),

@@ -1,7 +1,8 @@
 //! The object table: idents, refcounts and lifetimes, as CPython's
 //! `Server.id_to_obj` / `id_to_refcount` keep them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
 
 use super::SharedObject;
 
@@ -23,17 +24,32 @@ pub struct Entry {
     /// Named objects (`--register NAME=KIND`) live as long as the server,
     /// like an object a master's `register(callable=lambda: q)` closes over.
     pub pinned: bool,
+    /// Objects kept alive because proxies to them are stored inside this
+    /// one (a managed list of managed dicts). CPython leaks these
+    /// (gh-103136); we release them when the proxy is removed.
+    pub holds: Vec<ObjectId>,
+    /// Set once a proxy was sent to this object: only then are its items
+    /// scanned for proxies after each change.
+    pub may_hold_proxies: bool,
 }
+
+/// How long a referent stays alive after the last stored proxy to it was
+/// removed. The removal usually hands the proxy to a client (`get`,
+/// `pop`), which takes its own reference when it unpickles the proxy, a
+/// moment later, over a new connection.
+pub const RELEASE_GRACE: Duration = Duration::from_secs(5);
 
 #[derive(Debug)]
 pub struct ObjectTable {
     entries: BTreeMap<ObjectId, Entry>,
     next_id: ObjectId,
+    /// References dropped by `refresh_holds`, released after the grace.
+    deferred: VecDeque<(Instant, ObjectId)>,
 }
 
 impl Default for ObjectTable {
     fn default() -> Self {
-        ObjectTable { entries: BTreeMap::new(), next_id: FIRST_ID }
+        ObjectTable { entries: BTreeMap::new(), next_id: FIRST_ID, deferred: VecDeque::new() }
     }
 }
 
@@ -41,7 +57,10 @@ impl ObjectTable {
     pub fn insert(&mut self, typeid: &str, object: SharedObject, pinned: bool) -> ObjectId {
         let id = self.next_id;
         self.next_id += ID_STEP;
-        self.entries.insert(id, Entry { typeid: typeid.to_string(), object, refcount: 0, pinned });
+        self.entries.insert(
+            id,
+            Entry { typeid: typeid.to_string(), object, refcount: 0, pinned, holds: Vec::new(), may_hold_proxies: false },
+        );
         id
     }
 
@@ -85,12 +104,67 @@ impl ObjectTable {
         }
         e.refcount -= 1;
         if e.refcount == 0 && !e.pinned {
-            self.entries.remove(&id);
+            self.free(id);
         }
         Ok(())
     }
 
+    /// Removes an object and drops the references it held, which may free
+    /// more objects in turn (iteratively: nesting can be deep).
+    fn free(&mut self, id: ObjectId) {
+        let mut pending = vec![id];
+        while let Some(id) = pending.pop() {
+            let Some(entry) = self.entries.remove(&id) else { continue };
+            for held in entry.holds {
+                if let Some(e) = self.entries.get_mut(&held) {
+                    e.refcount = e.refcount.saturating_sub(1);
+                    if e.refcount == 0 && !e.pinned {
+                        pending.push(held);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Recomputes which objects `id` keeps alive through proxies stored in
+    /// its items: new referents gain a reference, dropped ones lose it.
+    pub fn refresh_holds(&mut self, id: ObjectId) {
+        let Some(entry) = self.entries.get(&id) else { return };
+        if !entry.may_hold_proxies {
+            return;
+        }
+        let mut idents = Vec::new();
+        entry.object.for_each_item(&mut |item| idents.extend(crate::protocol::token::proxy_idents(item)));
+        let mut now: Vec<ObjectId> = idents.iter().filter_map(|i| self.parse_ident(i)).filter(|&h| h != id).collect();
+        now.sort_unstable();
+        let before = std::mem::take(&mut self.entries.get_mut(&id).expect("present").holds);
+        for &h in &now {
+            self.incref(h);
+        }
+        self.entries.get_mut(&id).expect("present").holds = now;
+        let release_at = Instant::now() + RELEASE_GRACE;
+        self.deferred.extend(before.into_iter().map(|h| (release_at, h)));
+    }
+
+    /// When the next deferred reference is due.
+    pub fn next_release(&self) -> Option<Instant> {
+        self.deferred.front().map(|(at, _)| *at)
+    }
+
+    /// Drops the deferred references that are due.
+    pub fn release_due(&mut self, now: Instant) {
+        while let Some(&(at, id)) = self.deferred.front() {
+            if at > now {
+                break;
+            }
+            self.deferred.pop_front();
+            let _ = self.decref(id);
+        }
+    }
+
     /// Objects some client holds a reference to (`number_of_objects`).
+    /// Named objects count while a client holds a proxy to them, as their
+    /// CPython counterparts do.
     pub fn referenced_count(&self) -> usize {
         self.entries.values().filter(|e| e.refcount > 0).count()
     }

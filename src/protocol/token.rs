@@ -24,3 +24,51 @@ pub fn token_ident<'p>(pickle: &'p crate::pickle::Decoded<'_>, node: crate::pick
     let state = pickle.as_tuple(obj.state()?)?;
     pickle.as_str(*state.get(2)?)
 }
+
+/// The idents of the proxies pickled anywhere inside `item` (each a REDUCE
+/// of `multiprocessing.managers.RebuildProxy(func, token, serializer,
+/// kwds)`), so the server can keep their referents alive while the item
+/// is stored. Cheap for the common case: items that do not even contain
+/// the name are not decoded.
+pub fn proxy_idents(item: &[u8]) -> Vec<String> {
+    const NAME: &[u8] = b"RebuildProxy";
+    if !item.windows(NAME.len()).any(|w| w == NAME) {
+        return Vec::new();
+    }
+    let Ok(pickle) = crate::pickle::decode(item, &crate::pickle::DecodeLimits::default()) else { return Vec::new() };
+    let mut out = Vec::new();
+    for id in 0..pickle.len() as crate::pickle::NodeId {
+        let Some(obj) = pickle.as_object(id) else { continue };
+        if pickle.as_global(obj.callable) != Some(("multiprocessing.managers", "RebuildProxy")) {
+            continue;
+        }
+        if let Some(ident) = pickle.as_tuple(obj.args).and_then(|a| a.get(1)).and_then(|&t| token_ident(&pickle, t)) {
+            out.push(ident.to_string());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_proxies_inside_items() {
+        // pickle.dumps([RebuildProxy(AutoProxy, Token('dict', ('127.0.0.1', 5000), '7f01'), 'pickle', {})])
+        // as a client pickles a proxy (BaseProxy.__reduce__), generated
+        // with CPython 3.11 by compat-tests' lib (see test below).
+        let out = std::process::Command::new("python3")
+            .args([
+                "-c",
+                "import pickle,sys\nfrom multiprocessing.managers import RebuildProxy, AutoProxy, Token\n\
+                 class R:\n  def __reduce__(self): return (RebuildProxy, (AutoProxy, Token('dict', ('127.0.0.1', 5000), '7f01'), 'pickle', {}))\n\
+                 sys.stdout.buffer.write(pickle.dumps([R(), 1, {'x': R()}], 4))",
+            ])
+            .output()
+            .expect("python3 runs");
+        assert!(out.status.success());
+        assert_eq!(proxy_idents(&out.stdout), vec!["7f01".to_string(), "7f01".to_string()]);
+        assert!(proxy_idents(b"\x80\x04K\x01.").is_empty());
+    }
+}

@@ -117,7 +117,11 @@ impl Server {
         let mut events = Events::with_capacity(1024);
         info!(address = %self.config.address, "fastmanager serving");
         while !self.stopping {
-            let timeout = self.state.blocked.next_deadline().map(|d| d.saturating_duration_since(Instant::now()));
+            let next = match (self.state.blocked.next_deadline(), self.state.objects.next_release()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let timeout = next.map(|d| d.saturating_duration_since(Instant::now()));
             // Round up so a deadline is never polled for a zero-length wait
             // again and again just before it passes.
             let timeout = timeout.map(|t| t + Duration::from_micros(200));
@@ -135,6 +139,7 @@ impl Server {
                 }
             }
             self.expire_deadlines();
+            self.state.objects.release_due(Instant::now());
             while let Some(token) = self.resume.pop_front() {
                 self.service(token);
             }
@@ -284,6 +289,9 @@ impl Server {
                             if let Some(id) = req.ident.and_then(|i| self.state.objects.parse_ident(i)) {
                                 self.conns[token.0].as_mut().expect("live").touch(id);
                                 object = id;
+                                if frame.windows(12).any(|w| w == b"RebuildProxy") {
+                                    self.state.objects.get_mut(id).expect("exists").may_hold_proxies = true;
+                                }
                             }
                             dispatch::method_call(&mut self.state, &req, client, Instant::now())
                         }
@@ -298,6 +306,7 @@ impl Server {
     fn apply(&mut self, token: Token, client: ClientId, object: ObjectId, outcome: Outcome) {
         match outcome {
             Outcome::Reply { reply, wake } => {
+                self.state.objects.refresh_holds(object);
                 self.send(token, &reply);
                 if let Some(conn) = self.conn(token) {
                     if conn.parked {
