@@ -13,6 +13,7 @@ manager class derives from SyncManager, so the built-in ``Queue`` and
 Must stay runnable on every interpreter from 3.6 on (REFERENCE_PYTHON).
 """
 import argparse
+import multiprocessing
 import queue
 import re
 import sys
@@ -59,7 +60,11 @@ def main(argv=None):
         # Bind q now: a bare closure would see the last queue only.
         M.register(name, callable=(lambda q=q: q))
 
-    m = M(address=args.address, authkey=args.authkey.encode('utf-8'))
+    authkey = args.authkey.encode('utf-8')
+    # Proxies the server unpickles (Condition(lock_proxy)) connect back
+    # with the process authkey, as under m.start() with the default key.
+    multiprocessing.current_process().authkey = authkey
+    m = M(address=args.address, authkey=authkey)
     server = m.get_server()
     sys.stdout.write('serving on %s:%d\n' % server.address)
     sys.stdout.flush()

@@ -46,6 +46,19 @@ pub const TYPES: &[TypeInfo] = &[
     TypeInfo { typeid: "Queue", construct: queue_construct, from_cli: queue_from_cli },
     // SyncManager's JoinableQueue is queue.Queue too.
     TypeInfo { typeid: "JoinableQueue", construct: queue_construct, from_cli: queue_from_cli },
+    TypeInfo { typeid: "Lock", construct: crate::objects::sync::lock::lock_construct, from_cli: crate::objects::sync::lock::lock_from_cli },
+    TypeInfo { typeid: "RLock", construct: crate::objects::sync::lock::rlock_construct, from_cli: crate::objects::sync::lock::rlock_from_cli },
+    TypeInfo { typeid: "Semaphore", construct: crate::objects::sync::semaphore::semaphore_construct, from_cli: crate::objects::sync::semaphore::semaphore_from_cli },
+    TypeInfo { typeid: "BoundedSemaphore", construct: crate::objects::sync::semaphore::bounded_semaphore_construct, from_cli: crate::objects::sync::semaphore::bounded_semaphore_from_cli },
+    TypeInfo { typeid: "Condition", construct: crate::objects::sync::condition::condition_construct, from_cli: crate::objects::sync::condition::condition_from_cli },
+    TypeInfo { typeid: "Event", construct: crate::objects::sync::event::event_construct, from_cli: crate::objects::sync::event::event_from_cli },
+    TypeInfo { typeid: "Barrier", construct: crate::objects::sync::barrier::barrier_construct, from_cli: crate::objects::sync::barrier::barrier_from_cli },
+    TypeInfo { typeid: "dict", construct: crate::objects::dict::construct, from_cli: crate::objects::dict::from_cli },
+    TypeInfo { typeid: "list", construct: crate::objects::list::construct, from_cli: crate::objects::list::from_cli },
+    TypeInfo { typeid: "Namespace", construct: crate::objects::namespace::construct, from_cli: crate::objects::namespace::from_cli },
+    TypeInfo { typeid: "Value", construct: crate::objects::shared_value::construct, from_cli: crate::objects::shared_value::from_cli },
+    TypeInfo { typeid: "Array", construct: crate::objects::array::construct, from_cli: crate::objects::array::from_cli },
+    TypeInfo { typeid: "Iterator", construct: crate::objects::iterator::construct, from_cli: crate::objects::iterator::from_cli },
     // One entry per typeid; a type's construct/from_cli functions live in
     // its own objects/ file.
 ];

@@ -35,6 +35,11 @@ EXCLUDED = {
         'its own QueueManager and restarts it on the same address; never '
         'uses the class manager',
 
+    'WithManagerTestBarrier.test_action':
+        'Barrier(action=callable): the action would run inside the server; '
+        'fastmanager runs no client code and refuses any action other than '
+        'None at create with a clear ValueError (README)',
+
     # --- TestSyncManagerTypes (not a ManagerMixin class: a manager per
     # test; the runner adapts its setUp/tearDown the same way) ------------
     'TestSyncManagerTypes.test_pool':

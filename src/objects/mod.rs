@@ -12,7 +12,14 @@
 //! it a typeid in `registry.rs`.
 
 // One line per type module.
+pub mod array;
+pub mod dict;
+pub mod iterator;
+pub mod list;
+pub mod namespace;
+pub mod shared_value;
 pub mod queue;
+pub mod sync;
 pub mod table;
 pub mod value;
 
@@ -55,6 +62,9 @@ pub enum Attempt {
     Done { reply: Reply, wake: Vec<WaitKey> },
     /// The call must wait until something wakes key `on` (or its deadline).
     Block { on: WaitKey },
+    /// Like `Block`, after a change other waiters must see first:
+    /// `Condition.wait` releases its lock, then waits for a notify.
+    BlockWaking { on: WaitKey, wake: Vec<WaitKey> },
     /// The call returns a new shared object, sent as a `#PROXY` (for
     /// methods listed in CPython's `method_to_typeid`, e.g. `dict.__iter__`).
     NewObject { typeid: &'static str, object: SharedObject },
@@ -227,5 +237,16 @@ macro_rules! shared_types {
 
 // One line per type; keep the list sorted by file.
 shared_types! {
+    Array(array::SharedArray),
+    Dict(dict::SharedDict),
+    Iterator(iterator::KeyIterator),
+    List(list::SharedList),
+    Namespace(namespace::SharedNamespace),
+    Value(shared_value::SharedValue),
     Queue(SharedQueue),
+    Barrier(sync::SharedBarrier),
+    Condition(sync::SharedCondition),
+    Event(sync::SharedEvent),
+    Lock(sync::SharedLock),
+    Semaphore(sync::SharedSemaphore),
 }

@@ -127,8 +127,10 @@ impl ObjectTable {
     }
 
     /// Recomputes which objects `id` keeps alive through proxies stored in
-    /// its items: new referents gain a reference, dropped ones lose it.
-    pub fn refresh_holds(&mut self, id: ObjectId) {
+    /// its items: new referents gain a reference, dropped ones lose it —
+    /// after [`RELEASE_GRACE`] when `handoff` says the reply carries items
+    /// out (a `get`, a `pop`), at once otherwise (`clear`, `__delitem__`).
+    pub fn refresh_holds(&mut self, id: ObjectId, handoff: bool) {
         let Some(entry) = self.entries.get(&id) else { return };
         if !entry.may_hold_proxies {
             return;
@@ -138,12 +140,40 @@ impl ObjectTable {
         let mut now: Vec<ObjectId> = idents.iter().filter_map(|i| self.parse_ident(i)).filter(|&h| h != id).collect();
         now.sort_unstable();
         let before = std::mem::take(&mut self.entries.get_mut(&id).expect("present").holds);
-        for &h in &now {
-            self.incref(h);
+        // Both lists are sorted: walk them together, so a referent held
+        // before and after keeps its reference untouched.
+        let (mut i, mut j) = (0, 0);
+        let mut dropped = Vec::new();
+        while i < before.len() || j < now.len() {
+            match (before.get(i), now.get(j)) {
+                (Some(a), Some(b)) if a == b => {
+                    i += 1;
+                    j += 1;
+                }
+                (Some(a), Some(b)) if a < b => {
+                    dropped.push(*a);
+                    i += 1;
+                }
+                (Some(a), None) => {
+                    dropped.push(*a);
+                    i += 1;
+                }
+                (_, Some(b)) => {
+                    self.incref(*b);
+                    j += 1;
+                }
+                (None, None) => unreachable!(),
+            }
         }
         self.entries.get_mut(&id).expect("present").holds = now;
-        let release_at = Instant::now() + RELEASE_GRACE;
-        self.deferred.extend(before.into_iter().map(|h| (release_at, h)));
+        if handoff {
+            let release_at = Instant::now() + RELEASE_GRACE;
+            self.deferred.extend(dropped.into_iter().map(|h| (release_at, h)));
+        } else {
+            for h in dropped {
+                let _ = self.decref(h);
+            }
+        }
     }
 
     /// When the next deferred reference is due.

@@ -27,6 +27,9 @@ pub enum Reply {
     Return(Value),
     /// `('#ERROR', exception)`: the client raises the exception.
     Error(PyException),
+    /// `('#ERROR', module.name(arg))` whose one argument is a stored item:
+    /// `KeyError(key)` carries the client's own key object, as CPython's does.
+    ErrorItem { module: &'static str, name: &'static str, arg: Item },
     /// `('#TRACEBACK', text)`: the client raises `RemoteError(text)`.
     Traceback(String),
     /// `('#PROXY', (exposed, token))`: the client builds a new proxy.
@@ -45,6 +48,16 @@ impl Reply {
         Reply::Traceback(format_traceback(&exc.traceback_line()))
     }
 
+    /// Whether stored items travel in this reply (they may hold proxies
+    /// the receiver has yet to take a reference to).
+    pub fn carries_items(&self) -> bool {
+        match self {
+            Reply::Return(v) => highest_item_protocol(v) > 0 || matches!(v, Value::Item(_)),
+            Reply::ErrorItem { .. } => true,
+            _ => false,
+        }
+    }
+
     /// The pickle bytes of this reply (without the frame header).
     pub fn encode(&self) -> Vec<u8> {
         let mut w = PickleWriter::new(self.protocol());
@@ -56,6 +69,13 @@ impl Reply {
             Reply::Error(e) => {
                 w.str("#ERROR");
                 write_exception(&mut w, e);
+            }
+            Reply::ErrorItem { module, name, arg } => {
+                w.str("#ERROR");
+                w.global(module, name);
+                w.embed(arg);
+                w.tuple1();
+                w.reduce();
             }
             Reply::Traceback(t) => {
                 w.str("#TRACEBACK");
@@ -85,6 +105,7 @@ impl Reply {
     fn protocol(&self) -> u8 {
         match self {
             Reply::Return(v) => highest_item_protocol(v).max(4),
+            Reply::ErrorItem { arg, .. } => highest_item_protocol(&Value::Item(arg.clone())).max(4),
             _ => 4,
         }
     }

@@ -33,8 +33,9 @@ pub enum AfterControl {
 pub enum Outcome {
     /// Send `reply`; retry the requests parked on the `wake` keys.
     Reply { reply: Reply, wake: Vec<WaitKey> },
-    /// The call waits in the blocked registry until `key` is woken.
-    Park { key: WaitKey, call: ObjectCall },
+    /// The call waits in the blocked registry until `key` is woken; the
+    /// requests parked on the `wake` keys are retried once it is parked.
+    Park { key: WaitKey, call: ObjectCall, wake: Vec<WaitKey> },
 }
 
 impl Outcome {
@@ -87,6 +88,14 @@ fn create(state: &mut State, req: &Request<'_, '_>) -> Reply {
         Err(e) => Reply::traceback(&e),
         Ok(id) => {
             state.objects.incref(id);
+            // Proxies passed to the constructor (`m.list([m.dict()])`) are
+            // held from now on: the client drops its own right after.
+            if p.source().windows(12).any(|w| w == b"RebuildProxy") {
+                if let Some(e) = state.objects.get_mut(id) {
+                    e.may_hold_proxies = true;
+                }
+                state.objects.refresh_holds(id, false);
+            }
             let exposed = state.objects.get(id).expect("just created").object.exposed();
             Reply::Return(Value::Tuple(vec![Value::Str(ObjectTable::ident(id)), exposed_tuple(exposed)]))
         }
@@ -149,7 +158,8 @@ pub fn method_call(state: &mut State, req: &Request<'_, '_>, client: ClientId, n
 pub fn resolve(state: &mut State, attempt: Attempt, call: ObjectCall) -> Outcome {
     match attempt {
         Attempt::Done { reply, wake } => Outcome::Reply { reply, wake },
-        Attempt::Block { on } => Outcome::Park { key: on, call },
+        Attempt::Block { on } => Outcome::Park { key: on, call, wake: Vec::new() },
+        Attempt::BlockWaking { on, wake } => Outcome::Park { key: on, call, wake },
         Attempt::NewObject { typeid, object } => {
             // As CPython's serve_client: create the referent with one
             // reference; the client's new proxy increfs, then decrefs it.

@@ -306,7 +306,7 @@ impl Server {
     fn apply(&mut self, token: Token, client: ClientId, object: ObjectId, outcome: Outcome) {
         match outcome {
             Outcome::Reply { reply, wake } => {
-                self.state.objects.refresh_holds(object);
+                self.state.objects.refresh_holds(object, reply.carries_items());
                 self.send(token, &reply);
                 if let Some(conn) = self.conn(token) {
                     if conn.parked {
@@ -318,11 +318,14 @@ impl Server {
                     self.wake(key);
                 }
             }
-            Outcome::Park { key, call } => {
+            Outcome::Park { key, call, wake } => {
                 let deadline = call.deadline();
                 self.state.blocked.park(Parked { conn: token, client, object, key, call, deadline });
                 if let Some(conn) = self.conn(token) {
                     conn.parked = true;
+                }
+                for key in wake {
+                    self.wake(key);
                 }
             }
         }

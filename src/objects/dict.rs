@@ -1,0 +1,555 @@
+//! `dict`, as SyncManager's `dict` typeid serves it to a `DictProxy`:
+//! insertion order, Python's key equality (`1 == 1.0 == True`), the first
+//! key object kept when a value is replaced, `KeyError(key)` carrying the
+//! client's own key object, and `__iter__` answered with a new `Iterator`
+//! object (`method_to_typeid = {'__iter__': 'Iterator'}`).
+//!
+//! `keys()`, `values()` and `items()` return lists: CPython's manager
+//! pickles dict views as lists (`rebuild_as_list` in managers.py).
+//!
+//! Differences from CPython: keys that are class instances are compared by
+//! their pickled content (see [`PyValue::key`]); `update(x)` reads `x` from
+//! the pickle (a dict, a mapping pickled with SETITEMS such as an
+//! `OrderedDict`, or an iterable of pairs): an object that is a mapping
+//! only by its methods, or a proxy passed to `update`, is refused.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use crate::pickle::{Decoded, Node, NodeId, ObjectOp};
+use crate::protocol::{PyException, Reply, Request, Value};
+
+use super::iterator::KeyIterator;
+use super::list::{dict_pickle, iterate, list_pickle, proxied, stored_str, tuple_pickle};
+use super::value::{DictKey, StoredValue, ViewBudget};
+use super::{Attempt, CallContext, CallError, Item, ObjectTable, PendingCall, SharedObject, SharedType};
+
+/// What CPython's `create` answers for a dict: `DictProxy._exposed_` (3.7
+/// to 3.13; 3.6 also lists `has_key`, which no Python 3 dict has) followed
+/// by the keys of its `method_to_typeid`, so `__iter__` appears twice
+/// (`Server.create`: `exposed = list(exposed) + list(method_to_typeid)`).
+pub const EXPOSED: &[&str] = &[
+    "__contains__", "__delitem__", "__getitem__", "__iter__", "__len__", "__setitem__", "clear", "copy", "get",
+    "items", "keys", "pop", "popitem", "setdefault", "update", "values", "__iter__",
+];
+
+/// One entry: the key's hash identity, the key and the value.
+#[derive(Debug, Clone)]
+struct Entry {
+    key: DictKey,
+    k: StoredValue,
+    v: StoredValue,
+}
+
+#[derive(Debug, Default)]
+pub struct SharedDict {
+    /// Insertion order, with holes where entries were deleted.
+    entries: Vec<Option<Entry>>,
+    index: HashMap<DictKey, usize>,
+    /// The live size, shared with iterators so that they can raise
+    /// "dictionary changed size during iteration" as CPython's do.
+    size: Arc<AtomicUsize>,
+}
+
+/// A key looked up: its identity, and its pickle for `KeyError(key)`.
+#[derive(Debug)]
+pub struct Lookup {
+    key: DictKey,
+    item: Item,
+}
+
+#[derive(Debug)]
+pub enum DictCall {
+    Contains(DictKey),
+    DelItem(Lookup),
+    GetItem(Lookup),
+    Iter,
+    Len,
+    SetItem(Option<(DictKey, StoredValue, StoredValue)>),
+    Clear,
+    Copy,
+    Get(DictKey, Option<Item>),
+    Items,
+    Keys,
+    Pop(Lookup, Option<Item>),
+    PopItem,
+    SetDefault(DictKey, StoredValue, Option<StoredValue>),
+    Update(Vec<(DictKey, StoredValue, StoredValue)>),
+    Values,
+}
+
+impl PendingCall for DictCall {}
+
+fn key_of(d: &Decoded, id: NodeId, budget: &mut ViewBudget) -> Result<(DictKey, StoredValue), PyException> {
+    let s = StoredValue::from_node_in(d, id, budget);
+    Ok((s.key()?, s))
+}
+
+fn lookup(d: &Decoded, id: NodeId) -> Result<Lookup, PyException> {
+    let (key, s) = key_of(d, id, &mut ViewBudget::for_request(d))?;
+    Ok(Lookup { key, item: s.pickle().clone() })
+}
+
+/// The pairs of `dict(x)` / `d.update(x)`, in order (duplicates included;
+/// a later one wins, as in CPython).
+pub(crate) fn pairs_of(
+    d: &Decoded,
+    x: NodeId,
+    budget: &mut ViewBudget,
+) -> Result<Vec<(DictKey, StoredValue, StoredValue)>, PyException> {
+    let mut out = Vec::new();
+    let pair = |k: NodeId, v: NodeId, budget: &mut ViewBudget| -> Result<_, PyException> {
+        let (key, ks) = key_of(d, k, budget)?;
+        Ok((key, ks, StoredValue::from_node_in(d, v, budget)))
+    };
+    match d.node(x) {
+        Node::Dict(pairs) => {
+            for &(k, v) in pairs {
+                out.push(pair(k, v, budget)?);
+            }
+        }
+        // A mapping pickled with SETITEMS (OrderedDict, defaultdict, dict
+        // subclasses): its items are in the ops.
+        Node::Object(o) if o.ops.iter().any(|op| matches!(op, ObjectOp::SetItem(..))) => {
+            for op in &o.ops {
+                if let ObjectOp::SetItem(k, v) = op {
+                    out.push(pair(*k, *v, budget)?);
+                }
+            }
+        }
+        _ => {
+            let elements: Vec<NodeId> = match d.node(x) {
+                Node::List(v) | Node::Tuple(v) | Node::Set(v) | Node::FrozenSet(v) => v.clone(),
+                _ => {
+                    // Other iterables (range, str...) yield non-pairs: let
+                    // `iterate` report what is not iterable, then refuse
+                    // the first element as CPython would.
+                    let items = iterate(d, x, budget)?;
+                    if items.is_empty() {
+                        return Ok(out);
+                    }
+                    let len_or_not = match items[0].view() {
+                        super::value::PyValue::Str(s) => Some(s.code_points().count()),
+                        _ => None,
+                    };
+                    return Err(match len_or_not {
+                        Some(n) => PyException::value_error(format!(
+                            "dictionary update sequence element #0 has length {n}; 2 is required"
+                        )),
+                        None => PyException::type_error(
+                            "cannot convert dictionary update sequence element #0 to a sequence",
+                        ),
+                    });
+                }
+            };
+            for (i, &e) in elements.iter().enumerate() {
+                match d.node(e) {
+                    Node::List(kv) | Node::Tuple(kv) if kv.len() == 2 => out.push(pair(kv[0], kv[1], budget)?),
+                    Node::List(kv) | Node::Tuple(kv) => {
+                        return Err(PyException::value_error(format!(
+                            "dictionary update sequence element #{i} has length {}; 2 is required",
+                            kv.len()
+                        )));
+                    }
+                    _ => {
+                        let items = iterate(d, e, budget).map_err(|_| {
+                            PyException::type_error(format!(
+                                "cannot convert dictionary update sequence element #{i} to a sequence"
+                            ))
+                        })?;
+                        if items.len() != 2 {
+                            return Err(PyException::value_error(format!(
+                                "dictionary update sequence element #{i} has length {}; 2 is required",
+                                items.len()
+                            )));
+                        }
+                        let mut it = items.into_iter();
+                        let (k, v) = (it.next().expect("2"), it.next().expect("2"));
+                        out.push((k.key()?, k, v));
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `dict(*args, **kwds)` / `update(*args, **kwds)` arguments as pairs.
+fn update_pairs(
+    req: &Request<'_, '_>,
+    name: &str,
+    table: Option<&ObjectTable>,
+) -> Result<Vec<(DictKey, StoredValue, StoredValue)>, PyException> {
+    let d = req.pickle;
+    let mut budget = ViewBudget::for_request(d);
+    if req.args.len() > 1 {
+        return Err(PyException::type_error(format!("{name} expected at most 1 argument, got {}", req.args.len())));
+    }
+    let mut out = Vec::new();
+    if let Some(&x) = req.args.first() {
+        match table.and_then(|t| proxied(d, x, t)) {
+            Some(SharedObject::Dict(other)) => out.extend(other.iter().cloned().map(|e| (e.key, e.k, e.v))),
+            _ => out = pairs_of(d, x, &mut budget)?,
+        }
+    }
+    for &(name, v) in &req.kwds {
+        let k = stored_str(name.as_bytes());
+        out.push((k.key()?, k, StoredValue::from_node_in(d, v, &mut budget)));
+    }
+    Ok(out)
+}
+
+fn exactly<'r>(req: &'r Request<'_, '_>, name: &str, n: usize) -> Result<&'r [NodeId], PyException> {
+    if !req.kwds.is_empty() {
+        return Err(PyException::type_error(format!("{name}() takes no keyword arguments")));
+    }
+    if req.args.len() != n {
+        return Err(PyException::type_error(match n {
+            0 => format!("{name}() takes no arguments ({} given)", req.args.len()),
+            _ => format!("expected {n} argument{}, got {}", if n == 1 { "" } else { "s" }, req.args.len()),
+        }));
+    }
+    Ok(req.args)
+}
+
+/// `name(a[, b])`: one required and one optional positional argument.
+fn one_or_two<'r>(req: &'r Request<'_, '_>, name: &str) -> Result<&'r [NodeId], PyException> {
+    if !req.kwds.is_empty() {
+        return Err(PyException::type_error(format!("{name}() takes no keyword arguments")));
+    }
+    match req.args.len() {
+        1 | 2 => Ok(req.args),
+        0 => Err(PyException::type_error(format!("{name} expected at least 1 argument, got 0"))),
+        n => Err(PyException::type_error(format!("{name} expected at most 2 arguments, got {n}"))),
+    }
+}
+
+pub fn parse_call(req: &Request<'_, '_>) -> Result<DictCall, CallError> {
+    let d = req.pickle;
+    let item = |id: NodeId| -> Item { d.standalone_max(id, 4).into() };
+    Ok(match req.method {
+        "__contains__" => DictCall::Contains(lookup(d, exactly(req, "__contains__", 1)?[0])?.key),
+        "__delitem__" => DictCall::DelItem(lookup(d, exactly(req, "__delitem__", 1)?[0])?),
+        "__getitem__" => DictCall::GetItem(lookup(d, exactly(req, "__getitem__", 1)?[0])?),
+        "__iter__" => {
+            exactly(req, "__iter__", 0)?;
+            DictCall::Iter
+        }
+        "__len__" => {
+            exactly(req, "__len__", 0)?;
+            DictCall::Len
+        }
+        "__setitem__" => {
+            let args = exactly(req, "__setitem__", 2)?;
+            let mut budget = ViewBudget::for_request(d);
+            let (key, k) = key_of(d, args[0], &mut budget)?;
+            DictCall::SetItem(Some((key, k, StoredValue::from_node_in(d, args[1], &mut budget))))
+        }
+        "clear" => {
+            exactly(req, "dict.clear", 0)?;
+            DictCall::Clear
+        }
+        "copy" => {
+            exactly(req, "dict.copy", 0)?;
+            DictCall::Copy
+        }
+        "get" => {
+            let args = one_or_two(req, "get")?;
+            DictCall::Get(lookup(d, args[0])?.key, args.get(1).map(|&a| item(a)))
+        }
+        "items" => {
+            exactly(req, "dict.items", 0)?;
+            DictCall::Items
+        }
+        "keys" => {
+            exactly(req, "dict.keys", 0)?;
+            DictCall::Keys
+        }
+        "values" => {
+            exactly(req, "dict.values", 0)?;
+            DictCall::Values
+        }
+        "pop" => {
+            let args = one_or_two(req, "pop")?;
+            DictCall::Pop(lookup(d, args[0])?, args.get(1).map(|&a| item(a)))
+        }
+        "popitem" => {
+            exactly(req, "dict.popitem", 0)?;
+            DictCall::PopItem
+        }
+        "setdefault" => {
+            let args = one_or_two(req, "setdefault")?;
+            let mut budget = ViewBudget::for_request(d);
+            let (key, k) = key_of(d, args[0], &mut budget)?;
+            DictCall::SetDefault(key, k, args.get(1).map(|&a| StoredValue::from_node_in(d, a, &mut budget)))
+        }
+        "update" => DictCall::Update(update_pairs(req, "update", None)?),
+        _ => return Err(CallError::NotExposed),
+    })
+}
+
+fn ret(item: Item) -> Reply {
+    Reply::Return(Value::Item(item))
+}
+
+impl SharedType for SharedDict {
+    fn for_each_item(&self, f: &mut dyn FnMut(&Item)) {
+        for e in self.iter() {
+            f(e.k.pickle());
+            f(e.v.pickle());
+        }
+    }
+
+    type Call = DictCall;
+
+    fn class_name(&self) -> &'static str {
+        "dict"
+    }
+
+    fn exposed(&self) -> &'static [&'static str] {
+        EXPOSED
+    }
+
+    fn repr(&self, _ident: &str) -> Result<String, PyException> {
+        let mut out = String::from("{");
+        for (i, e) in self.iter().enumerate() {
+            if i > 0 {
+                out.push_str(", ");
+            }
+            e.k.view().write_repr(&mut out)?;
+            out.push_str(": ");
+            e.v.view().write_repr(&mut out)?;
+        }
+        out.push('}');
+        Ok(out)
+    }
+
+    fn getvalue(&self) -> Reply {
+        ret(self.to_pickle())
+    }
+
+    fn parse_call(&self, req: &Request<'_, '_>, _ctx: &CallContext) -> Result<DictCall, CallError> {
+        parse_call(req)
+    }
+
+    fn attempt(&mut self, call: &mut DictCall, _ctx: &CallContext) -> Attempt {
+        if let DictCall::Iter = call {
+            let keys = self.iter().map(|e| e.k.pickle().clone()).collect();
+            return Attempt::NewObject {
+                typeid: "Iterator",
+                object: SharedObject::Iterator(KeyIterator::new(keys, self.size.clone())),
+            };
+        }
+        let reply = self.call(call);
+        self.size.store(self.index.len(), Ordering::Relaxed);
+        Attempt::reply(reply)
+    }
+
+    fn timed_out(&mut self, _call: &mut DictCall, _ctx: &CallContext) -> Attempt {
+        unreachable!("dict calls never block")
+    }
+}
+
+impl SharedDict {
+    /// A dict of `pairs`, in order; a repeated key keeps its first key
+    /// object and its last value.
+    fn from_pairs(pairs: Vec<(DictKey, StoredValue, StoredValue)>) -> SharedDict {
+        let mut d = SharedDict::default();
+        d.update(pairs);
+        d.size.store(d.index.len(), Ordering::Relaxed);
+        d
+    }
+
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Entry> {
+        self.entries.iter().flatten()
+    }
+
+    fn get(&self, key: &DictKey) -> Option<&Entry> {
+        self.index.get(key).and_then(|&i| self.entries[i].as_ref())
+    }
+
+    fn insert(&mut self, key: DictKey, k: StoredValue, v: StoredValue) {
+        match self.index.get(&key) {
+            Some(&i) => self.entries[i].as_mut().expect("indexed entries exist").v = v,
+            None => {
+                self.index.insert(key.clone(), self.entries.len());
+                self.entries.push(Some(Entry { key, k, v }));
+            }
+        }
+    }
+
+    fn remove(&mut self, key: &DictKey) -> Option<Entry> {
+        let i = self.index.remove(key)?;
+        let e = self.entries[i].take();
+        self.compact();
+        e
+    }
+
+    /// Drops the holes once they are most of the table.
+    fn compact(&mut self) {
+        if self.entries.len() > 16 && self.index.len() * 2 < self.entries.len() {
+            self.entries.retain(Option::is_some);
+            for (i, e) in self.entries.iter().enumerate() {
+                let e = e.as_ref().expect("retained");
+                *self.index.get_mut(&e.key).expect("indexed") = i;
+            }
+        }
+        while matches!(self.entries.last(), Some(None)) {
+            self.entries.pop();
+        }
+    }
+
+    fn update(&mut self, pairs: Vec<(DictKey, StoredValue, StoredValue)>) {
+        for (key, k, v) in pairs {
+            self.insert(key, k, v);
+        }
+    }
+
+    /// A standalone pickle of a plain dict copy.
+    pub fn to_pickle(&self) -> Item {
+        let pairs: Vec<(&Item, &Item)> = self.iter().map(|e| (e.k.pickle(), e.v.pickle())).collect();
+        dict_pickle(&pairs)
+    }
+
+    fn call(&mut self, call: &mut DictCall) -> Reply {
+        let missing = |l: &Lookup| Reply::ErrorItem { module: "builtins", name: "KeyError", arg: l.item.clone() };
+        match call {
+            DictCall::Contains(key) => Reply::Return(Value::Bool(self.index.contains_key(key))),
+            DictCall::GetItem(l) => match self.get(&l.key) {
+                Some(e) => ret(e.v.pickle().clone()),
+                None => missing(l),
+            },
+            DictCall::DelItem(l) => match self.remove(&l.key) {
+                Some(_) => Reply::none(),
+                None => missing(l),
+            },
+            DictCall::Iter => unreachable!("answered in attempt"),
+            DictCall::Len => Reply::Return(Value::Int(self.len() as i64)),
+            DictCall::SetItem(entry) => {
+                let (key, k, v) = entry.take().expect("attempted once");
+                self.insert(key, k, v);
+                Reply::none()
+            }
+            DictCall::Clear => {
+                self.entries.clear();
+                self.index.clear();
+                Reply::none()
+            }
+            DictCall::Copy => ret(self.to_pickle()),
+            DictCall::Get(key, default) => match (self.get(key), default) {
+                (Some(e), _) => ret(e.v.pickle().clone()),
+                (None, Some(d)) => ret(d.clone()),
+                (None, None) => Reply::none(),
+            },
+            DictCall::Keys => {
+                let refs: Vec<&Item> = self.iter().map(|e| e.k.pickle()).collect();
+                ret(list_pickle(&refs))
+            }
+            DictCall::Values => {
+                let refs: Vec<&Item> = self.iter().map(|e| e.v.pickle()).collect();
+                ret(list_pickle(&refs))
+            }
+            DictCall::Items => {
+                let pairs: Vec<Item> = self.iter().map(|e| tuple_pickle(&[e.k.pickle(), e.v.pickle()])).collect();
+                let refs: Vec<&Item> = pairs.iter().collect();
+                ret(list_pickle(&refs))
+            }
+            DictCall::Pop(l, default) => match (self.remove(&l.key), default) {
+                (Some(e), _) => ret(e.v.pickle().clone()),
+                (None, Some(d)) => ret(d.clone()),
+                (None, None) => missing(l),
+            },
+            DictCall::PopItem => {
+                let last = self.entries.iter().rposition(Option::is_some);
+                match last {
+                    Some(i) => {
+                        let key = self.entries[i].as_ref().expect("some").key.clone();
+                        let e = self.remove(&key).expect("present");
+                        ret(tuple_pickle(&[e.k.pickle(), e.v.pickle()]))
+                    }
+                    None => Reply::Error(PyException::key_error("popitem(): dictionary is empty")),
+                }
+            }
+            DictCall::SetDefault(key, k, default) => {
+                if let Some(e) = self.get(key) {
+                    return ret(e.v.pickle().clone());
+                }
+                let v = default.take().unwrap_or_else(|| super::list::synthesized(|w| w.none()));
+                let out = v.pickle().clone();
+                self.insert(key.clone(), k.clone(), v);
+                ret(out)
+            }
+            DictCall::Update(pairs) => {
+                self.update(std::mem::take(pairs));
+                Reply::none()
+            }
+        }
+    }
+}
+
+/// `dict(*args, **kwds)`, as `SyncManager.dict(...)` sends it.
+pub fn construct(req: &Request<'_, '_>, table: &ObjectTable) -> Result<SharedObject, PyException> {
+    Ok(SharedObject::Dict(SharedDict::from_pairs(update_pairs(req, "dict", Some(table))?)))
+}
+
+/// `--register NAME=dict`: an empty dict.
+pub fn from_cli(args: &str) -> Result<SharedObject, String> {
+    if !args.trim().is_empty() {
+        return Err("dict takes no arguments on the command line".into());
+    }
+    Ok(SharedObject::Dict(SharedDict::default()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::objects::list::synthesized;
+
+    fn int(i: i64) -> (DictKey, StoredValue) {
+        let s = synthesized(|w| w.int(i));
+        (s.key().unwrap(), s)
+    }
+
+    fn float(f: f64) -> (DictKey, StoredValue) {
+        let s = synthesized(|w| w.float(f));
+        (s.key().unwrap(), s)
+    }
+
+    #[test]
+    fn equal_keys_keep_the_first_key_object() {
+        let (k1, s1) = float(1.0);
+        let (k2, s2) = int(1);
+        let (_, v) = int(5);
+        let mut d = SharedDict::default();
+        d.call(&mut DictCall::SetItem(Some((k1, s1.clone(), s2.clone()))));
+        d.call(&mut DictCall::SetItem(Some((k2, s2, v))));
+        assert_eq!(d.repr("").unwrap(), "{1.0: 5}");
+    }
+
+    #[test]
+    fn order_and_popitem() {
+        let mut d = SharedDict::default();
+        for i in 0..40 {
+            let (k, s) = int(i);
+            d.call(&mut DictCall::SetItem(Some((k, s.clone(), s))));
+        }
+        for i in 0..30 {
+            d.remove(&int(i).0);
+        }
+        assert_eq!(d.repr("").unwrap(), "{30: 30, 31: 31, 32: 32, 33: 33, 34: 34, 35: 35, 36: 36, 37: 37, 38: 38, 39: 39}");
+        let (k, s) = int(3);
+        d.call(&mut DictCall::SetItem(Some((k, s.clone(), s))));
+        assert!(matches!(d.call(&mut DictCall::PopItem), Reply::Return(_)));
+        assert_eq!(d.len(), 10);
+        assert!(d.get(&int(3).0).is_none());
+    }
+}

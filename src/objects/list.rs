@@ -1,0 +1,958 @@
+//! `list`, as SyncManager's `list` typeid serves it to a `ListProxy`, with
+//! CPython's results and error messages (3.11 wording).
+//!
+//! Elements are [`StoredValue`]s: the client's pickle bytes, returned
+//! verbatim, plus the decoded view used for `==` (`in`, `index`, `count`,
+//! `remove`), `<` (`sort`) and `repr`.
+//!
+//! Also here, shared with the other container types: reading iterables,
+//! slices and indices out of a request, and writing container pickles that
+//! embed stored items ([`list_pickle`], [`tuple_pickle`], [`dict_pickle`]).
+//!
+//! Differences from CPython that cannot be helped without running code:
+//! - `sort(key=f)` with any `key` other than `None` raises `TypeError`: the
+//!   server cannot call functions (with a lambda the CPython client already
+//!   fails to pickle the call; `key=len` or `key=str.lower` would work there).
+//! - Iterables are read from what the pickle says: lists, tuples, sets,
+//!   frozensets, dicts (their keys), `str`, `bytes`, `bytearray`, `range`
+//!   and `list(...)`/`tuple(...)`-style reductions. Other objects (a class
+//!   with `__iter__`, numpy arrays, a proxy passed as an argument to a
+//!   method) raise `TypeError: 'X' object is not iterable`.
+//! - Indices must be real ints (or bools): objects with `__index__` (numpy
+//!   integers) are refused as CPython refuses floats.
+
+use crate::pickle::{DecodeLimits, Decoded, Node, NodeId, ObjectKind, PickleWriter, declared_protocol};
+use crate::protocol::{bind, is_truthy, PyException, Reply, Request, Value};
+
+use super::value::{builtin_exception, py_eq, sort_by_key, type_name, PyStr, PyValue, StoredValue, ViewBudget};
+use super::{Attempt, CallContext, CallError, Item, ObjectTable, PendingCall, SharedObject, SharedType};
+
+/// `ListProxy._exposed_` (the same in every version from 3.6 to 3.13).
+pub const EXPOSED: &[&str] = &[
+    "__add__", "__contains__", "__delitem__", "__getitem__", "__len__", "__mul__", "__reversed__", "__rmul__",
+    "__setitem__", "append", "count", "extend", "index", "insert", "pop", "remove", "reverse", "sort", "__imul__",
+];
+
+/// Most elements a `*` or `*=` may produce; beyond, `MemoryError` (CPython
+/// would try, and fail or exhaust the host).
+const MAX_REPEAT: u128 = 1 << 28;
+
+#[derive(Debug, Default)]
+pub struct SharedList {
+    items: Vec<StoredValue>,
+}
+
+/// An index argument: an int, or a slice.
+#[derive(Debug, Clone, Copy)]
+pub enum Index {
+    Int(i64),
+    /// An int beyond `i64`: never a valid index.
+    Huge,
+    Slice(Slice),
+}
+
+/// `slice(start, stop, step)` with ints beyond `i64` clamped, as CPython's
+/// `PySlice_Unpack` clamps them to `Py_ssize_t`.
+#[derive(Debug, Clone, Copy)]
+pub struct Slice {
+    pub start: Option<i64>,
+    pub stop: Option<i64>,
+    pub step: Option<i64>,
+}
+
+impl Slice {
+    /// `(start, stop, step, length)` for a sequence of `len` elements
+    /// (`PySlice_AdjustIndices`); the step is never 0.
+    pub fn indices(&self, len: usize) -> Result<(i64, i64, i64, usize), PyException> {
+        let len = len as i64;
+        let step = self.step.unwrap_or(1);
+        if step == 0 {
+            return Err(PyException::value_error("slice step cannot be zero"));
+        }
+        let step = step.max(-i64::MAX);
+        let adjust = |v: Option<i64>, default_neg: i64, default_pos: i64| match v {
+            None => {
+                if step < 0 {
+                    default_neg
+                } else {
+                    default_pos
+                }
+            }
+            Some(mut v) => {
+                if v < 0 {
+                    v = v.saturating_add(len);
+                    if v < 0 {
+                        v = if step < 0 { -1 } else { 0 };
+                    }
+                } else if v >= len {
+                    v = if step < 0 { len - 1 } else { len };
+                }
+                v
+            }
+        };
+        let start = adjust(self.start, len - 1, 0);
+        let stop = adjust(self.stop, -1, len);
+        let length = if step < 0 {
+            if stop < start { ((start - stop - 1) / (-step) + 1) as usize } else { 0 }
+        } else if start < stop {
+            ((stop - start - 1) / step + 1) as usize
+        } else {
+            0
+        };
+        Ok((start, stop, step, length))
+    }
+
+    /// The positions the slice selects, in order.
+    pub fn positions(&self, len: usize) -> Result<Vec<usize>, PyException> {
+        let (start, _, step, n) = self.indices(len)?;
+        Ok((0..n as i64).map(|i| (start + i * step) as usize).collect())
+    }
+}
+
+/// A parsed list call. Values from the request are already cut out as
+/// stored values (or views, for values only compared).
+#[derive(Debug)]
+pub enum ListCall {
+    Add(Vec<StoredValue>),
+    Contains(PyValue),
+    DelItem(Index),
+    GetItem(Index),
+    Len,
+    Mul(Repeat),
+    IMul(Repeat),
+    Reversed,
+    SetItem(Index, Vec<StoredValue>),
+    Append(Option<StoredValue>),
+    Count(PyValue),
+    Extend(Vec<StoredValue>),
+    Index { value: PyValue, start: i64, stop: i64 },
+    Insert(i64, Option<StoredValue>),
+    Pop(Index),
+    Remove(PyValue),
+    Reverse,
+    Sort { reverse: bool },
+}
+
+/// A repeat count for `*`: ints beyond `i64` are either empty (negative) or
+/// too large.
+#[derive(Debug, Clone, Copy)]
+pub enum Repeat {
+    Times(i64),
+    TooMany,
+}
+
+impl PendingCall for ListCall {}
+
+// ---------------------------------------------------------------------------
+// Reading arguments
+
+/// A fresh budget for all stored values of one request.
+fn budget(d: &Decoded) -> ViewBudget {
+    ViewBudget::for_request(d)
+}
+
+/// The type name CPython's messages use for node `id`.
+pub(crate) fn node_type_name(d: &Decoded, id: NodeId) -> String {
+    type_name(&PyValue::from_node(d, id)).to_string()
+}
+
+/// An int node: `Some(Ok(i))`, `Some(Err(negative))` for ints beyond `i64`,
+/// `None` for anything else. Bools are ints.
+pub(crate) fn int_arg(d: &Decoded, id: NodeId) -> Option<Result<i64, bool>> {
+    match d.node(id) {
+        Node::Int(i) => Some(Ok(*i)),
+        Node::Bool(b) => Some(Ok(*b as i64)),
+        Node::BigInt(b) => Some(Err(b.last().is_some_and(|x| x & 0x80 != 0))),
+        _ => None,
+    }
+}
+
+/// A pickled `slice(start, stop, step)`, if node `id` is one.
+pub(crate) fn slice_arg(d: &Decoded, id: NodeId) -> Option<Result<Slice, PyException>> {
+    let o = d.as_object(id)?;
+    if o.kind != ObjectKind::Reduce || d.as_global(o.callable) != Some(("builtins", "slice")) {
+        return None;
+    }
+    let args = d.as_tuple(o.args)?;
+    let field = |i: usize| -> Result<Option<i64>, PyException> {
+        let Some(&n) = args.get(i) else { return Ok(None) };
+        if d.is_none(n) {
+            return Ok(None);
+        }
+        match int_arg(d, n) {
+            Some(Ok(v)) => Ok(Some(v)),
+            Some(Err(negative)) => Ok(Some(if negative { i64::MIN } else { i64::MAX })),
+            None => Err(PyException::type_error(
+                "slice indices must be integers or None or have an __index__ method",
+            )),
+        }
+    };
+    Some((|| {
+        // slice(stop) pickles as slice(None, stop, None): always 3 args.
+        let (start, stop, step) = match args.len() {
+            1 => (None, field(0)?, None),
+            2 => (field(0)?, field(1)?, None),
+            _ => (field(0)?, field(1)?, field(2)?),
+        };
+        Ok(Slice { start, stop, step })
+    })())
+}
+
+/// An index for `__getitem__`/`__setitem__`/`__delitem__`; `what` is the
+/// sequence type in the error (`list indices must be integers or slices,
+/// not str`).
+fn index_arg(d: &Decoded, id: NodeId) -> Result<Index, PyException> {
+    if let Some(s) = slice_arg(d, id) {
+        return Ok(Index::Slice(s?));
+    }
+    match int_arg(d, id) {
+        Some(Ok(i)) => Ok(Index::Int(i)),
+        Some(Err(_)) => Ok(Index::Huge),
+        None => Err(PyException::type_error(format!(
+            "list indices must be integers or slices, not {}",
+            node_type_name(d, id)
+        ))),
+    }
+}
+
+/// An int argument that CPython reads with `__index__` (`insert`, `pop`).
+fn ssize_arg(d: &Decoded, id: NodeId) -> Result<i64, PyException> {
+    match int_arg(d, id) {
+        Some(Ok(i)) => Ok(i),
+        Some(Err(_)) => Err(builtin_exception("OverflowError", "Python int too large to convert to C ssize_t")),
+        None => Err(PyException::type_error(format!(
+            "'{}' object cannot be interpreted as an integer",
+            node_type_name(d, id)
+        ))),
+    }
+}
+
+/// Like [`ssize_arg`], clamping big ints (`list.index`'s start/stop).
+fn clamped_arg(d: &Decoded, id: NodeId) -> Result<i64, PyException> {
+    match int_arg(d, id) {
+        Some(Ok(i)) => Ok(i),
+        Some(Err(negative)) => Ok(if negative { i64::MIN } else { i64::MAX }),
+        None => Err(PyException::type_error(
+            "slice indices must be integers or have an __index__ method",
+        )),
+    }
+}
+
+/// The count of `__mul__`/`__rmul__`/`__imul__`. The server calls the
+/// method itself (not the `*` operator), so a non-int fails as the method
+/// does: `'str' object cannot be interpreted as an integer`.
+fn repeat_arg(d: &Decoded, id: NodeId) -> Result<Repeat, PyException> {
+    match int_arg(d, id) {
+        Some(Ok(n)) => Ok(Repeat::Times(n)),
+        Some(Err(true)) => Ok(Repeat::Times(0)),
+        Some(Err(false)) => Ok(Repeat::TooMany),
+        None => Err(PyException::type_error(format!(
+            "'{}' object cannot be interpreted as an integer",
+            node_type_name(d, id)
+        ))),
+    }
+}
+
+/// A standalone pickle written by the server, stored like a client's item.
+pub(crate) fn synthesized(write: impl FnOnce(&mut PickleWriter)) -> StoredValue {
+    let mut w = PickleWriter::new(4);
+    write(&mut w);
+    let bytes = w.finish();
+    let d = crate::pickle::decode(&bytes, &DecodeLimits::default()).expect("the server's own pickle decodes");
+    StoredValue::from_node(&d, d.root())
+}
+
+/// A `str` value as a stored value (a keyword name, one character of a str).
+pub(crate) fn stored_str(utf8: &[u8]) -> StoredValue {
+    synthesized(|w| w.utf8_bytes(utf8))
+}
+
+/// The elements of an iterable argument, as `list(x)` would produce them;
+/// `TypeError: 'int' object is not iterable` for what cannot be iterated
+/// without running code (see the module docs).
+pub(crate) fn iterate(d: &Decoded, id: NodeId, budget: &mut ViewBudget) -> Result<Vec<StoredValue>, PyException> {
+    let children = |ids: &[NodeId], budget: &mut ViewBudget| {
+        ids.iter().map(|&c| StoredValue::from_node_in(d, c, budget)).collect::<Vec<_>>()
+    };
+    Ok(match d.node(id) {
+        Node::List(v) | Node::Tuple(v) | Node::Set(v) | Node::FrozenSet(v) => children(v, budget),
+        Node::Dict(pairs) => {
+            // Duplicate keys in the pickle are one key in the dict.
+            let mut seen = std::collections::HashSet::new();
+            let mut out = Vec::new();
+            for &(k, _) in pairs {
+                let s = StoredValue::from_node_in(d, k, budget);
+                if s.key().map(|key| seen.insert(key)).unwrap_or(true) {
+                    out.push(s);
+                }
+            }
+            out
+        }
+        Node::Str(s) => {
+            check_size(s.chars().count() as u128)?;
+            let mut buf = [0u8; 4];
+            s.chars().map(|c| stored_str(c.encode_utf8(&mut buf).as_bytes())).collect()
+        }
+        Node::ByteString(b) if b.is_ascii() => b.iter().map(|&c| stored_str(&[c])).collect(),
+        Node::StrSurrogates(b) => {
+            let s = PyStr::from_wtf8(b);
+            s.code_points().map(|c| stored_str(&wtf8(c))).collect()
+        }
+        Node::Bytes(b) | Node::ByteArray(b) => b.iter().map(|&c| synthesized(|w| w.int(c as i64))).collect(),
+        Node::Object(o) if o.kind == ObjectKind::Reduce && o.ops.is_empty() => {
+            let args = d.as_tuple(o.args).unwrap_or(&[]);
+            match d.as_global(o.callable) {
+                Some(("builtins", "range")) => range_elements(d, args)?,
+                Some(("builtins", "list" | "tuple" | "set" | "frozenset" | "iter" | "reversed")) if args.is_empty() => {
+                    Vec::new()
+                }
+                Some(("builtins", "list" | "tuple" | "set" | "frozenset" | "iter")) if args.len() == 1 => {
+                    iterate(d, args[0], budget)?
+                }
+                _ => return Err(not_iterable(d, id)),
+            }
+        }
+        _ => return Err(not_iterable(d, id)),
+    })
+}
+
+fn not_iterable(d: &Decoded, id: NodeId) -> PyException {
+    PyException::type_error(format!("'{}' object is not iterable", node_type_name(d, id)))
+}
+
+/// Generalized UTF-8 of one code point (surrogates as 3 bytes).
+fn wtf8(c: u32) -> Vec<u8> {
+    match char::from_u32(c) {
+        Some(ch) => ch.to_string().into_bytes(),
+        None => vec![0xe0 | (c >> 12) as u8, 0x80 | ((c >> 6) & 0x3f) as u8, 0x80 | (c & 0x3f) as u8],
+    }
+}
+
+fn check_size(n: u128) -> Result<(), PyException> {
+    if n > MAX_REPEAT {
+        return Err(builtin_exception("MemoryError", "too many elements for the server"));
+    }
+    Ok(())
+}
+
+/// `range(start, stop, step)` as pickled (`range.__reduce__` gives all three).
+fn range_elements(d: &Decoded, args: &[NodeId]) -> Result<Vec<StoredValue>, PyException> {
+    let get = |i: usize| args.get(i).and_then(|&n| d.as_int(n));
+    let (start, stop, step) = match (args.len(), get(0), get(1), get(2)) {
+        (1, Some(stop), ..) => (0, stop, 1),
+        (2, Some(a), Some(b), _) => (a, b, 1),
+        (3, Some(a), Some(b), Some(c)) if c != 0 => (a, b, c),
+        _ => return Err(PyException::type_error("'range' object is not iterable by the server")),
+    };
+    let (start, stop, step) = (start as i128, stop as i128, step as i128);
+    let n = if step > 0 && start < stop {
+        (stop - start - 1) / step + 1
+    } else if step < 0 && start > stop {
+        (start - stop - 1) / (-step) + 1
+    } else {
+        0
+    };
+    check_size(n as u128)?;
+    Ok((0..n).map(|i| synthesized(|w| w.int((start + i * step) as i64))).collect())
+}
+
+/// If node `id` is a proxy for an object of this server (`RebuildProxy`),
+/// that object. CPython rebuilds such arguments as the referent (3.6/3.7)
+/// or a proxy to it; constructors use this to copy from it.
+pub(crate) fn proxied<'t>(d: &Decoded, id: NodeId, table: &'t ObjectTable) -> Option<&'t SharedObject> {
+    let o = d.as_object(id)?;
+    if d.as_global(o.callable)? != ("multiprocessing.managers", "RebuildProxy") {
+        return None;
+    }
+    let args = d.as_tuple(o.args)?;
+    let ident = crate::protocol::token::token_ident(d, *args.get(1)?)?;
+    let oid = table.parse_ident(ident)?;
+    Some(&table.get(oid)?.object)
+}
+
+// ---------------------------------------------------------------------------
+// Writing container pickles
+
+/// The PROTO of a pickle embedding `items`: 4 (readable by 3.6 and 3.7),
+/// unless an item itself declares more.
+pub(crate) fn protocol_for<'a>(items: impl IntoIterator<Item = &'a Item>) -> u8 {
+    items.into_iter().map(|i| declared_protocol(i)).max().unwrap_or(0).max(4)
+}
+
+/// Writes `[a, b, ...]` embedding the items.
+pub(crate) fn write_list<'a>(w: &mut PickleWriter, items: impl IntoIterator<Item = &'a Item>) {
+    w.empty_list();
+    let mut n = 0;
+    for item in items {
+        if n % 1000 == 0 {
+            if n > 0 {
+                w.appends_from_mark();
+            }
+            w.mark();
+        }
+        w.embed(item);
+        n += 1;
+    }
+    if n > 0 {
+        w.appends_from_mark();
+    }
+}
+
+/// A standalone pickle of the list of `items`.
+pub(crate) fn list_pickle(items: &[&Item]) -> Item {
+    let mut w = PickleWriter::new(protocol_for(items.iter().copied()));
+    write_list(&mut w, items.iter().copied());
+    w.finish().into()
+}
+
+/// A standalone pickle of the tuple of `items`.
+pub(crate) fn tuple_pickle(items: &[&Item]) -> Item {
+    let mut w = PickleWriter::new(protocol_for(items.iter().copied()));
+    w.mark();
+    for item in items {
+        w.embed(item);
+    }
+    w.tuple_from_mark();
+    w.finish().into()
+}
+
+/// Writes `{k: v, ...}` embedding the items.
+pub(crate) fn write_dict<'a>(w: &mut PickleWriter, pairs: impl IntoIterator<Item = (&'a Item, &'a Item)>) {
+    w.empty_dict();
+    let mut n = 0;
+    for (k, v) in pairs {
+        if n % 1000 == 0 {
+            if n > 0 {
+                w.setitems_from_mark();
+            }
+            w.mark();
+        }
+        w.embed(k);
+        w.embed(v);
+        n += 1;
+    }
+    if n > 0 {
+        w.setitems_from_mark();
+    }
+}
+
+/// A standalone pickle of the dict of `pairs`.
+pub(crate) fn dict_pickle(pairs: &[(&Item, &Item)]) -> Item {
+    let mut w = PickleWriter::new(protocol_for(pairs.iter().flat_map(|(k, v)| [*k, *v])));
+    write_dict(&mut w, pairs.iter().copied());
+    w.finish().into()
+}
+
+fn ret_item(item: Item) -> Reply {
+    Reply::Return(Value::Item(item))
+}
+
+// ---------------------------------------------------------------------------
+// The type
+
+/// Reads `method(args, kwds)` with `list`'s signatures.
+pub fn parse_call(req: &Request<'_, '_>) -> Result<ListCall, CallError> {
+    let d = req.pickle;
+    let mut budget = budget(d);
+    let one = |name: &str| -> Result<NodeId, PyException> {
+        let b = bind(req, name, ["value"], 1)?;
+        Ok(b.0[0].expect("required"))
+    };
+    // Methods of C types take positional arguments only.
+    let positional = |name: &str| -> Result<(), PyException> {
+        if req.kwds.is_empty() { Ok(()) } else { Err(PyException::type_error(format!("{name}() takes no keyword arguments"))) }
+    };
+    let none = |name: &str| -> Result<(), PyException> {
+        positional(name)?;
+        if req.args.is_empty() {
+            Ok(())
+        } else {
+            Err(PyException::type_error(format!("{name}() takes no arguments ({} given)", req.args.len())))
+        }
+    };
+    let exactly = |name: &str, n: usize| -> Result<&[NodeId], PyException> {
+        positional(name)?;
+        if req.args.len() == n {
+            Ok(req.args)
+        } else {
+            Err(PyException::type_error(format!(
+                "expected {n} argument{}, got {}",
+                if n == 1 { "" } else { "s" },
+                req.args.len()
+            )))
+        }
+    };
+    Ok(match req.method {
+        "__add__" => {
+            let v = exactly("__add__", 1)?[0];
+            match d.as_list(v) {
+                Some(ids) => ListCall::Add(ids.iter().map(|&c| StoredValue::from_node_in(d, c, &mut budget)).collect()),
+                None => {
+                    return Err(PyException::type_error(format!(
+                        "can only concatenate list (not \"{}\") to list",
+                        node_type_name(d, v)
+                    ))
+                    .into());
+                }
+            }
+        }
+        "__contains__" => ListCall::Contains(PyValue::from_node(d, exactly("__contains__", 1)?[0])),
+        "__delitem__" => ListCall::DelItem(index_arg(d, exactly("__delitem__", 1)?[0])?),
+        "__getitem__" => ListCall::GetItem(index_arg(d, exactly("__getitem__", 1)?[0])?),
+        "__len__" => {
+            exactly("__len__", 0)?;
+            ListCall::Len
+        }
+        "__mul__" | "__rmul__" => ListCall::Mul(repeat_arg(d, exactly(req.method, 1)?[0])?),
+        "__imul__" => ListCall::IMul(repeat_arg(d, exactly("__imul__", 1)?[0])?),
+        "__reversed__" => {
+            none("__reversed__")?;
+            ListCall::Reversed
+        }
+        "__setitem__" => {
+            let args = exactly("__setitem__", 2)?;
+            let index = index_arg(d, args[0])?;
+            let values = match index {
+                Index::Slice(s) => match iterate(d, args[1], &mut budget) {
+                    Ok(v) => v,
+                    Err(_) if s.step.is_some_and(|x| x != 1) => {
+                        return Err(PyException::type_error("must assign iterable to extended slice").into());
+                    }
+                    Err(_) => return Err(PyException::type_error("can only assign an iterable").into()),
+                },
+                _ => vec![StoredValue::from_node_in(d, args[1], &mut budget)],
+            };
+            ListCall::SetItem(index, values)
+        }
+        "append" => {
+            positional("list.append")?;
+            if req.args.len() != 1 {
+                return Err(PyException::type_error(format!(
+                    "list.append() takes exactly one argument ({} given)",
+                    req.args.len()
+                ))
+                .into());
+            }
+            ListCall::Append(Some(StoredValue::from_node(d, req.args[0])))
+        }
+        "count" => {
+            positional("list.count")?;
+            ListCall::Count(PyValue::from_node(d, one("count")?))
+        }
+        "extend" => {
+            positional("list.extend")?;
+            ListCall::Extend(iterate(d, one("extend")?, &mut budget)?)
+        }
+        "index" => {
+            positional("list.index")?;
+            let n = req.args.len();
+            if !(1..=3).contains(&n) {
+                return Err(PyException::type_error(if n == 0 {
+                    "index expected at least 1 argument, got 0".to_string()
+                } else {
+                    format!("index expected at most 3 arguments, got {n}")
+                })
+                .into());
+            }
+            let start = req.args.get(1).map(|&a| clamped_arg(d, a)).transpose()?.unwrap_or(0);
+            let stop = req.args.get(2).map(|&a| clamped_arg(d, a)).transpose()?.unwrap_or(i64::MAX);
+            ListCall::Index { value: PyValue::from_node(d, req.args[0]), start, stop }
+        }
+        "insert" => {
+            positional("list.insert")?;
+            if req.args.len() != 2 {
+                return Err(PyException::type_error(format!("insert expected 2 arguments, got {}", req.args.len())).into());
+            }
+            ListCall::Insert(ssize_arg(d, req.args[0])?, Some(StoredValue::from_node(d, req.args[1])))
+        }
+        "pop" => {
+            positional("list.pop")?;
+            match req.args {
+                [] => ListCall::Pop(Index::Int(-1)),
+                [i] => match int_arg(d, *i) {
+                    Some(Ok(i)) => ListCall::Pop(Index::Int(i)),
+                    Some(Err(_)) => ListCall::Pop(Index::Huge),
+                    None => {
+                        return Err(PyException::type_error(format!(
+                            "'{}' object cannot be interpreted as an integer",
+                            node_type_name(d, *i)
+                        ))
+                        .into());
+                    }
+                },
+                _ => {
+                    return Err(
+                        PyException::type_error(format!("pop expected at most 1 argument, got {}", req.args.len())).into()
+                    );
+                }
+            }
+        }
+        "remove" => {
+            positional("list.remove")?;
+            ListCall::Remove(PyValue::from_node(d, one("remove")?))
+        }
+        "reverse" => {
+            none("list.reverse")?;
+            ListCall::Reverse
+        }
+        "sort" => {
+            if !req.args.is_empty() {
+                return Err(PyException::type_error("sort() takes no positional arguments").into());
+            }
+            let b = bind(req, "sort", ["key", "reverse"], 0)?;
+            if let Some(key) = b.0[0].filter(|&k| !d.is_none(k)) {
+                // The server cannot call functions: a key function would
+                // run in CPython's server; here it is refused.
+                let name = match d.as_global(key) {
+                    Some((m, n)) => format!("{m}.{n}"),
+                    None => node_type_name(d, key),
+                };
+                return Err(PyException::type_error(format!(
+                    "sort() with a key function is not supported by fastmanager (the server cannot call {name}); \
+                     sort a copy in the client instead"
+                ))
+                .into());
+            }
+            let reverse = match b.0[1] {
+                None => false,
+                Some(r) => match int_arg(d, r) {
+                    Some(Ok(i)) => i != 0,
+                    Some(Err(_)) => true,
+                    None if d.is_none(r) => {
+                        return Err(PyException::type_error("'NoneType' object cannot be interpreted as an integer").into());
+                    }
+                    None => is_truthy(d, r),
+                },
+            };
+            ListCall::Sort { reverse }
+        }
+        _ => return Err(CallError::NotExposed),
+    })
+}
+
+impl SharedType for SharedList {
+    fn for_each_item(&self, f: &mut dyn FnMut(&Item)) {
+        self.items.iter().for_each(|v| f(v.pickle()));
+    }
+
+    type Call = ListCall;
+
+    fn class_name(&self) -> &'static str {
+        "list"
+    }
+
+    fn exposed(&self) -> &'static [&'static str] {
+        EXPOSED
+    }
+
+    fn repr(&self, _ident: &str) -> Result<String, PyException> {
+        let mut out = String::from("[");
+        for (i, v) in self.items.iter().enumerate() {
+            if i > 0 {
+                out.push_str(", ");
+            }
+            v.view().write_repr(&mut out)?;
+        }
+        out.push(']');
+        Ok(out)
+    }
+
+    fn getvalue(&self) -> Reply {
+        ret_item(self.to_pickle())
+    }
+
+    fn parse_call(&self, req: &Request<'_, '_>, _ctx: &CallContext) -> Result<ListCall, CallError> {
+        parse_call(req)
+    }
+
+    fn attempt(&mut self, call: &mut ListCall, _ctx: &CallContext) -> Attempt {
+        match self.call(call) {
+            Ok(reply) => Attempt::reply(reply),
+            Err(e) => Attempt::error(e),
+        }
+    }
+
+    fn timed_out(&mut self, _call: &mut ListCall, _ctx: &CallContext) -> Attempt {
+        unreachable!("list calls never block")
+    }
+}
+
+fn index_error(message: &str) -> PyException {
+    builtin_exception("IndexError", message)
+}
+
+impl SharedList {
+    pub fn new(items: Vec<StoredValue>) -> SharedList {
+        SharedList { items }
+    }
+
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    pub fn items(&self) -> &[StoredValue] {
+        &self.items
+    }
+
+    /// A standalone pickle of the whole list.
+    pub fn to_pickle(&self) -> Item {
+        let refs: Vec<&Item> = self.items.iter().map(|s| s.pickle()).collect();
+        list_pickle(&refs)
+    }
+
+    /// A position from a Python index, or `None` when out of range.
+    fn position(&self, i: i64) -> Option<usize> {
+        let len = self.items.len() as i64;
+        let i = if i < 0 { i + len } else { i };
+        (0..len).contains(&i).then_some(i as usize)
+    }
+
+    fn repeat(&self, n: &Repeat) -> Result<Vec<&StoredValue>, PyException> {
+        let n = match n {
+            Repeat::Times(n) => (*n).max(0) as u128,
+            Repeat::TooMany if self.items.is_empty() => 0,
+            Repeat::TooMany => return Err(builtin_exception("MemoryError", "")),
+        };
+        if self.items.len() as u128 * n > MAX_REPEAT {
+            return Err(builtin_exception("MemoryError", ""));
+        }
+        Ok((0..n).flat_map(|_| self.items.iter()).collect())
+    }
+
+    fn call(&mut self, call: &mut ListCall) -> Result<Reply, PyException> {
+        Ok(match call {
+            ListCall::Add(other) => {
+                let refs: Vec<&Item> = self.items.iter().chain(other.iter()).map(|s| s.pickle()).collect();
+                ret_item(list_pickle(&refs))
+            }
+            ListCall::Contains(x) => Reply::Return(Value::Bool(self.items.iter().any(|s| py_eq(s.view(), x)))),
+            ListCall::Len => Reply::Return(Value::Int(self.items.len() as i64)),
+            ListCall::GetItem(index) => match *index {
+                Index::Int(i) => match self.position(i) {
+                    Some(p) => ret_item(self.items[p].pickle().clone()),
+                    None => return Err(index_error("list index out of range")),
+                },
+                Index::Huge => return Err(index_error("cannot fit 'int' into an index-sized integer")),
+                Index::Slice(s) => {
+                    let refs: Vec<&Item> =
+                        s.positions(self.items.len())?.into_iter().map(|p| self.items[p].pickle()).collect();
+                    ret_item(list_pickle(&refs))
+                }
+            },
+            ListCall::DelItem(index) => {
+                match *index {
+                    Index::Int(i) => match self.position(i) {
+                        Some(p) => {
+                            self.items.remove(p);
+                        }
+                        None => return Err(index_error("list assignment index out of range")),
+                    },
+                    Index::Huge => return Err(index_error("cannot fit 'int' into an index-sized integer")),
+                    Index::Slice(s) => {
+                        let (start, stop, step, n) = s.indices(self.items.len())?;
+                        if step == 1 {
+                            if n > 0 {
+                                self.items.drain(start as usize..stop as usize);
+                            }
+                        } else {
+                            let mut drop = vec![false; self.items.len()];
+                            for i in 0..n as i64 {
+                                drop[(start + i * step) as usize] = true;
+                            }
+                            let mut k = 0;
+                            self.items.retain(|_| {
+                                k += 1;
+                                !drop[k - 1]
+                            });
+                        }
+                    }
+                }
+                Reply::none()
+            }
+            ListCall::SetItem(index, values) => {
+                match *index {
+                    Index::Int(i) => match self.position(i) {
+                        Some(p) => self.items[p] = values.pop().expect("one value"),
+                        None => return Err(index_error("list assignment index out of range")),
+                    },
+                    Index::Huge => return Err(index_error("cannot fit 'int' into an index-sized integer")),
+                    Index::Slice(s) => {
+                        let (start, stop, step, n) = s.indices(self.items.len())?;
+                        if step == 1 {
+                            let start = start as usize;
+                            let stop = (stop.max(start as i64)) as usize;
+                            self.items.splice(start..stop, values.drain(..));
+                        } else {
+                            if values.len() != n {
+                                return Err(PyException::value_error(format!(
+                                    "attempt to assign sequence of size {} to extended slice of size {n}",
+                                    values.len()
+                                )));
+                            }
+                            for (i, v) in values.drain(..).enumerate() {
+                                self.items[(start + i as i64 * step) as usize] = v;
+                            }
+                        }
+                    }
+                }
+                Reply::none()
+            }
+            ListCall::Mul(n) => {
+                let refs: Vec<&Item> = self.repeat(n)?.into_iter().map(|s| s.pickle()).collect();
+                ret_item(list_pickle(&refs))
+            }
+            ListCall::IMul(n) => {
+                let repeated: Vec<StoredValue> = self.repeat(n)?.into_iter().cloned().collect();
+                self.items = repeated;
+                // CPython returns the list itself, pickled.
+                ret_item(self.to_pickle())
+            }
+            ListCall::Reversed => {
+                // `reversed(list)` pickles as `reversed(copy)` with its
+                // position as state: the client gets a reverse iterator.
+                let refs: Vec<&Item> = self.items.iter().map(|s| s.pickle()).collect();
+                let mut w = PickleWriter::new(protocol_for(refs.iter().copied()));
+                w.global("builtins", "reversed");
+                write_list(&mut w, refs.iter().copied());
+                w.tuple1();
+                w.reduce();
+                if !refs.is_empty() {
+                    w.int(refs.len() as i64 - 1);
+                    w.build();
+                }
+                ret_item(w.finish().into())
+            }
+            ListCall::Append(v) => {
+                self.items.push(v.take().expect("attempted once"));
+                Reply::none()
+            }
+            ListCall::Count(x) => {
+                Reply::Return(Value::Int(self.items.iter().filter(|s| py_eq(s.view(), x)).count() as i64))
+            }
+            ListCall::Extend(values) => {
+                self.items.append(values);
+                Reply::none()
+            }
+            ListCall::Index { value, start, stop } => {
+                let len = self.items.len() as i64;
+                let clamp = |i: i64| if i < 0 { (i.saturating_add(len)).max(0) } else { i.min(len) };
+                let (start, stop) = (clamp(*start) as usize, clamp(*stop) as usize);
+                match (start..stop.max(start)).find(|&i| py_eq(self.items[i].view(), value)) {
+                    Some(i) => Reply::Return(Value::Int(i as i64)),
+                    None => return Err(PyException::value_error(format!("{} is not in list", value.repr()?))),
+                }
+            }
+            ListCall::Insert(i, v) => {
+                let len = self.items.len() as i64;
+                let at = if *i < 0 { (i.saturating_add(len)).max(0) } else { (*i).min(len) };
+                self.items.insert(at as usize, v.take().expect("attempted once"));
+                Reply::none()
+            }
+            ListCall::Pop(index) => {
+                if self.items.is_empty() {
+                    return Err(index_error("pop from empty list"));
+                }
+                let p = match *index {
+                    Index::Int(i) => self.position(i),
+                    _ => None,
+                };
+                match p {
+                    Some(p) => ret_item(self.items.remove(p).pickle().clone()),
+                    None => return Err(index_error("pop index out of range")),
+                }
+            }
+            ListCall::Remove(x) => match self.items.iter().position(|s| py_eq(s.view(), x)) {
+                Some(p) => {
+                    self.items.remove(p);
+                    Reply::none()
+                }
+                None => return Err(PyException::value_error("list.remove(x): x not in list")),
+            },
+            ListCall::Reverse => {
+                self.items.reverse();
+                Reply::none()
+            }
+            ListCall::Sort { reverse } => {
+                sort_by_key(&mut self.items, |s| s.view(), *reverse)?;
+                Reply::none()
+            }
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Construction
+
+/// `list(iterable=())`, as `SyncManager.list(...)` sends it.
+pub fn construct(req: &Request<'_, '_>, table: &ObjectTable) -> Result<SharedObject, PyException> {
+    if !req.kwds.is_empty() {
+        return Err(PyException::type_error("list() takes no keyword arguments"));
+    }
+    let items = match req.args {
+        [] => Vec::new(),
+        [x] => match proxied(req.pickle, *x, table) {
+            Some(SharedObject::List(l)) => l.items.clone(),
+            _ => iterate(req.pickle, *x, &mut budget(req.pickle))?,
+        },
+        _ => {
+            return Err(PyException::type_error(format!("list expected at most 1 argument, got {}", req.args.len())));
+        }
+    };
+    Ok(SharedObject::List(SharedList::new(items)))
+}
+
+/// `--register NAME=list`: an empty list.
+pub fn from_cli(args: &str) -> Result<SharedObject, String> {
+    if !args.trim().is_empty() {
+        return Err("list takes no arguments on the command line".into());
+    }
+    Ok(SharedObject::List(SharedList::default()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ints(v: &[i64]) -> Vec<StoredValue> {
+        v.iter().map(|&i| synthesized(|w| w.int(i))).collect()
+    }
+
+    fn repr(l: &SharedList) -> String {
+        l.repr("").unwrap()
+    }
+
+    #[test]
+    fn slices_follow_python_indices() {
+        let s = |a, b, c| Slice { start: a, stop: b, step: c };
+        assert_eq!(s(None, None, None).positions(5).unwrap(), vec![0, 1, 2, 3, 4]);
+        assert_eq!(s(None, None, Some(-1)).positions(3).unwrap(), vec![2, 1, 0]);
+        assert_eq!(s(Some(-2), None, None).positions(5).unwrap(), vec![3, 4]);
+        assert_eq!(s(Some(i64::MAX), Some(i64::MIN), Some(-1)).positions(3).unwrap(), vec![2, 1, 0]);
+        assert_eq!(s(Some(1), Some(100), Some(2)).positions(6).unwrap(), vec![1, 3, 5]);
+        assert!(s(None, None, Some(0)).positions(3).is_err());
+    }
+
+    #[test]
+    fn mutations_match_python() {
+        let mut l = SharedList::new(ints(&[3, 1, 2]));
+        l.call(&mut ListCall::Sort { reverse: false }).unwrap();
+        assert_eq!(repr(&l), "[1, 2, 3]");
+        let slice = Slice { start: Some(0), stop: Some(2), step: None };
+        l.call(&mut ListCall::SetItem(Index::Slice(slice), ints(&[7, 8, 9]))).unwrap();
+        assert_eq!(repr(&l), "[7, 8, 9, 3]");
+        l.call(&mut ListCall::DelItem(Index::Slice(Slice { start: None, stop: None, step: Some(2) }))).unwrap();
+        assert_eq!(repr(&l), "[8, 3]");
+        l.call(&mut ListCall::Insert(-100, Some(ints(&[0]).remove(0)))).unwrap();
+        assert_eq!(repr(&l), "[0, 8, 3]");
+        let e = l.call(&mut ListCall::GetItem(Index::Int(3))).unwrap_err();
+        assert_eq!(e.traceback_line(), "IndexError: list index out of range");
+        let e = l.call(&mut ListCall::Remove(PyValue::Int(5))).unwrap_err();
+        assert_eq!(e.traceback_line(), "ValueError: list.remove(x): x not in list");
+        let e = l.call(&mut ListCall::Index { value: PyValue::str("x"), start: 0, stop: i64::MAX }).unwrap_err();
+        assert_eq!(e.traceback_line(), "ValueError: 'x' is not in list");
+    }
+}
