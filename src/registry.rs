@@ -149,6 +149,11 @@ impl Registry {
         Registry { named }
     }
 
+    /// Whether `typeid` names one object from `--register`.
+    pub fn is_named(&self, typeid: &str) -> bool {
+        self.named.contains_key(typeid)
+    }
+
     /// `create(typeid, *args, **kwds)`: the named object, or a new one.
     /// `req` holds the constructor arguments (the typeid already removed).
     pub fn create(&self, typeid: &str, req: &Request<'_, '_>, table: &mut ObjectTable) -> Result<ObjectId, PyException> {

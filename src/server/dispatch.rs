@@ -96,8 +96,15 @@ fn create(state: &mut State, req: &Request<'_, '_>) -> Reply {
                 }
                 state.objects.refresh_holds(id, false);
             }
-            let exposed = state.objects.get(id).expect("just created").object.exposed();
-            Reply::Return(Value::Tuple(vec![Value::Str(ObjectTable::ident(id)), exposed_tuple(exposed)]))
+            let mut exposed: Vec<&str> = state.objects.get(id).expect("just created").object.exposed().to_vec();
+            if state.registry.is_named(typeid) {
+                // A master's `register(name, callable=lambda: obj)` has no
+                // proxytype: CPython exposes `public_methods(obj)`, and the
+                // client's AutoProxy is built from that list (a private
+                // name such as `__getattribute__` would break it).
+                exposed.retain(|name| !name.starts_with('_'));
+            }
+            Reply::Return(Value::Tuple(vec![Value::Str(ObjectTable::ident(id)), exposed_tuple(&exposed)]))
         }
     }
 }
