@@ -240,7 +240,7 @@ impl Server {
     fn on_frame(&mut self, token: Token, frame: &[u8]) {
         let key = self.config.authkey.clone();
         let allow_md5 = self.config.allow_legacy_md5;
-        let limits = self.decode_limits.clone();
+        let limits = self.decode_limits;
         let Some(conn) = self.conn(token) else { return };
         match conn.phase {
             Phase::AwaitAnswer | Phase::AwaitPeerChallenge | Phase::AwaitPeerWelcome => {
@@ -308,12 +308,11 @@ impl Server {
             Outcome::Reply { reply, wake } => {
                 self.state.objects.refresh_holds(object, reply.carries_items());
                 self.send(token, &reply);
-                if let Some(conn) = self.conn(token) {
-                    if conn.parked {
+                if let Some(conn) = self.conn(token)
+                    && conn.parked {
                         conn.parked = false;
                         self.resume.push_back(token);
                     }
-                }
                 for key in wake {
                     self.wake(key);
                 }
@@ -363,11 +362,10 @@ impl Server {
                     continue;
                 };
                 let attempt = entry.object.attempt(&mut parked.call, &ctx);
-                if let crate::objects::Attempt::Block { on } = attempt {
-                    if on == key {
+                if let crate::objects::Attempt::Block { on } = attempt
+                    && on == key {
                         continue;
                     }
-                }
                 let p = self.state.blocked.remove(park_id).expect("present");
                 let outcome = dispatch::resolve(&mut self.state, attempt, p.call);
                 progressed |= matches!(outcome, Outcome::Reply { .. });
