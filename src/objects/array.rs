@@ -13,7 +13,7 @@
 use crate::pickle::{bigint_to_f64, Decoded, Node, NodeId, ObjectKind, PickleWriter};
 use crate::protocol::{bind, PyException, Reply, Request, Value};
 
-use super::list::{int_arg, iterate, node_type_name, slice_arg, Slice};
+use super::sequence::{int_arg, iterate, node_type_name, slice_arg, Slice};
 use super::value::{builtin_exception, float_repr, str_repr, type_name, PyStr, PyValue, ViewBudget};
 use super::{Attempt, CallContext, CallError, ObjectTable, PendingCall, SharedObject, SharedType};
 

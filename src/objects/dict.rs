@@ -21,7 +21,7 @@ use crate::pickle::{Decoded, Node, NodeId, ObjectOp};
 use crate::protocol::{PyException, Reply, Request, Value};
 
 use super::iterator::KeyIterator;
-use super::list::{dict_pickle, iterate, list_pickle, proxied, stored_str, tuple_pickle};
+use super::sequence::{dict_pickle, iterate, list_pickle, proxied, stored_str, tuple_pickle};
 use super::value::{DictKey, StoredValue, ViewBudget};
 use super::{Attempt, CallContext, CallError, Item, ObjectTable, PendingCall, SharedObject, SharedType};
 
@@ -483,7 +483,7 @@ impl SharedDict {
                 if let Some(e) = self.get(key) {
                     return ret(e.v.pickle().clone());
                 }
-                let v = default.take().unwrap_or_else(|| super::list::synthesized(|w| w.none()));
+                let v = default.take().unwrap_or_else(|| super::sequence::synthesized(|w| w.none()));
                 let out = v.pickle().clone();
                 self.insert(key.clone(), k.clone(), v);
                 ret(out)
@@ -512,7 +512,7 @@ pub fn from_cli(args: &str) -> Result<SharedObject, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::objects::list::synthesized;
+    use crate::objects::sequence::synthesized;
 
     fn int(i: i64) -> (DictKey, StoredValue) {
         let s = synthesized(|w| w.int(i));

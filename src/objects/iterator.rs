@@ -17,7 +17,7 @@ use crate::pickle::PickleWriter;
 use crate::protocol::reply::format_traceback;
 use crate::protocol::{PyException, Reply, Request, Value};
 
-use super::list::{protocol_for, write_list};
+use super::sequence::{protocol_for, write_list};
 use super::value::builtin_exception;
 use super::{Attempt, CallContext, CallError, Item, ObjectTable, PendingCall, SharedObject, SharedType};
 

@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use crate::pickle::{Decoded, NodeId, PickleWriter};
 use crate::protocol::{PyException, Reply, Request, Value};
 
-use super::list::{node_type_name, protocol_for, stored_str, write_dict};
+use super::sequence::{node_type_name, protocol_for, stored_str, write_dict};
 use super::value::{StoredValue, ViewBudget};
 use super::{Attempt, CallContext, CallError, ObjectTable, PendingCall, SharedObject, SharedType};
 
@@ -140,7 +140,7 @@ impl SharedType for SharedNamespace {
                 None => Attempt::error(no_attribute(name)),
             },
             NamespaceCall::Set(name, value) => {
-                let value = std::mem::replace(value, super::list::synthesized(|w| w.none()));
+                let value = std::mem::replace(value, super::sequence::synthesized(|w| w.none()));
                 self.set(std::mem::take(name), value);
                 Attempt::reply(Reply::none())
             }
@@ -183,7 +183,7 @@ pub fn from_cli(args: &str) -> Result<SharedObject, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::objects::list::synthesized;
+    use crate::objects::sequence::synthesized;
 
     #[test]
     fn repr_sorts_public_attributes() {

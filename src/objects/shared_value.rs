@@ -7,7 +7,7 @@
 use crate::pickle::PickleWriter;
 use crate::protocol::{bind, PyException, Reply, Request, Value};
 
-use super::list::{protocol_for, stored_str, synthesized, write_dict};
+use super::sequence::{protocol_for, stored_str, synthesized, write_dict};
 use super::value::{StoredValue, ViewBudget};
 use super::{Attempt, CallContext, CallError, ObjectTable, PendingCall, SharedObject, SharedType};
 
