@@ -49,6 +49,9 @@ pub struct Connection {
     pub touched: Vec<ObjectId>,
 }
 
+/// Unsent reply bytes past which a connection is not served further.
+const OUTPUT_BACKLOG: usize = 8 << 20;
+
 /// Reads happen in chunks of this size.
 const READ_CHUNK: usize = 64 * 1024;
 
@@ -84,9 +87,12 @@ impl Connection {
         }
     }
 
-    /// Reads what the socket has, up to `cap` buffered bytes.
-    pub fn fill(&mut self, cap: usize) {
+    /// Reads what the socket has, up to `cap` buffered bytes. Returns
+    /// whether the socket was drained (would block, or closed): if not,
+    /// the caller must come back, as no new readiness event will come.
+    pub fn fill(&mut self, cap: usize) -> bool {
         let mut read_any = false;
+        let mut drained = self.eof;
         while !self.eof && self.inbuf.len() < cap {
             let start = self.inbuf.len();
             let want = READ_CHUNK.min(cap - start).max(1);
@@ -95,6 +101,7 @@ impl Connection {
                 Ok(0) => {
                     self.inbuf.truncate(start);
                     self.eof = true;
+                    drained = true;
                 }
                 Ok(n) => {
                     self.inbuf.truncate(start + n);
@@ -103,15 +110,32 @@ impl Connection {
                 Err(e) => {
                     self.inbuf.truncate(start);
                     match e.kind() {
-                        io::ErrorKind::WouldBlock => break,
+                        io::ErrorKind::WouldBlock => {
+                            drained = true;
+                            break;
+                        }
                         io::ErrorKind::Interrupted => continue,
-                        _ => self.eof = true,
+                        _ => {
+                            self.eof = true;
+                            drained = true;
+                        }
                     }
                 }
             }
         }
         if read_any {
             self.stream.rearm_quickack();
+        }
+        drained
+    }
+
+    /// How many bytes to buffer before processing: the whole first frame
+    /// when its header is known (within `limit`), else one read chunk. A
+    /// client pipelining requests is read one frame ahead, not without end.
+    pub fn input_wanted(&self, limit: usize) -> usize {
+        match parse_header(&self.inbuf, limit) {
+            Ok(Some(h)) => (h.header_len + h.payload_len).max(READ_CHUNK),
+            _ => READ_CHUNK,
         }
     }
 
@@ -168,6 +192,13 @@ impl Connection {
 
     pub fn has_pending_output(&self) -> bool {
         self.out_pos < self.outbuf.len()
+    }
+
+    /// A client that sends requests without reading the replies gets no
+    /// more answers (and nothing more is read from it) until it has read
+    /// these: its output stays bounded instead of growing without end.
+    pub fn output_backlogged(&self) -> bool {
+        self.outbuf.len() - self.out_pos > OUTPUT_BACKLOG
     }
 
     /// Bytes received and not yet consumed.

@@ -32,6 +32,8 @@ pub use listener::ListenAddress;
 use listener::Listener;
 
 const LISTENER: Token = Token(usize::MAX - 1);
+/// Requests one connection may have answered before the others get a turn.
+const FRAMES_PER_TURN: usize = 32;
 const SIGNALS: Token = Token(usize::MAX - 2);
 
 /// How a server is set up; the CLI fills this in.
@@ -121,10 +123,11 @@ impl Server {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
-            let timeout = next.map(|d| d.saturating_duration_since(Instant::now()));
             // Round up so a deadline is never polled for a zero-length wait
             // again and again just before it passes.
-            let timeout = timeout.map(|t| t + Duration::from_micros(200));
+            let timeout = next.map(|d| d.saturating_duration_since(Instant::now()) + Duration::from_micros(200));
+            // Connections with work left only look for new events.
+            let timeout = if self.resume.is_empty() { timeout } else { Some(Duration::ZERO) };
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -140,7 +143,10 @@ impl Server {
             }
             self.expire_deadlines();
             self.state.objects.release_due(Instant::now());
-            while let Some(token) = self.resume.pop_front() {
+            // One turn each for the connections waiting now; those that
+            // queue again wait for the next round (after a zero-wait poll).
+            for _ in 0..self.resume.len() {
+                let Some(token) = self.resume.pop_front() else { break };
                 self.service(token);
             }
         }
@@ -195,46 +201,60 @@ impl Server {
     }
 
     /// Reads, processes and writes for one connection, then drops it if it
-    /// is finished.
+    /// is finished. A connection gets one turn of at most
+    /// [`FRAMES_PER_TURN`] requests; if it has more, it goes to the back of
+    /// the resume queue, so a client pipelining requests cannot starve the
+    /// others.
     fn service(&mut self, token: Token) {
         let max_frame = self.config.max_frame;
         let Some(conn) = self.conn(token) else { return };
         conn.flush();
-        // While a request is parked only a little is read: enough to notice
-        // the client closing, not enough to buffer a flood.
-        let cap = if conn.parked || conn.close_after_flush {
+        let limit = conn.frame_limit(max_frame);
+        let cap = if conn.output_backlogged() {
+            // Not even a byte: reading would let the client send more.
+            0
+        } else if conn.parked || conn.close_after_flush {
+            // Only a little: enough to notice the client closing.
             conn.buffered_input() + 1
         } else {
-            conn.frame_limit(max_frame) + 12
+            conn.input_wanted(limit)
         };
-        conn.fill(cap);
-        self.process_frames(token);
+        let mut come_back = false;
+        if cap > conn.buffered_input() {
+            come_back |= !conn.fill(cap);
+        }
+        come_back |= self.process_frames(token);
         if let Some(conn) = self.conn(token) {
             conn.flush();
             if conn.is_finished() {
                 self.close(token);
+            } else if come_back && !conn.parked && !conn.output_backlogged() {
+                self.resume.push_back(token);
             }
         }
     }
 
-    fn process_frames(&mut self, token: Token) {
-        loop {
+    /// Handles up to [`FRAMES_PER_TURN`] complete frames; returns whether
+    /// more may be waiting.
+    fn process_frames(&mut self, token: Token) -> bool {
+        for _ in 0..FRAMES_PER_TURN {
             let max_frame = self.config.max_frame;
-            let Some(conn) = self.conn(token) else { return };
-            if conn.parked || conn.close_after_flush {
-                return;
+            let Some(conn) = self.conn(token) else { return false };
+            if conn.parked || conn.close_after_flush || conn.output_backlogged() {
+                return false;
             }
             let limit = conn.frame_limit(max_frame);
             match conn.next_frame(limit) {
-                Ok(None) => return,
+                Ok(None) => return false,
                 Ok(Some(frame)) => self.on_frame(token, &frame),
                 Err(e) => {
                     warn!(conn = token.0, error = %e, "closing connection");
                     conn.eof = true;
-                    return;
+                    return false;
                 }
             }
         }
+        true
     }
 
     fn on_frame(&mut self, token: Token, frame: &[u8]) {
