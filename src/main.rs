@@ -40,8 +40,10 @@ struct ServeArgs {
     authkey_file: Option<PathBuf>,
 
     /// NAME=KIND: NAME returns a proxy to one object of KIND that lives as
-    /// long as the server. KIND: Queue, Queue(MAXSIZE), JoinableQueue,
-    /// JoinableQueue(MAXSIZE). Repeat for several names.
+    /// long as the server. KIND is a SyncManager typeid with its arguments,
+    /// e.g. Queue, Queue(100), JoinableQueue, dict, list, Namespace,
+    /// Value(i,0), Array(d,1,2), Lock, RLock, Event, Condition,
+    /// Semaphore(3), BoundedSemaphore(3), Barrier(4). Repeat for several.
     #[arg(long = "register", value_name = "NAME=KIND", value_parser = parse_registration)]
     registrations: Vec<Registration>,
 

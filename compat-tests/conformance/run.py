@@ -104,7 +104,10 @@ class ServerProcess(object):
         if self.kind == 'rust':
             return [self.fm_bin, 'serve', '--address', addr,
                     '--authkey', self.authkey]
-        return [sys.executable, os.path.join(HERE, 'cpython_server.py'),
+        # The compat suite's reference server: a SyncManager subclass that,
+        # without --register, is exactly what Manager() runs in its child.
+        return [sys.executable,
+                os.path.join(os.path.dirname(HERE), 'reference_server.py'),
                 'serve', '--address', addr, '--authkey', self.authkey]
 
     def start(self, timeout=15.0):

@@ -220,12 +220,6 @@ impl SharedQueue {
             }
         }
     }
-
-    /// Puts an item back at the head, for a get whose reply could not be
-    /// delivered because the getter's connection closed meanwhile.
-    pub fn unget(&mut self, item: Item) {
-        self.items.push_front(item);
-    }
 }
 
 #[cfg(test)]

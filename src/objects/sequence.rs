@@ -307,12 +307,7 @@ pub(crate) fn range_elements(d: &Decoded, args: &[NodeId]) -> Result<Vec<StoredV
 /// that object. CPython rebuilds such arguments as the referent (3.6/3.7)
 /// or a proxy to it; constructors use this to copy from it.
 pub(crate) fn proxied<'t>(d: &Decoded, id: NodeId, table: &'t ObjectTable) -> Option<&'t SharedObject> {
-    let o = d.as_object(id)?;
-    if d.as_global(o.callable)? != ("multiprocessing.managers", "RebuildProxy") {
-        return None;
-    }
-    let args = d.as_tuple(o.args)?;
-    let ident = crate::protocol::token::token_ident(d, *args.get(1)?)?;
+    let ident = crate::protocol::token::proxy_ident(d, id)?;
     let oid = table.parse_ident(ident)?;
     Some(&table.get(oid)?.object)
 }

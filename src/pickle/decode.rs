@@ -104,7 +104,7 @@ struct Vm<'a, 'l> {
     offset: usize,
 }
 
-fn is_spliceable(n: &Node) -> bool {
+pub(crate) fn is_spliceable(n: &Node) -> bool {
     matches!(
         n,
         Node::Tuple(_)

@@ -191,19 +191,33 @@ pub(crate) enum IntValue {
     Big(Vec<u8>),
 }
 
-/// Normalizes LONG1/LONG4 payload bytes.
-pub(crate) fn int_from_le(b: &[u8]) -> IntValue {
-    let mut v = b.to_vec();
-    // Trim redundant sign-extension bytes.
+/// Drops redundant sign-extension bytes from little-endian two's complement.
+fn trim_sign_extension(v: &mut Vec<u8>) {
     while v.len() > 1 {
-        let top = v[v.len() - 1];
-        let next = v[v.len() - 2];
+        let (top, next) = (v[v.len() - 1], v[v.len() - 2]);
         if (top == 0 && next & 0x80 == 0) || (top == 0xff && next & 0x80 != 0) {
             v.pop();
         } else {
             break;
         }
     }
+}
+
+/// Minimal little-endian two's complement of ±`magnitude` (empty for 0,
+/// like pickle's `encode_long`).
+pub fn bigint_from_magnitude(magnitude: &[u8], negative: bool) -> Vec<u8> {
+    let mut v = magnitude_to_twos(magnitude, negative);
+    trim_sign_extension(&mut v);
+    if v == [0] {
+        v.clear();
+    }
+    v
+}
+
+/// Normalizes LONG1/LONG4 payload bytes.
+pub(crate) fn int_from_le(b: &[u8]) -> IntValue {
+    let mut v = b.to_vec();
+    trim_sign_extension(&mut v);
     if v.len() <= 8 {
         let neg = v.last().is_some_and(|&t| t & 0x80 != 0);
         let mut buf = [if neg { 0xff } else { 0 }; 8];

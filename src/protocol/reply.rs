@@ -2,7 +2,7 @@
 //! into pickle bytes.
 
 use crate::objects::Item;
-use crate::pickle::PickleWriter;
+use crate::pickle::{declared_protocol, PickleWriter};
 
 use super::exception::PyException;
 use super::token::{Address, Token};
@@ -52,7 +52,7 @@ impl Reply {
     /// the receiver has yet to take a reference to).
     pub fn carries_items(&self) -> bool {
         match self {
-            Reply::Return(v) => highest_item_protocol(v) > 0 || matches!(v, Value::Item(_)),
+            Reply::Return(v) => v.contains_item(),
             Reply::ErrorItem { .. } => true,
             _ => false,
         }
@@ -105,7 +105,7 @@ impl Reply {
     fn protocol(&self) -> u8 {
         match self {
             Reply::Return(v) => highest_item_protocol(v).max(4),
-            Reply::ErrorItem { arg, .. } => highest_item_protocol(&Value::Item(arg.clone())).max(4),
+            Reply::ErrorItem { arg, .. } => declared_protocol(arg).max(4),
             _ => 4,
         }
     }
@@ -113,9 +113,19 @@ impl Reply {
 
 fn highest_item_protocol(v: &Value) -> u8 {
     match v {
-        Value::Item(item) if item.len() >= 2 && item[0] == 0x80 => item[1],
+        Value::Item(item) => declared_protocol(item),
         Value::Tuple(vs) => vs.iter().map(highest_item_protocol).max().unwrap_or(0),
         _ => 0,
+    }
+}
+
+impl Value {
+    fn contains_item(&self) -> bool {
+        match self {
+            Value::Item(_) => true,
+            Value::Tuple(vs) => vs.iter().any(Value::contains_item),
+            _ => false,
+        }
     }
 }
 

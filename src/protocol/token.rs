@@ -25,28 +25,35 @@ pub fn token_ident<'p>(pickle: &'p crate::pickle::Decoded<'_>, node: crate::pick
     pickle.as_str(*state.get(2)?)
 }
 
-/// The idents of the proxies pickled anywhere inside `item` (each a REDUCE
-/// of `multiprocessing.managers.RebuildProxy(func, token, serializer,
-/// kwds)`), so the server can keep their referents alive while the item
-/// is stored. Cheap for the common case: items that do not even contain
-/// the name are not decoded.
-pub fn proxy_idents(item: &[u8]) -> Vec<String> {
+/// The ident of a pickled proxy: a REDUCE of
+/// `multiprocessing.managers.RebuildProxy(func, token, serializer, kwds)`,
+/// as `BaseProxy.__reduce__` writes it.
+pub fn proxy_ident<'p>(pickle: &'p crate::pickle::Decoded<'_>, node: crate::pickle::NodeId) -> Option<&'p str> {
+    let obj = pickle.as_object(node)?;
+    if pickle.as_global(obj.callable) != Some(("multiprocessing.managers", "RebuildProxy")) {
+        return None;
+    }
+    token_ident(pickle, *pickle.as_tuple(obj.args)?.get(1)?)
+}
+
+/// Whether a pickle may contain a proxy: a cheap test on the bytes, so
+/// that only those that name `RebuildProxy` are ever searched.
+pub fn mentions_proxy(pickle: &[u8]) -> bool {
     const NAME: &[u8] = b"RebuildProxy";
-    if !item.windows(NAME.len()).any(|w| w == NAME) {
+    pickle.windows(NAME.len()).any(|w| w == NAME)
+}
+
+/// The idents of the proxies pickled anywhere inside `item`, so the server
+/// can keep their referents alive while the item is stored.
+pub fn proxy_idents(item: &[u8]) -> Vec<String> {
+    if !mentions_proxy(item) {
         return Vec::new();
     }
     let Ok(pickle) = crate::pickle::decode(item, &crate::pickle::DecodeLimits::default()) else { return Vec::new() };
-    let mut out = Vec::new();
-    for id in 0..pickle.len() as crate::pickle::NodeId {
-        let Some(obj) = pickle.as_object(id) else { continue };
-        if pickle.as_global(obj.callable) != Some(("multiprocessing.managers", "RebuildProxy")) {
-            continue;
-        }
-        if let Some(ident) = pickle.as_tuple(obj.args).and_then(|a| a.get(1)).and_then(|&t| token_ident(&pickle, t)) {
-            out.push(ident.to_string());
-        }
-    }
-    out
+    (0..pickle.len() as crate::pickle::NodeId)
+        .filter_map(|id| proxy_ident(&pickle, id))
+        .map(str::to_string)
+        .collect()
 }
 
 #[cfg(test)]

@@ -104,11 +104,4 @@ impl Blocked {
         out
     }
 
-    pub fn len(&self) -> usize {
-        self.parked.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.parked.is_empty()
-    }
 }

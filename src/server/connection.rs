@@ -3,6 +3,7 @@
 //! here; `dispatch` does that.
 
 use std::io::{self, Read, Write};
+use std::ops::Range;
 
 use crate::wire::handshake::{self, Challenge, PRE_AUTH_FRAME_LIMIT};
 use crate::wire::{encode_header, parse_header, FrameError};
@@ -139,8 +140,11 @@ impl Connection {
         }
     }
 
-    /// Takes the next complete frame's payload out of the input buffer.
-    pub fn next_frame(&mut self, limit: usize) -> Result<Option<Vec<u8>>, FrameError> {
+    /// Where the next complete frame's payload is in the input buffer.
+    /// The caller borrows it with [`Connection::take_input`] and gives the
+    /// buffer back with [`Connection::restore_input`]: requests are decoded
+    /// in place, never copied out.
+    pub fn next_frame(&mut self, limit: usize) -> Result<Option<Range<usize>>, FrameError> {
         let Some(h) = parse_header(&self.inbuf, limit)? else { return Ok(None) };
         let end = h.header_len + h.payload_len;
         if self.inbuf.len() < end {
@@ -148,9 +152,18 @@ impl Connection {
             self.inbuf.reserve(end - self.inbuf.len());
             return Ok(None);
         }
-        let payload = self.inbuf[h.header_len..end].to_vec();
-        self.inbuf.drain(..end);
-        Ok(Some(payload))
+        Ok(Some(h.header_len..end))
+    }
+
+    /// Lends the input buffer out while a frame in it is handled.
+    pub fn take_input(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.inbuf)
+    }
+
+    /// Takes the buffer back, minus the `consumed` bytes of the handled frame.
+    pub fn restore_input(&mut self, mut buf: Vec<u8>, consumed: usize) {
+        buf.drain(..consumed);
+        self.inbuf = buf;
     }
 
     /// Queues one frame and tries to send it at once.

@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use crate::objects::{Attempt, CallContext, CallError, ClientId, ObjectCall, ObjectTable, WaitKey};
+use crate::objects::{Attempt, CallContext, CallError, ClientId, ObjectCall, ObjectId, ObjectTable, WaitKey};
 use crate::protocol::reply::format_traceback;
 use crate::protocol::{Address, PyException, Reply, Request, Token, Value};
 use crate::registry::Registry;
@@ -90,7 +90,7 @@ fn create(state: &mut State, req: &Request<'_, '_>) -> Reply {
             state.objects.incref(id);
             // Proxies passed to the constructor (`m.list([m.dict()])`) are
             // held from now on: the client drops its own right after.
-            if p.source().windows(12).any(|w| w == b"RebuildProxy") {
+            if crate::protocol::token::mentions_proxy(p.source()) {
                 if let Some(e) = state.objects.get_mut(id) {
                     e.may_hold_proxies = true;
                 }
@@ -126,12 +126,13 @@ fn refcount(state: &mut State, method: &str, ident: &str) -> Reply {
 }
 
 /// Handles one method call `(ident, method, args, kwds)` on a serving
-/// connection.
-pub fn method_call(state: &mut State, req: &Request<'_, '_>, client: ClientId, now: Instant) -> Outcome {
+/// connection; `id` is the object `ident` names, if any.
+pub fn method_call(state: &mut State, req: &Request<'_, '_>, id: Option<ObjectId>, client: ClientId, now: Instant) -> Outcome {
     let ident = req.ident.unwrap_or("None");
-    let Some(id) = state.objects.parse_ident(ident) else { return Outcome::reply(key_error(ident)) };
+    let Some(id) = id else { return Outcome::reply(key_error(ident)) };
     let ctx = CallContext { client, this: id, now };
-    let object = &mut state.objects.get_mut(id).expect("parse_ident checks existence").object;
+    let Some(entry) = state.objects.get_mut(id) else { return Outcome::reply(key_error(ident)) };
+    let object = &mut entry.object;
     if !object.exposed().contains(&req.method) {
         let text = |r: Result<String, PyException>| match r {
             Ok(s) => Reply::Return(Value::Str(s)),

@@ -22,6 +22,7 @@ use tracing::{debug, info, warn};
 use crate::objects::{CallContext, ClientId, ObjectId, ObjectTable, WaitKey};
 use crate::pickle::{decode, DecodeLimits};
 use crate::protocol::reply::format_traceback;
+use crate::protocol::token::mentions_proxy;
 use crate::protocol::{parse_request, Address, Reply};
 use crate::registry::{Registration, Registry};
 
@@ -246,7 +247,13 @@ impl Server {
             let limit = conn.frame_limit(max_frame);
             match conn.next_frame(limit) {
                 Ok(None) => return false,
-                Ok(Some(frame)) => self.on_frame(token, &frame),
+                Ok(Some(range)) => {
+                    let input = conn.take_input();
+                    self.on_frame(token, &input[range.clone()]);
+                    if let Some(conn) = self.conn(token) {
+                        conn.restore_input(input, range.end);
+                    }
+                }
                 Err(e) => {
                     warn!(conn = token.0, error = %e, "closing connection");
                     conn.eof = true;
@@ -258,13 +265,11 @@ impl Server {
     }
 
     fn on_frame(&mut self, token: Token, frame: &[u8]) {
-        let key = self.config.authkey.clone();
-        let allow_md5 = self.config.allow_legacy_md5;
         let limits = self.decode_limits;
-        let Some(conn) = self.conn(token) else { return };
+        let Some(conn) = self.conns.get_mut(token.0).and_then(Option::as_mut) else { return };
         match conn.phase {
             Phase::AwaitAnswer | Phase::AwaitPeerChallenge | Phase::AwaitPeerWelcome => {
-                if let Err(why) = conn.on_handshake_frame(&key, allow_md5, frame) {
+                if let Err(why) = conn.on_handshake_frame(&self.config.authkey, self.config.allow_legacy_md5, frame) {
                     warn!(conn = token.0, "authentication failed: {why}");
                 }
             }
@@ -306,14 +311,15 @@ impl Server {
                     Ok(pickle) => match parse_request(&pickle) {
                         Err(line) => Outcome::Reply { reply: Reply::Traceback(format_traceback(&line)), wake: Vec::new() },
                         Ok(req) => {
-                            if let Some(id) = req.ident.and_then(|i| self.state.objects.parse_ident(i)) {
-                                self.conns[token.0].as_mut().expect("live").touch(id);
+                            let id = req.ident.and_then(|i| self.state.objects.parse_ident(i));
+                            if let Some(id) = id {
+                                conn.touch(id);
                                 object = id;
-                                if frame.windows(12).any(|w| w == b"RebuildProxy") {
+                                if mentions_proxy(frame) {
                                     self.state.objects.get_mut(id).expect("exists").may_hold_proxies = true;
                                 }
                             }
-                            dispatch::method_call(&mut self.state, &req, client, Instant::now())
+                            dispatch::method_call(&mut self.state, &req, id, client, Instant::now())
                         }
                     },
                 };

@@ -191,13 +191,6 @@ pub fn answer_challenge(key: &[u8], frame: &[u8]) -> Result<Vec<u8>, AuthError> 
     }
 }
 
-/// The result of the handshake as seen by the server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HandshakeOutcome {
-    Authenticated,
-    Refused,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,4 +5,4 @@ pub mod frame;
 pub mod handshake;
 
 pub use frame::{FrameError, FrameHeader, encode_header, parse_header};
-pub use handshake::{AuthError, Challenge, HandshakeOutcome};
+pub use handshake::{AuthError, Challenge};

@@ -280,17 +280,6 @@ fn notify_count(p: &Decoded<'_>, node: NodeId) -> Result<u64, PyException> {
     }
 }
 
-/// The ident of a pickled proxy: a REDUCE of
-/// `multiprocessing.managers.RebuildProxy(func, token, serializer, kwds)`.
-fn proxy_ident<'p>(p: &'p Decoded<'_>, node: NodeId) -> Option<&'p str> {
-    let obj = p.as_object(node)?;
-    if p.as_global(obj.callable) != Some(("multiprocessing.managers", "RebuildProxy")) {
-        return None;
-    }
-    let token = *p.as_tuple(obj.args)?.get(1)?;
-    crate::protocol::token::token_ident(p, token)
-}
-
 /// `Condition(lock=None)`: `lock` is a `Lock`/`RLock` proxy of this server.
 pub fn condition_construct(req: &Request<'_, '_>, table: &ObjectTable) -> Result<SharedObject, PyException> {
     let p = req.pickle;
@@ -298,7 +287,7 @@ pub fn condition_construct(req: &Request<'_, '_>, table: &ObjectTable) -> Result
     let Some(node) = b.0[0].filter(|&n| !p.is_none(n)) else {
         return Ok(SharedObject::Condition(SharedCondition::new()));
     };
-    let Some(ident) = proxy_ident(p, node) else {
+    let Some(ident) = crate::protocol::token::proxy_ident(p, node) else {
         return Err(PyException::attribute_error(format!(
             "'{}' object has no attribute 'acquire'",
             type_name(p, node)

@@ -222,32 +222,7 @@ pub(super) fn integral_float_to_le(f: f64) -> Vec<u8> {
             }
         }
     }
-    twos_from_magnitude(mag, f < 0.0)
-}
-
-/// Minimal two's complement of ±magnitude (little-endian, any padding).
-fn twos_from_magnitude(mut v: Vec<u8>, neg: bool) -> Vec<u8> {
-    v.push(0);
-    if neg {
-        let mut carry = 1u16;
-        for b in v.iter_mut() {
-            let x = (!*b) as u16 + carry;
-            *b = x as u8;
-            carry = x >> 8;
-        }
-    }
-    while v.len() > 1 {
-        let (top, next) = (v[v.len() - 1], v[v.len() - 2]);
-        if (top == 0 && next & 0x80 == 0) || (top == 0xff && next & 0x80 != 0) {
-            v.pop();
-        } else {
-            break;
-        }
-    }
-    if v == [0] {
-        v.clear();
-    }
-    v
+    crate::pickle::bigint_from_magnitude(&mag, f < 0.0)
 }
 
 #[cfg(test)]

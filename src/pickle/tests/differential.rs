@@ -4,7 +4,7 @@
 
 use std::sync::OnceLock;
 
-use super::super::{DecodeLimits, Decoded, Node, NodeId, PickleWriter, declared_protocol, decode};
+use super::super::{DecodeLimits, Decoded, NodeId, PickleWriter, declared_protocol, decode};
 use super::{memo_violation, python, read_records, run_python, write_record};
 
 /// One pickle CPython made: case name, "3.11/req-p4"-style label, arg index
@@ -82,18 +82,6 @@ impl Batches {
     }
 }
 
-fn spliceable(n: &Node) -> bool {
-    matches!(
-        n,
-        Node::Tuple(_)
-            | Node::List(_)
-            | Node::Dict(_)
-            | Node::Set(_)
-            | Node::FrozenSet(_)
-            | Node::Global(_)
-            | Node::Object(_)
-    )
-}
 
 #[test]
 fn standalone_items_unpickle_equal_under_3_6_3_11_3_13() {
@@ -146,7 +134,7 @@ fn standalone_items_unpickle_equal_under_3_6_3_11_3_13() {
         } else if g.idx >= 0
             && d.protocol() >= 3
             && !g.name.starts_with("multi:")
-            && spliceable(d.node(id))
+            && crate::pickle::decode::is_spliceable(d.node(id))
         {
             problems.push(format!("{} {}: item was not spliced", g.name, g.label));
         }
