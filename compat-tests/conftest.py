@@ -195,10 +195,12 @@ def client_env(extra=None):
 
 
 class Server:
-    def __init__(self, kind, workdir):
+    def __init__(self, kind, workdir, unix=False):
         self.kind = kind
         self.host = '127.0.0.1'
         self.port = free_port()
+        # A Unix socket instead of TCP (clients see FM_UNIX).
+        self.unix_path = str(Path(workdir) / 'fm.sock') if unix else None
         self.authkey = secrets.token_hex(16)
         self.log = Path(workdir) / 'server.log'
         self.proc = None
@@ -214,8 +216,9 @@ class Server:
                             '(or FASTMANAGER_SERVER=cpython)' % exe,
                             pytrace=False)
             self.cmd = [exe]
-        self.cmd += ['serve', '--address', '%s:%d' % (self.host, self.port),
-                     '--authkey', self.authkey]
+        address = ('unix:' + self.unix_path if self.unix_path
+                   else '%s:%d' % (self.host, self.port))
+        self.cmd += ['serve', '--address', address, '--authkey', self.authkey]
         for r in REGISTRATIONS:
             self.cmd += ['--register', r]
 
@@ -237,8 +240,24 @@ class Server:
                 and tuple(client_minor) < (3, 7))
 
     def env(self):
-        return {'FM_HOST': self.host, 'FM_PORT': str(self.port),
-                'FM_AUTHKEY': self.authkey}
+        env = {'FM_HOST': self.host, 'FM_PORT': str(self.port),
+               'FM_AUTHKEY': self.authkey}
+        if self.unix_path:
+            env['FM_UNIX'] = self.unix_path
+        return env
+
+    def address(self):
+        """The address as multiprocessing.managers takes it."""
+        return self.unix_path or (self.host, self.port)
+
+    def connect_probe(self):
+        family = socket.AF_UNIX if self.unix_path else socket.AF_INET
+        s = socket.socket(family, socket.SOCK_STREAM)
+        s.settimeout(1)
+        try:
+            s.connect(self.address())
+        finally:
+            s.close()
 
     def describe(self):
         if self.kind == 'cpython':
@@ -258,8 +277,7 @@ class Server:
                             % (self.proc.returncode, tail(self.log)),
                             pytrace=False)
             try:
-                socket.create_connection((self.host, self.port),
-                                         timeout=1).close()
+                self.connect_probe()
                 return
             except OSError:
                 if time.time() > deadline:

@@ -37,6 +37,8 @@ def parse_registration(text):
 
 
 def parse_address(text):
+    if text.startswith('unix:'):
+        return text[len('unix:'):]
     host, sep, port = text.rpartition(':')
     if not sep:
         raise argparse.ArgumentTypeError('expected HOST:PORT, got %r' % text)
@@ -66,7 +68,7 @@ def main(argv=None):
     multiprocessing.current_process().authkey = authkey
     m = M(address=args.address, authkey=authkey)
     server = m.get_server()
-    sys.stdout.write('serving on %s:%d\n' % server.address)
+    sys.stdout.write('serving on %r\n' % (server.address,))
     sys.stdout.flush()
     server.serve_forever()
 

@@ -16,6 +16,8 @@ NAMES = ('get_task', 'get_result', 'jobs', 'small', 'smalljobs')
 
 
 def address():
+    if os.environ.get('FM_UNIX'):
+        return os.environ['FM_UNIX']
     return (os.environ['FM_HOST'], int(os.environ['FM_PORT']))
 
 

@@ -9,6 +9,7 @@ use crate::wire::handshake::{self, Challenge, PRE_AUTH_FRAME_LIMIT};
 use crate::wire::{encode_header, parse_header, FrameError};
 
 use super::listener::Stream;
+use super::peers::PeerProcess;
 use crate::objects::{ClientId, ObjectId};
 
 /// Where a connection is in its life.
@@ -48,6 +49,8 @@ pub struct Connection {
     /// Objects this connection called: told when it closes, so that what
     /// it owned (locks) is released.
     pub touched: Vec<ObjectId>,
+    /// The client process, once looked up (`None` inside: not knowable).
+    pub peer: Option<Option<PeerProcess>>,
 }
 
 /// Unsent reply bytes past which a connection is not served further.
@@ -73,6 +76,7 @@ impl Connection {
             name: String::new(),
             client,
             touched: Vec::new(),
+            peer: None,
         };
         let frame = c.challenge.frame();
         c.send_frame(&frame);

@@ -9,6 +9,7 @@ use crate::protocol::{Address, PyException, Reply, Request, Token, Value};
 use crate::registry::Registry;
 
 use super::blocking::Blocked;
+use super::peers::{Owners, PeerProcess};
 
 /// Everything requests act on, apart from the connections themselves.
 pub struct State {
@@ -16,6 +17,8 @@ pub struct State {
     pub registry: Registry,
     pub blocked: Blocked,
     pub address: Address,
+    /// References held by each client process of this host.
+    pub owners: Owners,
 }
 
 /// What the connection does after a control request.
@@ -48,8 +51,10 @@ fn key_error(key: &str) -> Reply {
     Reply::traceback(&PyException::key_error(format!("'{key}'")))
 }
 
-/// Handles one control request (ident `None` or ignored, as CPython does).
-pub fn control(state: &mut State, req: &Request<'_, '_>) -> (Reply, AfterControl) {
+/// Handles one control request (ident `None` or ignored, as CPython does);
+/// `peer` is the client process, when known, whose references
+/// `create`/`incref`/`decref` change.
+pub fn control(state: &mut State, req: &Request<'_, '_>, peer: Option<PeerProcess>) -> (Reply, AfterControl) {
     let p = req.pickle;
     let reply = match req.method {
         "accept_connection" => return (Reply::none(), AfterControl::Serve),
@@ -57,10 +62,10 @@ pub fn control(state: &mut State, req: &Request<'_, '_>) -> (Reply, AfterControl
         "dummy" => Reply::none(),
         "number_of_objects" => Reply::Return(Value::Int(state.objects.referenced_count() as i64)),
         "debug_info" => Reply::Return(Value::Str(state.objects.debug_info())),
-        "create" => create(state, req),
+        "create" => create(state, req, peer),
         "incref" | "decref" => match req.args.first().and_then(|&a| p.as_str(a)) {
             None => Reply::traceback(&PyException::type_error(format!("{}() missing ident", req.method))),
-            Some(ident) => refcount(state, req.method, ident),
+            Some(ident) => refcount(state, req.method, ident, peer),
         },
         "get_methods" => match req.args.first().and_then(|&a| crate::protocol::token::token_ident(p, a)) {
             None => Reply::traceback(&PyException::attribute_error("'tuple' object has no attribute 'id'")),
@@ -78,7 +83,7 @@ fn exposed_tuple(names: &[&str]) -> Value {
     Value::Tuple(names.iter().map(|n| Value::Str(n.to_string())).collect())
 }
 
-fn create(state: &mut State, req: &Request<'_, '_>) -> Reply {
+fn create(state: &mut State, req: &Request<'_, '_>, peer: Option<PeerProcess>) -> Reply {
     let p = req.pickle;
     let Some(typeid) = req.args.first().and_then(|&a| p.as_str(a)) else {
         return Reply::traceback(&PyException::type_error("create() missing 1 required positional argument: 'typeid'"));
@@ -88,6 +93,9 @@ fn create(state: &mut State, req: &Request<'_, '_>) -> Reply {
         Err(e) => Reply::traceback(&e),
         Ok(id) => {
             state.objects.incref(id);
+            if let Some(peer) = peer {
+                state.owners.acquired(peer, id);
+            }
             // Proxies passed to the constructor (`m.list([m.dict()])`) are
             // held from now on: the client drops its own right after.
             if crate::protocol::token::mentions_proxy(p.source()) {
@@ -109,14 +117,22 @@ fn create(state: &mut State, req: &Request<'_, '_>) -> Reply {
     }
 }
 
-fn refcount(state: &mut State, method: &str, ident: &str) -> Reply {
+fn refcount(state: &mut State, method: &str, ident: &str, peer: Option<PeerProcess>) -> Reply {
     let Some(id) = state.objects.parse_ident(ident) else { return key_error(ident) };
     if method == "incref" {
         state.objects.incref(id);
+        if let Some(peer) = peer {
+            state.owners.acquired(peer, id);
+        }
         return Reply::none();
     }
     match state.objects.decref(id) {
-        Ok(()) => Reply::none(),
+        Ok(()) => {
+            if let Some(peer) = peer {
+                state.owners.released(peer, id);
+            }
+            Reply::none()
+        }
         Err(count) => Reply::traceback(&PyException {
             module: "builtins",
             name: "AssertionError",

@@ -9,6 +9,7 @@ pub mod blocking;
 pub mod connection;
 pub mod dispatch;
 pub mod listener;
+pub mod peers;
 
 use std::collections::VecDeque;
 use std::io;
@@ -102,7 +103,7 @@ impl Server {
             conns: Vec::new(),
             free_slots: Vec::new(),
             resume: VecDeque::new(),
-            state: State { objects, registry, blocked: Blocked::default(), address },
+            state: State { objects, registry, blocked: Blocked::default(), address, owners: Default::default() },
             config,
             decode_limits: DecodeLimits::default(),
             stopping: false,
@@ -120,10 +121,14 @@ impl Server {
         let mut events = Events::with_capacity(1024);
         info!(address = %self.config.address, "fastmanager serving");
         while !self.stopping {
-            let next = match (self.state.blocked.next_deadline(), self.state.objects.next_release()) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            let next = [
+                self.state.blocked.next_deadline(),
+                self.state.objects.next_release(),
+                self.state.owners.next_check(),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
             // Round up so a deadline is never polled for a zero-length wait
             // again and again just before it passes.
             let timeout = next.map(|d| d.saturating_duration_since(Instant::now()) + Duration::from_micros(200));
@@ -144,6 +149,7 @@ impl Server {
             }
             self.expire_deadlines();
             self.state.objects.release_due(Instant::now());
+            self.release_dead_clients();
             // One turn each for the connections waiting now; those that
             // queue again wait for the next round (after a zero-wait poll).
             for _ in 0..self.resume.len() {
@@ -280,11 +286,20 @@ impl Server {
                         Err(line) => (Reply::Traceback(format_traceback(&line)), AfterControl::Close),
                         Ok(req) => {
                             debug!(conn = token.0, request = req.method, "control request");
+                            // The serving connection of a process holding
+                            // references is identified too: its closing
+                            // is how a killed client is noticed at once.
+                            let changes_refs = match req.method {
+                                "create" | "incref" => true,
+                                "decref" | "accept_connection" => !self.state.owners.is_empty(),
+                                _ => false,
+                            };
+                            let peer = if changes_refs { self.peer_of(token) } else { None };
                             if req.method == "accept_connection" {
                                 let name = req.args.first().and_then(|&a| pickle.as_str(a)).unwrap_or("");
                                 self.conns[token.0].as_mut().expect("live").name = name.to_string();
                             }
-                            dispatch::control(&mut self.state, &req)
+                            dispatch::control(&mut self.state, &req, peer)
                         }
                     },
                 };
@@ -333,6 +348,14 @@ impl Server {
         match outcome {
             Outcome::Reply { reply, wake } => {
                 self.state.objects.refresh_holds(object, reply.carries_items());
+                if let Reply::Proxy { token: proxy, .. } = &reply
+                    && let Some(id) = self.state.objects.parse_ident(&proxy.id)
+                    && let Some(peer) = self.peer_of(token)
+                {
+                    // The reference the server took for the client's new
+                    // proxy, which that client drops once it holds its own.
+                    self.state.owners.acquired(peer, id);
+                }
                 self.send(token, &reply);
                 if let Some(conn) = self.conn(token)
                     && conn.parked {
@@ -416,9 +439,35 @@ impl Server {
         }
     }
 
+    /// The client process behind a connection, looked up once.
+    fn peer_of(&mut self, token: Token) -> Option<peers::PeerProcess> {
+        let conn = self.conns.get_mut(token.0).and_then(Option::as_mut)?;
+        if conn.peer.is_none() {
+            conn.peer = Some(self.state.owners.identify(&conn.stream));
+        }
+        conn.peer.flatten()
+    }
+
+    /// Drops the references of client processes that died without
+    /// dropping them (see [`peers`]).
+    fn release_dead_clients(&mut self) {
+        for (id, count) in self.state.owners.reap_dead(Instant::now()) {
+            for _ in 0..count {
+                if self.state.objects.decref(id).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+
     fn close(&mut self, token: Token) {
         if let Some(mut conn) = self.conns.get_mut(token.0).and_then(Option::take) {
             let _ = self.poll.registry().deregister(&mut conn.stream);
+            if conn.phase == Phase::Serving
+                && let Some(Some(peer)) = conn.peer
+            {
+                self.state.owners.connection_closed(peer);
+            }
             if self.state.blocked.remove_conn(token).is_some() {
                 debug!(conn = token.0, name = %conn.name, "client left while blocked");
             }
