@@ -132,26 +132,68 @@ impl std::str::FromStr for Registration {
     }
 }
 
+/// Typeids an embedding program (the Python package) registers besides
+/// SyncManager's: `register('get_q', queue.Queue)` makes a new built-in
+/// object per `create`; `register('Thing', Thing)` is answered by the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExtraTypeid {
+    /// A new `kind` object per `create`. With `public_only`, only public
+    /// method names are exposed (no proxytype gave a list: the client
+    /// builds an AutoProxy from what `create` returns).
+    Alias { typeid: String, kind: &'static str, public_only: bool },
+    /// Created and served by the host (`server::host`).
+    Hosted { typeid: String },
+}
+
+impl ExtraTypeid {
+    /// `Alias` for a built-in kind by name, `None` if there is no such kind.
+    pub fn alias(typeid: &str, kind: &str, public_only: bool) -> Option<ExtraTypeid> {
+        let info = type_info(kind)?;
+        Some(ExtraTypeid::Alias { typeid: typeid.to_string(), kind: info.typeid, public_only })
+    }
+}
+
 /// The typeids this server knows.
 #[derive(Debug, Default)]
 pub struct Registry {
     named: HashMap<String, ObjectId>,
+    /// Aliased typeid -> (built-in kind, public names only).
+    aliases: HashMap<String, (&'static str, bool)>,
+    hosted: std::collections::HashSet<String>,
 }
 
 impl Registry {
     /// Creates the named objects in `table`.
-    pub fn new(registrations: &[Registration], table: &mut ObjectTable) -> Registry {
+    pub fn new(registrations: &[Registration], extra: &[ExtraTypeid], table: &mut ObjectTable) -> Registry {
         let mut named = HashMap::new();
         for r in registrations {
             let id = table.insert(r.kind.typeid, r.kind.build(), true);
             named.insert(r.name.clone(), id);
         }
-        Registry { named }
+        let mut registry = Registry { named, ..Registry::default() };
+        for e in extra {
+            match e {
+                ExtraTypeid::Alias { typeid, kind, public_only } => {
+                    registry.aliases.insert(typeid.clone(), (kind, *public_only));
+                }
+                ExtraTypeid::Hosted { typeid } => {
+                    registry.hosted.insert(typeid.clone());
+                }
+            }
+        }
+        registry
     }
 
-    /// Whether `typeid` names one object from `--register`.
-    pub fn is_named(&self, typeid: &str) -> bool {
-        self.named.contains_key(typeid)
+    /// Whether `create(typeid)` answers with public method names only: a
+    /// named object from `--register` (as a master's `register(name,
+    /// callable=lambda: obj)` without proxytype), or such an alias.
+    pub fn exposes_public_only(&self, typeid: &str) -> bool {
+        self.named.contains_key(typeid) || self.aliases.get(typeid).is_some_and(|&(_, public)| public)
+    }
+
+    /// Whether the host creates `typeid`'s objects.
+    pub fn is_hosted(&self, typeid: &str) -> bool {
+        self.hosted.contains(typeid)
     }
 
     /// `create(typeid, *args, **kwds)`: the named object, or a new one.
@@ -167,7 +209,8 @@ impl Registry {
             }
             return Ok(id);
         }
-        let info = type_info(typeid).ok_or_else(|| PyException::key_error(format!("'{typeid}'")))?;
+        let kind = self.aliases.get(typeid).map_or(typeid, |&(kind, _)| kind);
+        let info = type_info(kind).ok_or_else(|| PyException::key_error(format!("'{typeid}'")))?;
         let object = (info.construct)(req, table)?;
         Ok(table.insert(info.typeid, object, false))
     }

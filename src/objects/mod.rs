@@ -14,6 +14,7 @@
 // One line per type module.
 pub mod array;
 pub mod dict;
+pub mod hosted;
 pub mod iterator;
 pub mod list;
 pub mod namespace;
@@ -248,6 +249,7 @@ shared_types! {
     Barrier(sync::SharedBarrier),
     Condition(sync::SharedCondition),
     Event(sync::SharedEvent),
+    Hosted(hosted::HostedObject),
     Lock(sync::SharedLock),
     Semaphore(sync::SharedSemaphore),
 }

@@ -45,11 +45,13 @@ pub struct ObjectTable {
     next_id: ObjectId,
     /// References dropped by `refresh_holds`, released after the grace.
     deferred: VecDeque<(Instant, ObjectId)>,
+    /// Keys of freed hosted objects, for the server to tell their host.
+    freed_hosted: Vec<u64>,
 }
 
 impl Default for ObjectTable {
     fn default() -> Self {
-        ObjectTable { entries: BTreeMap::new(), next_id: FIRST_ID, deferred: VecDeque::new() }
+        ObjectTable { entries: BTreeMap::new(), next_id: FIRST_ID, deferred: VecDeque::new(), freed_hosted: Vec::new() }
     }
 }
 
@@ -115,6 +117,9 @@ impl ObjectTable {
         let mut pending = vec![id];
         while let Some(id) = pending.pop() {
             let Some(entry) = self.entries.remove(&id) else { continue };
+            if let SharedObject::Hosted(h) = &entry.object {
+                self.freed_hosted.push(h.key);
+            }
             for held in entry.holds {
                 if let Some(e) = self.entries.get_mut(&held) {
                     e.refcount = e.refcount.saturating_sub(1);
@@ -174,6 +179,11 @@ impl ObjectTable {
                 let _ = self.decref(h);
             }
         }
+    }
+
+    /// The keys of hosted objects freed since the last call.
+    pub fn take_freed_hosted(&mut self) -> Vec<u64> {
+        std::mem::take(&mut self.freed_hosted)
     }
 
     /// When the next deferred reference is due.

@@ -36,6 +36,9 @@ pub enum Reply {
     Proxy { exposed: Vec<String>, token: Token },
     /// `('#UNSERIALIZABLE', text)`: the result could not be pickled.
     Unserializable(String),
+    /// A whole reply message pickled by the host of a hosted object
+    /// (`server::host`), sent as it is.
+    Pickled(Vec<u8>),
 }
 
 impl Reply {
@@ -60,6 +63,9 @@ impl Reply {
 
     /// The pickle bytes of this reply (without the frame header).
     pub fn encode(&self) -> Vec<u8> {
+        if let Reply::Pickled(bytes) = self {
+            return bytes.clone();
+        }
         let mut w = PickleWriter::new(self.protocol());
         match self {
             Reply::Return(v) => {
@@ -95,6 +101,7 @@ impl Reply {
                 write_token(&mut w, token);
                 w.tuple2();
             }
+            Reply::Pickled(_) => unreachable!("returned above"),
         }
         w.tuple2();
         w.finish()

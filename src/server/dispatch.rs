@@ -92,10 +92,6 @@ fn create(state: &mut State, req: &Request<'_, '_>, peer: Option<PeerProcess>) -
     match state.registry.create(typeid, &ctor, &mut state.objects) {
         Err(e) => Reply::traceback(&e),
         Ok(id) => {
-            state.objects.incref(id);
-            if let Some(peer) = peer {
-                state.owners.acquired(peer, id);
-            }
             // Proxies passed to the constructor (`m.list([m.dict()])`) are
             // held from now on: the client drops its own right after.
             if crate::protocol::token::mentions_proxy(p.source()) {
@@ -104,17 +100,38 @@ fn create(state: &mut State, req: &Request<'_, '_>, peer: Option<PeerProcess>) -
                 }
                 state.objects.refresh_holds(id, false);
             }
-            let mut exposed: Vec<&str> = state.objects.get(id).expect("just created").object.exposed().to_vec();
-            if state.registry.is_named(typeid) {
-                // A master's `register(name, callable=lambda: obj)` has no
-                // proxytype: CPython exposes `public_methods(obj)`, and the
-                // client's AutoProxy is built from that list (a private
-                // name such as `__getattribute__` would break it).
-                exposed.retain(|name| !name.starts_with('_'));
-            }
-            Reply::Return(Value::Tuple(vec![Value::Str(ObjectTable::ident(id)), exposed_tuple(&exposed)]))
+            created(state, id, typeid, peer)
         }
     }
+}
+
+/// The reply to a `create` that made (or found) object `id`: the client's
+/// reference is taken, and `(ident, exposed)` returned.
+pub fn created(state: &mut State, id: ObjectId, typeid: &str, peer: Option<PeerProcess>) -> Reply {
+    state.objects.incref(id);
+    if let Some(peer) = peer {
+        state.owners.acquired(peer, id);
+    }
+    let mut exposed: Vec<&str> = state.objects.get(id).expect("just created").object.exposed().to_vec();
+    if state.registry.exposes_public_only(typeid) {
+        // A master's `register(name, callable=lambda: obj)` has no
+        // proxytype: CPython exposes `public_methods(obj)`, and the
+        // client's AutoProxy is built from that list (a private
+        // name such as `__getattribute__` would break it).
+        exposed.retain(|name| !name.starts_with('_'));
+    }
+    Reply::Return(Value::Tuple(vec![Value::Str(ObjectTable::ident(id)), exposed_tuple(&exposed)]))
+}
+
+/// A `#PROXY` reply for object `id` of `typeid`, as CPython's serve_client
+/// sends for a method in `method_to_typeid`: the server takes one reference,
+/// which the client drops once its new proxy holds its own.
+pub fn proxy_to(state: &mut State, id: ObjectId, typeid: &str) -> Outcome {
+    let Some(entry) = state.objects.get(id) else { return Outcome::reply(key_error(&ObjectTable::ident(id))) };
+    let exposed = entry.object.exposed().iter().map(|s| s.to_string()).collect();
+    state.objects.incref(id);
+    let token = Token { typeid: typeid.to_string(), address: state.address.clone(), id: ObjectTable::ident(id) };
+    Outcome::reply(Reply::Proxy { exposed, token })
 }
 
 fn refcount(state: &mut State, method: &str, ident: &str, peer: Option<PeerProcess>) -> Reply {
@@ -185,13 +202,8 @@ pub fn resolve(state: &mut State, attempt: Attempt, call: ObjectCall) -> Outcome
         Attempt::Block { on } => Outcome::Park { key: on, call, wake: Vec::new() },
         Attempt::BlockWaking { on, wake } => Outcome::Park { key: on, call, wake },
         Attempt::NewObject { typeid, object } => {
-            // As CPython's serve_client: create the referent with one
-            // reference; the client's new proxy increfs, then decrefs it.
-            let exposed = object.exposed().iter().map(|s| s.to_string()).collect();
             let id = state.objects.insert(typeid, object, false);
-            state.objects.incref(id);
-            let token = Token { typeid: typeid.to_string(), address: state.address.clone(), id: ObjectTable::ident(id) };
-            Outcome::reply(Reply::Proxy { exposed, token })
+            proxy_to(state, id, typeid)
         }
     }
 }

@@ -8,14 +8,17 @@
 pub mod blocking;
 pub mod connection;
 pub mod dispatch;
+pub mod host;
 pub mod listener;
 pub mod peers;
 
 use std::collections::VecDeque;
 use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Interest, Poll, Token, Waker};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use tracing::{debug, info, warn};
@@ -25,7 +28,7 @@ use crate::pickle::{decode, DecodeLimits};
 use crate::protocol::reply::format_traceback;
 use crate::protocol::token::mentions_proxy;
 use crate::protocol::{parse_request, Address, Reply};
-use crate::registry::{Registration, Registry};
+use crate::registry::{ExtraTypeid, Registration, Registry};
 
 use blocking::{Blocked, Parked};
 use connection::{Connection, Phase};
@@ -37,6 +40,8 @@ const LISTENER: Token = Token(usize::MAX - 1);
 /// Requests one connection may have answered before the others get a turn.
 const FRAMES_PER_TURN: usize = 32;
 const SIGNALS: Token = Token(usize::MAX - 2);
+/// Another thread wants the loop: a stop request or host answers.
+const WAKE: Token = Token(usize::MAX - 3);
 
 /// How a server is set up; the CLI fills this in.
 #[derive(Debug, Clone)]
@@ -44,6 +49,9 @@ pub struct Config {
     pub address: ListenAddress,
     pub authkey: Vec<u8>,
     pub registrations: Vec<Registration>,
+    /// Typeids an embedding program adds (aliases of built-in kinds, and
+    /// typeids its host serves).
+    pub extra_typeids: Vec<ExtraTypeid>,
     /// Largest frame accepted after authentication.
     pub max_frame: usize,
     /// Accept bare HMAC-MD5 answers from Python 3.11 and older.
@@ -58,6 +66,7 @@ impl Config {
             address,
             authkey,
             registrations: Vec::new(),
+            extra_typeids: Vec::new(),
             max_frame: 256 << 20,
             allow_legacy_md5: true,
             handle_signals: true,
@@ -79,6 +88,10 @@ pub struct Server {
     decode_limits: DecodeLimits,
     stopping: bool,
     next_client: ClientId,
+    waker: Arc<Waker>,
+    stop_flag: Arc<AtomicBool>,
+    /// The embedding program's end for hosted objects, if connected.
+    host: Option<host::HostLink>,
 }
 
 impl Server {
@@ -95,7 +108,8 @@ impl Server {
             None
         };
         let mut objects = ObjectTable::default();
-        let registry = Registry::new(&config.registrations, &mut objects);
+        let registry = Registry::new(&config.registrations, &config.extra_typeids, &mut objects);
+        let waker = Arc::new(Waker::new(poll.registry(), WAKE)?);
         Ok(Server {
             poll,
             listener,
@@ -108,6 +122,9 @@ impl Server {
             decode_limits: DecodeLimits::default(),
             stopping: false,
             next_client: 1,
+            waker,
+            stop_flag: Arc::new(AtomicBool::new(false)),
+            host: None,
         })
     }
 
@@ -144,12 +161,17 @@ impl Server {
                 match event.token() {
                     LISTENER => self.accept_all(),
                     SIGNALS => self.on_signal(),
+                    WAKE => {
+                        self.stopping |= self.stop_flag.load(Ordering::SeqCst);
+                        self.on_host_answers();
+                    }
                     token => self.service(token),
                 }
             }
             self.expire_deadlines();
             self.state.objects.release_due(Instant::now());
             self.release_dead_clients();
+            self.release_hosted();
             // One turn each for the connections waiting now; those that
             // queue again wait for the next round (after a zero-wait poll).
             for _ in 0..self.resume.len() {
@@ -294,6 +316,14 @@ impl Server {
                                 "decref" | "accept_connection" => !self.state.owners.is_empty(),
                                 _ => false,
                             };
+                            if req.method == "create"
+                                && let Some(typeid) = req.args.first().and_then(|&a| pickle.as_str(a))
+                                && self.state.registry.is_hosted(typeid)
+                            {
+                                let typeid = typeid.to_string();
+                                self.forward_to_host(token, frame, &typeid, None);
+                                return;
+                            }
                             let peer = if changes_refs { self.peer_of(token) } else { None };
                             if req.method == "accept_connection" {
                                 let name = req.args.first().and_then(|&a| pickle.as_str(a)).unwrap_or("");
@@ -327,6 +357,12 @@ impl Server {
                         Err(line) => Outcome::Reply { reply: Reply::Traceback(format_traceback(&line)), wake: Vec::new() },
                         Ok(req) => {
                             let id = req.ident.and_then(|i| self.state.objects.parse_ident(i));
+                            if let Some((key, typeid)) = id.and_then(|id| host::hosted_target(&self.state.objects, id)) {
+                                let id = id.expect("hosted");
+                                conn.touch(id);
+                                self.forward_to_host(token, frame, &typeid, Some((id, key)));
+                                return;
+                            }
                             if let Some(id) = id {
                                 conn.touch(id);
                                 object = id;

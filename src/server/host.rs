@@ -1,0 +1,309 @@
+//! The bridge to an embedding program that creates and serves some objects
+//! itself: the Python package, whose master registers callables that may
+//! return anything (`register('Thing', Thing)`, `lambda: q`).
+//!
+//! The event loop never waits for the host. A `create` of a hosted typeid,
+//! or a call on a [`HostedObject`], becomes a [`HostRequest`] on a channel
+//! and parks its connection; the host answers on another channel and wakes
+//! the loop through its `mio::Waker`. The host runs each request on a
+//! thread of its own, so a slow method stalls only its own caller — as on
+//! CPython's thread-per-connection server.
+//!
+//! The host may also answer a `create` with a recipe for a built-in object
+//! ([`HostAnswer::Native`]): a `queue.Queue` the callable returned becomes
+//! a Rust queue with the same items, served without the host from then on.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::{Token, Waker};
+use tracing::warn;
+
+use crate::objects::hosted::HostedObject;
+use crate::objects::{ClientId, ObjectId, ObjectTable, SharedObject};
+use crate::pickle::decode;
+use crate::protocol::reply::format_traceback;
+use crate::protocol::{parse_request, Reply, Request};
+
+use super::dispatch::{self, Outcome};
+use super::peers::PeerProcess;
+use super::Server;
+
+/// What the server asks of the host.
+#[derive(Debug)]
+pub enum HostRequest {
+    /// `create(typeid, *args, **kwds)` for a typeid the host registered;
+    /// `frame` is the client's request pickle, `(None, 'create', args, kwds)`.
+    Create { ticket: u64, typeid: String, frame: Vec<u8> },
+    /// A call on the object the host keeps under `key`; `frame` is the
+    /// client's request pickle `(ident, method, args, kwds)`.
+    Call { ticket: u64, key: u64, frame: Vec<u8> },
+    /// Nobody refers to the object under `key` any more: drop it.
+    Release { key: u64 },
+}
+
+/// How the host answers a request.
+#[derive(Debug)]
+pub enum HostAnswer {
+    /// The whole reply message, pickled by the host (`('#RETURN', x)`,
+    /// `('#ERROR', e)`, `('#TRACEBACK', text)`, ...).
+    Reply(Vec<u8>),
+    /// A new object the host keeps under `key` (unique per answer) and
+    /// serves with these method names.
+    Hosted { key: u64, exposed: Vec<String> },
+    /// A built-in object made from `create`, a pickled `(None, 'create',
+    /// (kind, *args), kwds)` request, then changed by each of `calls`
+    /// (pickled `(None, method, args, kwds)` requests, e.g. `put_nowait`).
+    /// `shared` is the host's identity for an object its program keeps
+    /// (the queue a `lambda: q` closes over): every later answer with the
+    /// same identity means the same object, which lives as long as the
+    /// server. Without it the object is new and refcounted as usual.
+    Native { shared: Option<u64>, create: Vec<u8>, calls: Vec<Vec<u8>> },
+}
+
+/// The host's end of the bridge; any of its threads may use it.
+pub struct HostEnd {
+    /// Behind a lock so that the end is `Sync`: one thread at a time waits
+    /// for requests, while others answer.
+    requests: std::sync::Mutex<Receiver<HostRequest>>,
+    answers: Sender<(u64, HostAnswer)>,
+    waker: Arc<Waker>,
+}
+
+/// The server has stopped: no more requests will come.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ServerGone;
+
+impl HostEnd {
+    /// The next request, waiting at most `timeout`; `Ok(None)` on timeout.
+    pub fn next_request(&self, timeout: Duration) -> Result<Option<HostRequest>, ServerGone> {
+        let requests = self.requests.lock().map_err(|_| ServerGone)?;
+        match requests.recv_timeout(timeout) {
+            Ok(r) => Ok(Some(r)),
+            Err(RecvTimeoutError::Timeout) => Ok(None),
+            Err(RecvTimeoutError::Disconnected) => Err(ServerGone),
+        }
+    }
+
+    /// Answers the request `ticket`.
+    pub fn answer(&self, ticket: u64, answer: HostAnswer) -> Result<(), ServerGone> {
+        self.answers.send((ticket, answer)).map_err(|_| ServerGone)?;
+        self.waker.wake().map_err(|_| ServerGone)
+    }
+}
+
+/// Stops a running server from another thread.
+#[derive(Clone)]
+pub struct Stopper {
+    pub(super) flag: Arc<AtomicBool>,
+    pub(super) waker: Arc<Waker>,
+}
+
+impl Stopper {
+    pub fn stop(&self) {
+        self.flag.store(true, Ordering::SeqCst);
+        let _ = self.waker.wake();
+    }
+}
+
+/// What a parked connection waits for.
+enum Purpose {
+    Create { typeid: String, peer: Option<PeerProcess> },
+    Call { typeid: String, object: ObjectId },
+}
+
+struct Pending {
+    conn: Token,
+    /// Tokens are reused; the client id tells the same connection apart.
+    client: ClientId,
+    purpose: Purpose,
+}
+
+/// The server's end of the bridge.
+pub(super) struct HostLink {
+    requests: Sender<HostRequest>,
+    answers: Receiver<(u64, HostAnswer)>,
+    pending: HashMap<u64, Pending>,
+    next_ticket: u64,
+    /// Built-in objects made for a host object its program keeps.
+    shared: HashMap<u64, ObjectId>,
+}
+
+impl HostLink {
+    pub(super) fn new(waker: Arc<Waker>) -> (HostLink, HostEnd) {
+        let (request_tx, request_rx) = mpsc::channel();
+        let (answer_tx, answer_rx) = mpsc::channel();
+        let link = HostLink {
+            requests: request_tx,
+            answers: answer_rx,
+            pending: HashMap::new(),
+            next_ticket: 1,
+            shared: HashMap::new(),
+        };
+        (link, HostEnd { requests: std::sync::Mutex::new(request_rx), answers: answer_tx, waker })
+    }
+}
+
+impl Server {
+    /// Connects a host; the returned end receives the requests for the
+    /// typeids registered as `ExtraTypeid::Hosted` and for hosted objects.
+    pub fn host_end(&mut self) -> HostEnd {
+        let (link, end) = HostLink::new(self.waker.clone());
+        self.host = Some(link);
+        end
+    }
+
+    /// A handle that stops [`Server::run`] from another thread.
+    pub fn stopper(&self) -> Stopper {
+        Stopper { flag: self.stop_flag.clone(), waker: self.waker.clone() }
+    }
+
+    /// Hands a request to the host and parks the connection until the
+    /// answer; without a host, answers with the error CPython would give
+    /// for an unknown typeid.
+    pub(super) fn forward_to_host(&mut self, token: Token, frame: &[u8], typeid: &str, call_on: Option<(ObjectId, u64)>) {
+        let peer = if call_on.is_none() { self.peer_of(token) } else { None };
+        let Some(conn) = self.conns.get_mut(token.0).and_then(Option::as_mut) else { return };
+        let Some(host) = self.host.as_mut() else {
+            conn.send_frame(&Reply::traceback(&crate::protocol::PyException::key_error(format!("'{typeid}'"))).encode());
+            conn.close_after_flush = true;
+            return;
+        };
+        let ticket = host.next_ticket;
+        host.next_ticket += 1;
+        let (request, purpose) = match call_on {
+            None => (
+                HostRequest::Create { ticket, typeid: typeid.to_string(), frame: frame.to_vec() },
+                Purpose::Create { typeid: typeid.to_string(), peer },
+            ),
+            Some((object, key)) => (
+                HostRequest::Call { ticket, key, frame: frame.to_vec() },
+                Purpose::Call { typeid: typeid.to_string(), object },
+            ),
+        };
+        if host.requests.send(request).is_err() {
+            conn.send_frame(&Reply::Traceback(format_traceback("RuntimeError: the host of this object has stopped")).encode());
+            conn.close_after_flush = call_on.is_none();
+            return;
+        }
+        host.pending.insert(ticket, Pending { conn: token, client: conn.client, purpose });
+        conn.parked = true;
+    }
+
+    /// Applies every answer the host has sent.
+    pub(super) fn on_host_answers(&mut self) {
+        loop {
+            let Some(host) = self.host.as_mut() else { return };
+            let Ok((ticket, answer)) = host.answers.try_recv() else { return };
+            let Some(pending) = host.pending.remove(&ticket) else { continue };
+            let alive = self.conns.get(pending.conn.0).and_then(Option::as_ref).is_some_and(|c| c.client == pending.client && !c.eof);
+            if !alive {
+                // The client left meanwhile: keep nothing made for it.
+                if let HostAnswer::Hosted { key, .. } = answer {
+                    let _ = host.requests.send(HostRequest::Release { key });
+                }
+                continue;
+            }
+            let typeid = match &pending.purpose {
+                Purpose::Create { typeid, .. } | Purpose::Call { typeid, .. } => typeid.clone(),
+            };
+            let made = match answer {
+                HostAnswer::Reply(bytes) => Err(Reply::Pickled(bytes)),
+                HostAnswer::Hosted { key, exposed } => {
+                    Ok(self.state.objects.insert(&typeid, SharedObject::Hosted(HostedObject::new(key, &exposed)), false))
+                }
+                HostAnswer::Native { shared, create, calls } => self.make_native(shared, &create, &calls),
+            };
+            let token = pending.conn;
+            match (pending.purpose, made) {
+                (Purpose::Create { .. }, Err(reply)) => self.finish_control(token, reply),
+                (Purpose::Create { typeid, peer }, Ok(id)) => {
+                    let reply = dispatch::created(&mut self.state, id, &typeid, peer);
+                    self.finish_control(token, reply);
+                }
+                (Purpose::Call { object, .. }, Err(reply)) => {
+                    self.apply(token, pending.client, object, Outcome::Reply { reply, wake: Vec::new() });
+                }
+                (Purpose::Call { object, .. }, Ok(id)) => {
+                    // `method_to_typeid`: the result is served as a new object.
+                    let outcome = dispatch::proxy_to(&mut self.state, id, &typeid);
+                    self.apply(token, pending.client, object, outcome);
+                }
+            }
+        }
+    }
+
+    fn finish_control(&mut self, token: Token, reply: Reply) {
+        if let Some(conn) = self.conn(token) {
+            conn.send_frame(&reply.encode());
+            conn.parked = false;
+            conn.close_after_flush = true;
+            self.resume.push_back(token);
+        }
+    }
+
+    /// Builds a built-in object from the host's recipe.
+    fn make_native(&mut self, shared: Option<u64>, create: &[u8], calls: &[Vec<u8>]) -> Result<ObjectId, Reply> {
+        let host = self.host.as_ref().expect("answers come from a host");
+        if let Some(&id) = shared.and_then(|s| host.shared.get(&s))
+            && self.state.objects.get(id).is_some()
+        {
+            return Ok(id);
+        }
+        let limits = self.decode_limits;
+        let bad = |what: &str, e: &dyn std::fmt::Display| Err(Reply::Traceback(format_traceback(&format!("RuntimeError: host sent a bad {what}: {e}"))));
+        let pickle = match decode(create, &limits) {
+            Ok(p) => p,
+            Err(e) => return bad("recipe", &e),
+        };
+        let req = match parse_request(&pickle) {
+            Ok(r) => r,
+            Err(e) => return bad("recipe", &e),
+        };
+        let Some(kind) = req.args.first().and_then(|&a| pickle.as_str(a)) else { return bad("recipe", &"no kind") };
+        let ctor = Request { pickle: &pickle, ident: None, method: "create", args: &req.args[1..], kwds: req.kwds.clone() };
+        let id = self.state.registry.create(kind, &ctor, &mut self.state.objects).map_err(|e| Reply::traceback(&e))?;
+        for call in calls {
+            let Ok(pickle) = decode(call, &limits) else { continue };
+            let Ok(req) = parse_request(&pickle) else { continue };
+            // Filling a new object: nobody waits on it, nothing to wake.
+            let _ = dispatch::method_call(&mut self.state, &req, Some(id), 0, Instant::now());
+        }
+        if let Some(identity) = shared {
+            if let Some(e) = self.state.objects.get_mut(id) {
+                e.pinned = true;
+            }
+            self.host.as_mut().expect("checked").shared.insert(identity, id);
+        }
+        Ok(id)
+    }
+
+    /// Tells the host which of its objects were freed.
+    pub(super) fn release_hosted(&mut self) {
+        let freed = self.state.objects.take_freed_hosted();
+        if freed.is_empty() {
+            return;
+        }
+        match self.host.as_ref() {
+            Some(host) => {
+                for key in freed {
+                    let _ = host.requests.send(HostRequest::Release { key });
+                }
+            }
+            None => warn!("hosted objects freed without a host"),
+        }
+    }
+}
+
+/// Whether a frame on a serving connection is a call on a hosted object:
+/// its key and typeid, if so.
+pub(super) fn hosted_target(objects: &ObjectTable, id: ObjectId) -> Option<(u64, String)> {
+    let entry = objects.get(id)?;
+    match &entry.object {
+        SharedObject::Hosted(h) => Some((h.key, entry.typeid.clone())),
+        _ => None,
+    }
+}
