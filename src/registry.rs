@@ -141,8 +141,9 @@ pub enum ExtraTypeid {
     /// method names are exposed (no proxytype gave a list: the client
     /// builds an AutoProxy from what `create` returns).
     Alias { typeid: String, kind: &'static str, public_only: bool },
-    /// Created and served by the host (`server::host`).
-    Hosted { typeid: String },
+    /// Created and served by the host (`server::host`); `public_only` as
+    /// for `Alias`, for the built-in objects the host may have made.
+    Hosted { typeid: String, public_only: bool },
 }
 
 impl ExtraTypeid {
@@ -159,7 +160,8 @@ pub struct Registry {
     named: HashMap<String, ObjectId>,
     /// Aliased typeid -> (built-in kind, public names only).
     aliases: HashMap<String, (&'static str, bool)>,
-    hosted: std::collections::HashSet<String>,
+    /// Hosted typeid -> public names only.
+    hosted: HashMap<String, bool>,
 }
 
 impl Registry {
@@ -176,8 +178,8 @@ impl Registry {
                 ExtraTypeid::Alias { typeid, kind, public_only } => {
                     registry.aliases.insert(typeid.clone(), (kind, *public_only));
                 }
-                ExtraTypeid::Hosted { typeid } => {
-                    registry.hosted.insert(typeid.clone());
+                ExtraTypeid::Hosted { typeid, public_only } => {
+                    registry.hosted.insert(typeid.clone(), *public_only);
                 }
             }
         }
@@ -188,12 +190,14 @@ impl Registry {
     /// named object from `--register` (as a master's `register(name,
     /// callable=lambda: obj)` without proxytype), or such an alias.
     pub fn exposes_public_only(&self, typeid: &str) -> bool {
-        self.named.contains_key(typeid) || self.aliases.get(typeid).is_some_and(|&(_, public)| public)
+        self.named.contains_key(typeid)
+            || self.aliases.get(typeid).is_some_and(|&(_, public)| public)
+            || self.hosted.get(typeid).copied().unwrap_or(false)
     }
 
     /// Whether the host creates `typeid`'s objects.
     pub fn is_hosted(&self, typeid: &str) -> bool {
-        self.hosted.contains(typeid)
+        self.hosted.contains_key(typeid)
     }
 
     /// `create(typeid, *args, **kwds)`: the named object, or a new one.

@@ -34,7 +34,8 @@ fn parse_address(address: &str) -> PyResult<ListenAddress> {
 impl NativeServer {
     /// `address`: `HOST:PORT` or `unix:PATH`; `registrations`: `NAME=KIND`
     /// named objects; `aliases`: `(typeid, kind, public_only)` built-in
-    /// kinds under another typeid; `hosted`: typeids Python creates.
+    /// kinds under another typeid; `hosted`: `(typeid, public_only)`,
+    /// typeids Python creates.
     #[new]
     #[pyo3(signature = (address, authkey, registrations=Vec::new(), aliases=Vec::new(), hosted=Vec::new()))]
     fn new(
@@ -42,7 +43,7 @@ impl NativeServer {
         authkey: Vec<u8>,
         registrations: Vec<String>,
         aliases: Vec<(String, String, bool)>,
-        hosted: Vec<String>,
+        hosted: Vec<(String, bool)>,
     ) -> PyResult<Self> {
         let mut config = Config::new(parse_address(address)?, authkey);
         config.handle_signals = false;
@@ -55,7 +56,9 @@ impl NativeServer {
                 .ok_or_else(|| PyValueError::new_err(format!("unknown built-in kind {kind:?}")))?;
             config.extra_typeids.push(alias);
         }
-        config.extra_typeids.extend(hosted.into_iter().map(|typeid| ExtraTypeid::Hosted { typeid }));
+        config
+            .extra_typeids
+            .extend(hosted.into_iter().map(|(typeid, public_only)| ExtraTypeid::Hosted { typeid, public_only }));
         let mut server = Server::bind(config).map_err(|e| PyOSError::new_err(e.to_string()))?;
         let host = server.host_end();
         Ok(NativeServer {
@@ -110,15 +113,22 @@ impl NativeServer {
         self.answer(ticket, HostAnswer::Reply(message))
     }
 
-    /// Answers with a new object Python keeps under `key`.
-    fn answer_hosted(&self, ticket: u64, key: u64, exposed: Vec<String>) -> PyResult<()> {
-        self.answer(ticket, HostAnswer::Hosted { key, exposed })
+    /// Answers with a new object of `typeid` Python keeps under `key`.
+    fn answer_hosted(&self, ticket: u64, typeid: String, key: u64, exposed: Vec<String>) -> PyResult<()> {
+        self.answer(ticket, HostAnswer::Hosted { typeid, key, exposed })
     }
 
     /// Answers with a recipe for a Rust-native object (see HostAnswer::Native).
-    #[pyo3(signature = (ticket, shared, create, calls))]
-    fn answer_native(&self, ticket: u64, shared: Option<u64>, create: Vec<u8>, calls: Vec<Vec<u8>>) -> PyResult<()> {
-        self.answer(ticket, HostAnswer::Native { shared, create, calls })
+    #[pyo3(signature = (ticket, typeid, shared, create, calls))]
+    fn answer_native(
+        &self,
+        ticket: u64,
+        typeid: String,
+        shared: Option<u64>,
+        create: Vec<u8>,
+        calls: Vec<Vec<u8>>,
+    ) -> PyResult<()> {
+        self.answer(ticket, HostAnswer::Native { typeid, shared, create, calls })
     }
 }
 

@@ -51,9 +51,9 @@ pub enum HostAnswer {
     /// The whole reply message, pickled by the host (`('#RETURN', x)`,
     /// `('#ERROR', e)`, `('#TRACEBACK', text)`, ...).
     Reply(Vec<u8>),
-    /// A new object the host keeps under `key` (unique per answer) and
-    /// serves with these method names.
-    Hosted { key: u64, exposed: Vec<String> },
+    /// A new object of `typeid` the host keeps under `key` (unique per
+    /// answer) and serves with these method names.
+    Hosted { typeid: String, key: u64, exposed: Vec<String> },
     /// A built-in object made from `create`, a pickled `(None, 'create',
     /// (kind, *args), kwds)` request, then changed by each of `calls`
     /// (pickled `(None, method, args, kwds)` requests, e.g. `put_nowait`).
@@ -61,7 +61,9 @@ pub enum HostAnswer {
     /// (the queue a `lambda: q` closes over): every later answer with the
     /// same identity means the same object, which lives as long as the
     /// server. Without it the object is new and refcounted as usual.
-    Native { shared: Option<u64>, create: Vec<u8>, calls: Vec<Vec<u8>> },
+    /// `typeid` is what clients see (the registered name), whatever the
+    /// kind.
+    Native { typeid: String, shared: Option<u64>, create: Vec<u8>, calls: Vec<Vec<u8>> },
 }
 
 /// The host's end of the bridge; any of its threads may use it.
@@ -111,8 +113,8 @@ impl Stopper {
 
 /// What a parked connection waits for.
 enum Purpose {
-    Create { typeid: String, peer: Option<PeerProcess> },
-    Call { typeid: String, object: ObjectId },
+    Create { peer: Option<PeerProcess> },
+    Call { object: ObjectId },
 }
 
 struct Pending {
@@ -177,11 +179,11 @@ impl Server {
         let (request, purpose) = match call_on {
             None => (
                 HostRequest::Create { ticket, typeid: typeid.to_string(), frame: frame.to_vec() },
-                Purpose::Create { typeid: typeid.to_string(), peer },
+                Purpose::Create { peer },
             ),
             Some((object, key)) => (
                 HostRequest::Call { ticket, key, frame: frame.to_vec() },
-                Purpose::Call { typeid: typeid.to_string(), object },
+                Purpose::Call { object },
             ),
         };
         if host.requests.send(request).is_err() {
@@ -207,27 +209,27 @@ impl Server {
                 }
                 continue;
             }
-            let typeid = match &pending.purpose {
-                Purpose::Create { typeid, .. } | Purpose::Call { typeid, .. } => typeid.clone(),
-            };
             let made = match answer {
                 HostAnswer::Reply(bytes) => Err(Reply::Pickled(bytes)),
-                HostAnswer::Hosted { key, exposed } => {
-                    Ok(self.state.objects.insert(&typeid, SharedObject::Hosted(HostedObject::new(key, &exposed)), false))
+                HostAnswer::Hosted { typeid, key, exposed } => {
+                    let object = SharedObject::Hosted(HostedObject::new(key, &exposed));
+                    Ok((self.state.objects.insert(&typeid, object, false), typeid))
                 }
-                HostAnswer::Native { shared, create, calls } => self.make_native(shared, &create, &calls),
+                HostAnswer::Native { typeid, shared, create, calls } => {
+                    self.make_native(&typeid, shared, &create, &calls).map(|id| (id, typeid))
+                }
             };
             let token = pending.conn;
             match (pending.purpose, made) {
                 (Purpose::Create { .. }, Err(reply)) => self.finish_control(token, reply),
-                (Purpose::Create { typeid, peer }, Ok(id)) => {
+                (Purpose::Create { peer }, Ok((id, typeid))) => {
                     let reply = dispatch::created(&mut self.state, id, &typeid, peer);
                     self.finish_control(token, reply);
                 }
-                (Purpose::Call { object, .. }, Err(reply)) => {
+                (Purpose::Call { object }, Err(reply)) => {
                     self.apply(token, pending.client, object, Outcome::Reply { reply, wake: Vec::new() });
                 }
-                (Purpose::Call { object, .. }, Ok(id)) => {
+                (Purpose::Call { object }, Ok((id, typeid))) => {
                     // `method_to_typeid`: the result is served as a new object.
                     let outcome = dispatch::proxy_to(&mut self.state, id, &typeid);
                     self.apply(token, pending.client, object, outcome);
@@ -246,7 +248,7 @@ impl Server {
     }
 
     /// Builds a built-in object from the host's recipe.
-    fn make_native(&mut self, shared: Option<u64>, create: &[u8], calls: &[Vec<u8>]) -> Result<ObjectId, Reply> {
+    fn make_native(&mut self, typeid: &str, shared: Option<u64>, create: &[u8], calls: &[Vec<u8>]) -> Result<ObjectId, Reply> {
         let host = self.host.as_ref().expect("answers come from a host");
         if let Some(&id) = shared.and_then(|s| host.shared.get(&s))
             && self.state.objects.get(id).is_some()
@@ -266,6 +268,9 @@ impl Server {
         let Some(kind) = req.args.first().and_then(|&a| pickle.as_str(a)) else { return bad("recipe", &"no kind") };
         let ctor = Request { pickle: &pickle, ident: None, method: "create", args: &req.args[1..], kwds: req.kwds.clone() };
         let id = self.state.registry.create(kind, &ctor, &mut self.state.objects).map_err(|e| Reply::traceback(&e))?;
+        if let Some(e) = self.state.objects.get_mut(id) {
+            e.typeid = typeid.to_string();
+        }
         for call in calls {
             let Ok(pickle) = decode(call, &limits) else { continue };
             let Ok(req) = parse_request(&pickle) else { continue };

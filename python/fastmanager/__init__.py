@@ -1,0 +1,12 @@
+"""fastmanager: CPython's ``multiprocessing.managers`` server, in Rust.
+
+Switch a master program by changing one import::
+
+    from fastmanager import BaseManager      # was: multiprocessing.managers
+
+Workers keep using the standard library's clients unchanged.
+"""
+from .managers import BaseManager, Server, SyncManager
+
+__all__ = ['BaseManager', 'SyncManager', 'Server']
+__version__ = '0.1.0'

@@ -1,0 +1,176 @@
+"""Drop-in ``BaseManager`` and ``SyncManager`` whose server is Rust.
+
+They are subclasses of ``multiprocessing.managers``' classes: ``register``,
+``connect``, the proxies, the factory methods and the ``with`` form are the
+standard library's own. What changes is where the server runs:
+``start()`` and ``get_server().serve_forever()`` run the Rust server in a
+thread of this process (no fork, no second interpreter), and objects a
+client creates are Rust objects where the registered callable is one of
+the built-in types (see ``_host``), Python objects of this process
+otherwise.
+"""
+import sys
+import threading
+import warnings
+from multiprocessing import connection, process, util
+from multiprocessing import managers as _mpm
+from multiprocessing.context import ProcessError
+
+from . import _native
+from ._host import NATIVE_FACTORIES, Host
+
+__all__ = ['BaseManager', 'SyncManager', 'Server']
+
+State = _mpm.State
+
+
+def _address_text(address):
+    if isinstance(address, tuple):
+        host, port = address
+        return '%s:%d' % (host or '0.0.0.0', port)
+    return 'unix:' + address
+
+
+def _split_registry(registry):
+    """Which typeids Rust makes itself, and which Python must create."""
+    aliases, hosted = [], []
+    for typeid, (callable_, exposed, method_to_typeid, _) in registry.items():
+        try:
+            kind = NATIVE_FACTORIES.get(callable_)
+        except TypeError:       # an unhashable callable
+            kind = None
+        if kind is not None and typeid in _native.KINDS:
+            continue            # SyncManager's own typeids: Rust has them
+        if kind is not None:
+            aliases.append((typeid, kind, exposed is None))
+        elif callable_ is None and typeid in _native.KINDS:
+            continue            # e.g. 'Iterator', made by Rust's dict
+        else:
+            hosted.append((typeid, exposed is None))
+    return aliases, hosted
+
+
+class Server(object):
+    """What ``get_server()`` returns: the Rust server for a registry,
+    bound at once (``address`` is the real one, port 0 resolved)."""
+
+    def __init__(self, registry, address, authkey, serializer='pickle'):
+        if serializer != 'pickle':
+            raise ValueError('fastmanager speaks the pickle serializer only, '
+                             'got %r' % (serializer,))
+        if address is None:
+            address = connection.arbitrary_address(connection.default_family)
+        aliases, hosted = _split_registry(registry)
+        self.registry = registry
+        self.authkey = process.AuthenticationString(authkey)
+        self._native = _native.NativeServer(
+            _address_text(address), bytes(authkey), [], aliases, hosted)
+        self.address = self._native.address
+        if isinstance(address, tuple) and isinstance(self.address, tuple):
+            # CPython reports the listener's own address: ('0.0.0.0', port)
+            # for ''.
+            self.address = (address[0] or '0.0.0.0', self.address[1])
+        self._host = Host(self._native, registry)
+        self._threads = []
+
+    def start(self):
+        """Serves in background threads; returns a handle like a Process."""
+        for target, name in ((self._native.serve, 'fastmanager-server'),
+                             (self._host.run, 'fastmanager-host')):
+            t = threading.Thread(target=target, name=name)
+            t.daemon = True
+            t.start()
+            self._threads.append(t)
+        return _ServerHandle(self)
+
+    def stop(self):
+        self._native.stop()
+
+    def serve_forever(self):
+        """Serves until a client's shutdown request or Ctrl-C, then exits
+        the process with status 0, as CPython's ``serve_forever`` does."""
+        handle = self.start()
+        try:
+            while handle.is_alive():
+                handle.join(1.0)
+        except (KeyboardInterrupt, SystemExit):
+            pass
+        finally:
+            self.stop()
+            handle.join(5.0)
+            sys.exit(0)
+
+
+class _ServerHandle(object):
+    """Stands in for the manager's server process (``manager._process``)."""
+
+    def __init__(self, server):
+        self._server = server
+        self.pid = None
+        self.exitcode = None
+
+    def is_alive(self):
+        return self._server._threads[0].is_alive()
+
+    def join(self, timeout=None):
+        self._server._threads[0].join(timeout)
+        if not self.is_alive():
+            self.exitcode = 0
+
+    def terminate(self):
+        self._server.stop()
+
+    kill = terminate
+
+
+class BaseManager(_mpm.BaseManager):
+    __doc__ = _mpm.BaseManager.__doc__
+
+    def get_server(self):
+        if self._state.value != State.INITIAL:
+            if self._state.value == State.STARTED:
+                raise ProcessError("Already started server")
+            elif self._state.value == State.SHUTDOWN:
+                raise ProcessError("Manager has shut down")
+            else:
+                raise ProcessError(
+                    "Unknown state {!r}".format(self._state.value))
+        return Server(self._registry, self._address, self._authkey,
+                      self._serializer)
+
+    def start(self, initializer=None, initargs=()):
+        """Starts the Rust server in this process."""
+        if self._state.value != State.INITIAL:
+            if self._state.value == State.STARTED:
+                raise ProcessError("Already started server")
+            elif self._state.value == State.SHUTDOWN:
+                raise ProcessError("Manager has shut down")
+            else:
+                raise ProcessError(
+                    "Unknown state {!r}".format(self._state.value))
+        if initializer is not None and not callable(initializer):
+            raise TypeError('initializer must be a callable')
+        if initializer is not None:
+            # There is no server process to initialise: it runs here, once.
+            try:
+                initializer(*initargs)
+            except ValueError as e:   # signal.signal outside the main thread
+                warnings.warn('fastmanager: initializer failed: %s' % e)
+        server = Server(self._registry, self._address, self._authkey,
+                        self._serializer)
+        self._process = server.start()
+        self._address = server.address
+        self._server = server
+        self._state.value = State.STARTED
+        args = (self._process, self._address, self._authkey, self._state,
+                self._Client)
+        if hasattr(self, '_shutdown_timeout'):     # 3.11+
+            args += (self._shutdown_timeout,)
+        self.shutdown = util.Finalize(
+            self, type(self)._finalize_manager, args=args, exitpriority=0)
+
+
+class SyncManager(BaseManager, _mpm.SyncManager):
+    """``multiprocessing.managers.SyncManager`` on the Rust server: every
+    typeid but Pool is a Rust object; Pool runs in this process."""
+    __doc__ = _mpm.SyncManager.__doc__
