@@ -15,6 +15,17 @@ echo "== installing test dependencies"
 echo "== building (release)"
 cargo build --release --locked
 
+echo "== building the Python package (pip wheel ., abi3) and installing it into every CPython >= 3.8"
+rm -rf target/wheels
+"$PYTHON" -m pip wheel --quiet --disable-pip-version-check --no-deps -w target/wheels .
+WHEEL=$(ls target/wheels/fastmanager-*.whl)
+for py in "$(pyenv root 2>/dev/null || echo "$HOME/.pyenv")"/versions/3.*/bin/python3; do
+    [[ -x "$py" ]] || continue
+    if "$py" -c 'import sys; sys.exit(sys.version_info < (3, 8))'; then
+        "$py" -m pip install --quiet --disable-pip-version-check --force-reinstall --no-deps "$WHEEL"
+    fi
+done
+
 echo "== Rust unit tests"
 cargo test --release --locked
 

@@ -8,8 +8,10 @@
 //!   `#ERROR`, Python exceptions, `Token`);
 //! - [`objects`]: the shared objects, one file per type, each behind a small API;
 //! - [`server`]: the mio event loop, connections, dispatch and parked requests;
-//! - [`registry`]: which typeids exist and which named objects the server hosts.
+//! - [`registry`]: which typeids exist and which named objects the server hosts;
+//! - [`cli`]: the `fastmanager` command line.
 
+pub mod cli;
 pub mod objects;
 pub mod pickle;
 pub mod protocol;

@@ -138,9 +138,17 @@ impl NativeServer {
     }
 }
 
+/// `python -m fastmanager ARGS`: the `fastmanager` binary's command line
+/// (`argv[0]` is the program name); returns the exit status.
+#[pyfunction]
+fn cli(py: Python<'_>, argv: Vec<String>) -> u8 {
+    py.detach(|| fastmanager::cli::run(argv))
+}
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<NativeServer>()?;
+    m.add_function(wrap_pyfunction!(cli, m)?)?;
     m.add("KINDS", fastmanager::registry::TYPES.iter().map(|t| t.typeid).collect::<Vec<_>>())?;
     Ok(())
 }

@@ -1,0 +1,132 @@
+//! The `fastmanager` command line (also `python -m fastmanager`: both
+//! call [`run`]).
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use crate::registry::Registration;
+use crate::server::{Config, ListenAddress, Server};
+
+#[derive(Parser)]
+#[command(name = "fastmanager", version, about = "A Rust server for CPython's multiprocessing.managers protocol")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve shared objects to stock multiprocessing.managers clients.
+    Serve(ServeArgs),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Where to listen: HOST:PORT, or unix:PATH for a Unix socket.
+    #[arg(long, default_value = "127.0.0.1:50000", value_parser = parse_address)]
+    address: ListenAddress,
+
+    /// The authkey clients use (as in BaseManager(authkey=b"...")).
+    #[arg(long, group = "key")]
+    authkey: Option<String>,
+
+    /// Read the authkey from this environment variable.
+    #[arg(long, group = "key", value_name = "VAR")]
+    authkey_env: Option<String>,
+
+    /// Read the authkey from this file (one trailing newline is ignored).
+    #[arg(long, group = "key", value_name = "PATH")]
+    authkey_file: Option<PathBuf>,
+
+    /// NAME=KIND: NAME returns a proxy to one object of KIND that lives as
+    /// long as the server. KIND is a SyncManager typeid with its arguments,
+    /// e.g. Queue, Queue(100), JoinableQueue, dict, list, Namespace,
+    /// Value(i,0), Array(d,1,2), Lock, RLock, Event, Condition,
+    /// Semaphore(3), BoundedSemaphore(3), Barrier(4). Repeat for several.
+    #[arg(long = "register", value_name = "NAME=KIND", value_parser = parse_registration)]
+    registrations: Vec<Registration>,
+
+    /// Largest request frame accepted from an authenticated client.
+    #[arg(long, default_value_t = 256 << 20, value_name = "BYTES")]
+    max_frame_bytes: usize,
+
+    /// Refuse the HMAC-MD5 answers of Python 3.11 and older clients.
+    #[arg(long)]
+    no_legacy_md5: bool,
+}
+
+fn parse_address(s: &str) -> Result<ListenAddress, String> {
+    s.parse()
+}
+
+fn parse_registration(s: &str) -> Result<Registration, String> {
+    s.parse().map_err(|e: crate::registry::KindError| e.to_string())
+}
+
+fn read_authkey(args: &ServeArgs) -> Result<Vec<u8>> {
+    if let Some(k) = &args.authkey {
+        return Ok(k.clone().into_bytes());
+    }
+    if let Some(var) = &args.authkey_env {
+        let value = std::env::var_os(var).with_context(|| format!("environment variable {var} is not set"))?;
+        return Ok(std::os::unix::ffi::OsStringExt::into_vec(value));
+    }
+    if let Some(path) = &args.authkey_file {
+        let mut key = std::fs::read(path).with_context(|| format!("cannot read authkey file {}", path.display()))?;
+        if key.ends_with(b"\n") {
+            key.pop();
+            if key.ends_with(b"\r") {
+                key.pop();
+            }
+        }
+        return Ok(key);
+    }
+    bail!("an authkey is required: give --authkey, --authkey-env or --authkey-file")
+}
+
+fn serve(args: ServeArgs) -> Result<()> {
+    let authkey = read_authkey(&args)?;
+    let mut config = Config::new(args.address.clone(), authkey);
+    config.registrations = args.registrations;
+    config.max_frame = args.max_frame_bytes;
+    config.allow_legacy_md5 = !args.no_legacy_md5;
+    let mut server = Server::bind(config).with_context(|| format!("cannot listen on {}", args.address))?;
+    server.run().context("event loop failed")
+}
+
+/// Parses `args` (program name first) and runs the command; returns the
+/// process exit status.
+pub fn run<I, T>(args: I) -> u8
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    // try_init: an embedding program may call this more than once.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        // Colour codes only for a terminal, not in log files.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { 2 } else { 0 };
+        }
+    };
+    let result = match cli.command {
+        Command::Serve(args) => serve(args),
+    };
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("fastmanager: error: {e:#}");
+            1
+        }
+    }
+}
