@@ -9,6 +9,7 @@ client creates are Rust objects where the registered callable is one of
 the built-in types (see ``_host``), Python objects of this process
 otherwise.
 """
+import atexit
 import sys
 import threading
 import warnings
@@ -81,10 +82,19 @@ class Server(object):
             t.daemon = True
             t.start()
             self._threads.append(t)
+        # Both threads wait in Rust with the GIL released. One still there
+        # when the interpreter finalizes would be unwound by the C runtime
+        # through Rust frames, which aborts: stop and join them first.
+        atexit.register(self._stop_and_join)
         return _ServerHandle(self)
 
     def stop(self):
         self._native.stop()
+
+    def _stop_and_join(self, timeout=5.0):
+        self.stop()
+        for t in self._threads:
+            t.join(timeout)
 
     def serve_forever(self):
         """Serves until a client's shutdown request or Ctrl-C, then exits
@@ -96,8 +106,7 @@ class Server(object):
         except (KeyboardInterrupt, SystemExit):
             pass
         finally:
-            self.stop()
-            handle.join(5.0)
+            self._stop_and_join()
             sys.exit(0)
 
 
@@ -113,7 +122,9 @@ class _ServerHandle(object):
         return self._server._threads[0].is_alive()
 
     def join(self, timeout=None):
-        self._server._threads[0].join(timeout)
+        # The host thread ends right after the server (its channel closes).
+        for t in self._server._threads:
+            t.join(timeout)
         if not self.is_alive():
             self.exitcode = 0
 
