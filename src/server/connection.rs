@@ -56,8 +56,20 @@ pub struct Connection {
 /// Unsent reply bytes past which a connection is not served further.
 const OUTPUT_BACKLOG: usize = 8 << 20;
 
-/// Reads happen in chunks of this size.
-const READ_CHUNK: usize = 64 * 1024;
+/// Reads happen in chunks of this size, through one scratch buffer the
+/// server owns ([`ReadScratch`]).
+pub const READ_CHUNK: usize = 64 * 1024;
+
+/// The one buffer every connection reads into: zeroed once, so a read no
+/// longer zero-fills a fresh 64 KiB chunk of the connection's own buffer,
+/// and an idle connection keeps no read buffer at all.
+pub struct ReadScratch(Box<[u8]>);
+
+impl Default for ReadScratch {
+    fn default() -> Self {
+        ReadScratch(vec![0; READ_CHUNK].into_boxed_slice())
+    }
+}
 
 impl Connection {
     /// A new connection, with our challenge already queued.
@@ -95,25 +107,21 @@ impl Connection {
     /// Reads what the socket has, up to `cap` buffered bytes. Returns
     /// whether the socket was drained (would block, or closed): if not,
     /// the caller must come back, as no new readiness event will come.
-    pub fn fill(&mut self, cap: usize) -> bool {
+    pub fn fill(&mut self, cap: usize, scratch: &mut ReadScratch) -> bool {
         let mut read_any = false;
         let mut drained = self.eof;
         while !self.eof && self.inbuf.len() < cap {
-            let start = self.inbuf.len();
-            let want = READ_CHUNK.min(cap - start).max(1);
-            self.inbuf.resize(start + want, 0);
-            match self.stream.read(&mut self.inbuf[start..]) {
+            let want = READ_CHUNK.min(cap - self.inbuf.len()).max(1);
+            match self.stream.read(&mut scratch.0[..want]) {
                 Ok(0) => {
-                    self.inbuf.truncate(start);
                     self.eof = true;
                     drained = true;
                 }
                 Ok(n) => {
-                    self.inbuf.truncate(start + n);
+                    self.inbuf.extend_from_slice(&scratch.0[..n]);
                     read_any = true;
                 }
                 Err(e) => {
-                    self.inbuf.truncate(start);
                     match e.kind() {
                         io::ErrorKind::WouldBlock => {
                             drained = true;
@@ -167,7 +175,9 @@ impl Connection {
     /// Takes the buffer back, minus the `consumed` bytes of the handled frame.
     pub fn restore_input(&mut self, mut buf: Vec<u8>, consumed: usize) {
         buf.drain(..consumed);
-        self.inbuf = buf;
+        // Nothing left: free the buffer, so idle connections cost no more
+        // than their bookkeeping (the next request allocates its own size).
+        self.inbuf = if buf.is_empty() { Vec::new() } else { buf };
     }
 
     /// Queues one frame and tries to send it at once.
@@ -195,7 +205,8 @@ impl Connection {
             }
         }
         if self.out_pos == self.outbuf.len() {
-            self.outbuf.clear();
+            // All sent: free it (see restore_input).
+            self.outbuf = Vec::new();
             self.out_pos = 0;
         }
     }

@@ -92,6 +92,7 @@ pub struct Server {
     stop_flag: Arc<AtomicBool>,
     /// The embedding program's end for hosted objects, if connected.
     host: Option<host::HostLink>,
+    scratch: connection::ReadScratch,
 }
 
 impl Server {
@@ -125,6 +126,7 @@ impl Server {
             waker,
             stop_flag: Arc::new(AtomicBool::new(false)),
             host: None,
+            scratch: Default::default(),
         })
     }
 
@@ -236,7 +238,7 @@ impl Server {
     /// others.
     fn service(&mut self, token: Token) {
         let max_frame = self.config.max_frame;
-        let Some(conn) = self.conn(token) else { return };
+        let Some(conn) = self.conns.get_mut(token.0).and_then(Option::as_mut) else { return };
         conn.flush();
         let limit = conn.frame_limit(max_frame);
         let cap = if conn.output_backlogged() {
@@ -250,7 +252,7 @@ impl Server {
         };
         let mut come_back = false;
         if cap > conn.buffered_input() {
-            come_back |= !conn.fill(cap);
+            come_back |= !conn.fill(cap, &mut self.scratch);
         }
         come_back |= self.process_frames(token);
         if let Some(conn) = self.conn(token) {
