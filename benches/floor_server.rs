@@ -151,9 +151,8 @@ struct Conn {
     stream: TcpStream,
     phase: Phase,
     challenge: Challenge,
+    /// The start of a frame that has not fully arrived (usually empty).
     inbuf: Vec<u8>,
-    /// Start of unconsumed input in `inbuf` (drained lazily).
-    in_pos: usize,
     outbuf: Vec<u8>,
     out_pos: usize,
     dead: bool,
@@ -169,7 +168,6 @@ impl Conn {
             phase: Phase::AwaitAnswer,
             challenge,
             inbuf: Vec::new(),
-            in_pos: 0,
             outbuf: Vec::new(),
             out_pos: 0,
             dead: false,
@@ -205,42 +203,28 @@ impl Conn {
             None => self.dead = true,
         }
         if self.out_pos == self.outbuf.len() {
-            self.outbuf.clear();
+            // Like input: what a big reply left behind is not kept.
+            self.outbuf = Vec::new();
             self.out_pos = 0;
         }
     }
 
-    /// Reads until the socket would block.
-    fn fill(&mut self) {
+    /// Reads what the socket has through the event loop's one scratch
+    /// buffer: frames that arrive whole are answered from it, and only the
+    /// tail of a partial frame is kept, so an idle connection holds no
+    /// input buffer at all.
+    fn on_readable(&mut self, scratch: &mut [u8], key: &[u8], replies: &Replies) {
         let mut read_any = false;
-        loop {
-            if self.in_pos > 0 && self.in_pos == self.inbuf.len() {
-                self.inbuf.clear();
-                self.in_pos = 0;
-            }
-            let start = self.inbuf.len();
-            self.inbuf.resize(start + READ_CHUNK, 0);
-            match self.stream.read(&mut self.inbuf[start..]) {
-                Ok(0) => {
-                    self.inbuf.truncate(start);
-                    self.dead = true;
-                    break;
-                }
+        while !self.dead {
+            match self.stream.read(scratch) {
+                Ok(0) => self.dead = true,
                 Ok(n) => {
-                    self.inbuf.truncate(start + n);
                     read_any = true;
+                    self.consume(&scratch[..n], key, replies);
                 }
-                Err(e) => {
-                    self.inbuf.truncate(start);
-                    match e.kind() {
-                        io::ErrorKind::WouldBlock => break,
-                        io::ErrorKind::Interrupted => continue,
-                        _ => {
-                            self.dead = true;
-                            break;
-                        }
-                    }
-                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => self.dead = true,
             }
         }
         if read_any {
@@ -248,28 +232,48 @@ impl Conn {
         }
     }
 
-    /// Answers every complete frame in the input.
-    fn process(&mut self, key: &[u8], replies: &Replies) {
-        loop {
+    fn consume(&mut self, data: &[u8], key: &[u8], replies: &Replies) {
+        if self.inbuf.is_empty() {
+            let used = self.answer_frames(data, key, replies);
+            self.inbuf.extend_from_slice(&data[used..]);
+            return;
+        }
+        self.inbuf.extend_from_slice(data);
+        let buf = std::mem::take(&mut self.inbuf);
+        let used = self.answer_frames(&buf, key, replies);
+        self.inbuf = buf;
+        if used < self.inbuf.len() {
+            self.inbuf.drain(..used);
+        } else if self.inbuf.capacity() > READ_CHUNK {
+            self.inbuf = Vec::new(); // a big frame's buffer is not kept
+        } else {
+            self.inbuf.clear();
+        }
+    }
+
+    /// Answers every complete frame at the start of `buf`; returns the
+    /// bytes they took.
+    fn answer_frames(&mut self, buf: &[u8], key: &[u8], replies: &Replies) -> usize {
+        let mut pos = 0;
+        while !self.dead {
             let limit = match self.phase {
                 Phase::FirstRequest | Phase::Serving => MAX_FRAME,
                 _ => PRE_AUTH_FRAME_LIMIT,
             };
-            let header = match parse_header(&self.inbuf[self.in_pos..], limit) {
+            let header = match parse_header(&buf[pos..], limit) {
                 Ok(Some(h)) => h,
                 Ok(None) => break,
                 Err(_) => {
                     self.dead = true;
-                    return;
+                    break;
                 }
             };
-            let start = self.in_pos + header.header_len;
+            let start = pos + header.header_len;
             let end = start + header.payload_len;
-            if self.inbuf.len() < end {
-                self.inbuf.reserve(end - self.inbuf.len());
+            if buf.len() < end {
                 break;
             }
-            self.in_pos = end;
+            pos = end;
             match self.phase {
                 Phase::FirstRequest | Phase::Serving => {
                     let reply = replies.for_request(self.phase == Phase::FirstRequest, header.payload_len);
@@ -277,18 +281,13 @@ impl Conn {
                     self.send(reply);
                 }
                 _ => {
-                    let frame = self.inbuf[start..end].to_vec();
-                    if !self.on_handshake_frame(key, &frame) {
+                    if !self.on_handshake_frame(key, &buf[start..end]) {
                         self.dead = true;
-                        return;
                     }
                 }
             }
         }
-        if self.in_pos == self.inbuf.len() {
-            self.inbuf.clear();
-            self.in_pos = 0;
-        }
+        if self.dead { buf.len() } else { pos }
     }
 
     fn send_payload(&mut self, payload: &[u8]) {
@@ -401,6 +400,7 @@ fn main() {
     let mut conns: Vec<Option<Conn>> = Vec::new();
     let mut free: Vec<usize> = Vec::new();
     let mut events = Events::with_capacity(1024);
+    let mut scratch = vec![0u8; READ_CHUNK];
     eprintln!("floor_server listening on {}", args.address);
     loop {
         if let Err(e) = poll.poll(&mut events, None) {
@@ -442,8 +442,7 @@ fn main() {
                 conn.flush();
             }
             if event.is_readable() || event.is_read_closed() {
-                conn.fill();
-                conn.process(&args.authkey, &replies);
+                conn.on_readable(&mut scratch, &args.authkey, &replies);
             }
             if conn.dead {
                 let mut conn = conns[slot].take().expect("present");
