@@ -1,7 +1,7 @@
 """One benchmark client process: a stock CPython program using a system the
 way its users do (multiprocessing.managers proxies, or redis-py).
 
-    python driver.py MODE --system mp|redis --port PORT [--authkey KEY] ...
+    python driver.py MODE --target mp|redis:PORT:AUTHKEY ...
 
 The harness (run.py) starts many of these. Each connects and warms up,
 prints ``READY``, waits for ``GO <seconds>`` on stdin (so that every client
@@ -11,6 +11,8 @@ then prints one ``FMRESULT <json>`` line.
 Modes:
   roundtrip  put+get on the shared queue ``bench`` until the time is up;
              reports ops and each op's latency (microseconds)
+  pool       the same against one of several --target, once per
+             ``GO INDEX SECONDS`` line, until stdin closes
   master     puts --count tasks on ``tasks``, then gets --count results
              from ``results``; reports the seconds taken
   worker     --count times: get a task, put it back as a result
@@ -25,8 +27,11 @@ Modes:
 Runs on CPython 3.6+ (no walrus, no positional-only parameters).
 """
 import argparse
+import faulthandler
 import json
+import os
 import resource
+import signal
 import sys
 import time
 
@@ -39,9 +44,11 @@ RESULT_MARK = 'FMRESULT '
 class MPSystem:
     """A multiprocessing.managers server: CPython's, fastmanager or the floor."""
 
-    def __init__(self, args):
-        self.address = (args.host, args.port)
-        self.authkey = args.authkey.encode('utf-8')
+    def __init__(self, host, port, authkey):
+        self.address = (host, port)
+        self.authkey = authkey.encode('utf-8')
+        # Proxies live until the process ends (see main()).
+        self.keep = []
 
     def queue(self, name):
         from multiprocessing.managers import BaseManager
@@ -51,7 +58,9 @@ class MPSystem:
         M.register(name)
         m = M(address=self.address, authkey=self.authkey)
         m.connect()
-        return getattr(m, name)()
+        proxy = getattr(m, name)()
+        self.keep.append(proxy)
+        return proxy
 
     def sync_manager(self):
         from multiprocessing.managers import SyncManager
@@ -114,10 +123,10 @@ class RedisQueue:
 
 
 class RedisSystem:
-    def __init__(self, args):
+    def __init__(self, host, port, authkey):
         import redis
         self.redis = redis
-        self.host, self.port = args.host, args.port
+        self.host, self.port = host, port
 
     def client(self):
         return self.redis.Redis(host=self.host, port=self.port)
@@ -172,13 +181,13 @@ def wait_go():
     return float(line[1]) if len(line) > 1 else 0.0
 
 
-def mode_roundtrip(system, args):
-    q = system.queue('bench')
-    item = b'x' * args.payload if args.payload else 1
-    for _ in range(args.warmup):
+def warm_up(q, item, n):
+    for _ in range(n):
         q.put(item)
         q.get()
-    duration = wait_go()
+
+
+def roundtrip_loop(q, item, duration):
     clock = time.perf_counter
     lat = []
     record = lat.append
@@ -191,6 +200,28 @@ def mode_roundtrip(system, args):
         record(int((t - now) * 1e6))
         now = t
     return {'ops': len(lat), 'lat_us': lat}
+
+
+def mode_roundtrip(system, args):
+    q = system.queue('bench')
+    item = b'x' * args.payload if args.payload else 1
+    warm_up(q, item, args.warmup)
+    return roundtrip_loop(q, item, wait_go())
+
+
+def mode_pool(systems, args):
+    """Round trips against any of several systems, on command: the
+    harness starts 64 of these once, connected to every system, and
+    measures each N and system with the first N of them."""
+    queues = [s.queue('bench') for s in systems]
+    for q in queues:
+        warm_up(q, 1, args.warmup)
+    print('READY', flush=True)
+    for line in sys.stdin:
+        words = line.split()
+        if not words or words[0] != 'GO':
+            break
+        emit(roundtrip_loop(queues[int(words[1])], 1, float(words[2])))
 
 
 def mode_master(system, args):
@@ -240,6 +271,7 @@ def mode_idle(system, args):
 
 MODES = {
     'roundtrip': mode_roundtrip,
+    'pool': mode_pool,
     'master': mode_master,
     'worker': mode_worker,
     'churn': mode_churn,
@@ -248,26 +280,46 @@ MODES = {
 }
 
 
+def make_system(target, host):
+    kind, port, authkey = target.split(':', 2)
+    return (MPSystem if kind == 'mp' else RedisSystem)(host, int(port),
+                                                       authkey)
+
+
+def emit(result):
+    sys.stdout.write(RESULT_MARK + json.dumps(result) + '\n')
+    sys.stdout.flush()
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('mode', choices=sorted(MODES))
-    p.add_argument('--system', choices=['mp', 'redis'], required=True)
+    p.add_argument('--target', action='append', required=True,
+                   metavar='mp|redis:PORT:AUTHKEY',
+                   help='a server (repeatable: pool mode takes several, the '
+                   'other modes use the first)')
     p.add_argument('--host', default='127.0.0.1')
-    p.add_argument('--port', type=int, required=True)
-    p.add_argument('--authkey', default='')
     p.add_argument('--payload', type=int, default=0,
                    help='roundtrip: item of this many bytes (0: a small int)')
     p.add_argument('--warmup', type=int, default=20)
     p.add_argument('--count', type=int, default=0)
     p.add_argument('--kind', choices=['dict', 'Queue'], default='dict')
     args = p.parse_args()
+    # `kill -USR1 PID` prints where a hung client is (to its .err file).
+    faulthandler.register(signal.SIGUSR1)
     # Idle mode holds thousands of sockets.
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    system = (MPSystem if args.system == 'mp' else RedisSystem)(args)
-    result = MODES[args.mode](system, args)
-    sys.stdout.write(RESULT_MARK + json.dumps(result) + '\n')
-    sys.stdout.flush()
+    systems = [make_system(t, args.host) for t in args.target]
+    if args.mode == 'pool':
+        mode_pool(systems, args)
+    else:
+        emit(MODES[args.mode](systems[0], args))
+    # Leave without the proxies' exit-time decrefs: each opens one more
+    # connection, and when 64 clients do so at once CPython's server
+    # (listen backlog 16) stalls some of them for many seconds. Nothing is
+    # measured then; the server is stopped right after.
+    os._exit(0)
 
 
 if __name__ == '__main__':

@@ -114,7 +114,33 @@ def measure(cfg, names, chosen, prefixes, workdir):
     """Interleaves the systems: for each workload and repeat, one
     measurement of every system, in an order rotated at each repeat."""
     runs, errors = {}, []
+
+    def record(workload, name, r, figs, error, t0):
+        if error is not None:
+            errors.append({'system': name, 'workload': workload,
+                           'repeat': r, 'error': str(error)})
+            print('  %-13s %-11s repeat %d: FAILED: %s' % (
+                workload, name, r + 1, str(error).splitlines()[0]),
+                flush=True)
+            return
+        for key, value in figs.items():
+            runs.setdefault(key, {}).setdefault(name, []).append(value)
+        print('  %-13s %-11s repeat %d  %5.1fs' % (
+            workload, name, r + 1, time.time() - t0), flush=True)
+
     for workload in chosen:
+        if workload in workloads.SESSIONS:
+            t0 = [time.time()]
+
+            def on_result(name, r, figs, error):
+                record(workload, name, r, figs, error, t0[0])
+                t0[0] = time.time()
+            try:
+                workloads.SESSIONS[workload](names, prefixes, cfg, workdir,
+                                             on_result)
+            except (sysmod.BenchError, OSError) as e:
+                record(workload, ','.join(names), -1, None, e, 0)
+            continue
         fn = workloads.WORKLOADS[workload]
         for r in range(cfg.repeats):
             order = names[r % len(names):] + names[:r % len(names)]
@@ -123,17 +149,9 @@ def measure(cfg, names, chosen, prefixes, workdir):
                 try:
                     figs = fn(name, prefixes[name], cfg, workdir)
                 except (sysmod.BenchError, OSError) as e:
-                    errors.append({'system': name, 'workload': workload,
-                                   'repeat': r, 'error': str(e)})
-                    print('  %-13s %-8s repeat %d: FAILED: %s'
-                          % (workload, name, r + 1,
-                             str(e).splitlines()[0]), flush=True)
+                    record(workload, name, r, None, e, t0)
                     continue
-                for key, value in figs.items():
-                    runs.setdefault(key, {}).setdefault(name, []).append(
-                        value)
-                print('  %-13s %-11s repeat %d  %5.1fs' % (
-                    workload, name, r + 1, time.time() - t0), flush=True)
+                record(workload, name, r, figs, None, t0)
     return runs, errors
 
 
@@ -169,7 +187,7 @@ def main():
                    % ','.join(sysmod.SYSTEMS))
     p.add_argument('--workloads', default='all',
                    help='comma-separated subset of %s'
-                   % ','.join(workloads.WORKLOADS))
+                   % ','.join(workloads.ORDER))
     p.add_argument('--repeats', type=int, help='override the repeat count')
     p.add_argument('--out', type=Path, default=HERE / 'results' / 'latest',
                    help='directory for results.json, results.md, chart.png')
@@ -186,9 +204,9 @@ def main():
     unknown = set(names) - set(sysmod.SYSTEMS)
     if unknown:
         p.error('unknown systems: %s' % ', '.join(sorted(unknown)))
-    chosen = (list(workloads.WORKLOADS) if args.workloads == 'all'
+    chosen = (list(workloads.ORDER) if args.workloads == 'all'
               else args.workloads.split(','))
-    unknown = set(chosen) - set(workloads.WORKLOADS)
+    unknown = set(chosen) - set(workloads.ORDER)
     if unknown:
         p.error('unknown workloads: %s' % ', '.join(sorted(unknown)))
 

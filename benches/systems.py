@@ -205,8 +205,8 @@ class Server:
         raise BenchError('no VmRSS for %s' % self.name)
 
     def driver_args(self):
-        return ['--system', self.protocol, '--port', str(self.port),
-                '--authkey', self.authkey]
+        return ['--target', '%s:%d:%s' % (self.protocol, self.port,
+                                          self.authkey)]
 
     def stop(self):
         if self.proc is None or self.proc.poll() is not None:

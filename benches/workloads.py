@@ -10,6 +10,7 @@ start-up and imports are not counted. Server CPU is utime+stime from
 import json
 import os
 import select
+import signal
 import subprocess
 import sys
 import time
@@ -30,11 +31,13 @@ class Driver:
 
     _seq = 0
 
-    def __init__(self, server, mode, args, workdir):
+    def __init__(self, servers, mode, args, workdir):
         Driver._seq += 1
-        self.name = '%s-%s-%d' % (server.name, mode, Driver._seq)
+        self.name = '%s-%s-%d' % ('+'.join(s.name for s in servers), mode,
+                                  Driver._seq)
         self.err = Path(workdir) / (self.name + '.err')
-        cmd = [sys.executable, str(DRIVER), mode] + server.driver_args() + \
+        cmd = [sys.executable, str(DRIVER), mode] + \
+            [a for s in servers for a in s.driver_args()] + \
             [str(a) for a in args]
         with open(self.err, 'wb') as err:
             self.proc = subprocess.Popen(
@@ -49,7 +52,7 @@ class Driver:
             left = deadline - time.time()
             if left <= 0:
                 raise BenchError('%s: no answer in time\n%s'
-                                 % (self.name, self.stderr_tail()))
+                                 % (self.name, self.stack()))
             ready, _, _ = select.select([fd], [], [], left)
             if ready:
                 chunk = os.read(fd, 65536)
@@ -83,6 +86,13 @@ class Driver:
             if line.startswith(RESULT_MARK):
                 return json.loads(line[len(RESULT_MARK):])
 
+    def stack(self):
+        """Where the (hung) client is: its faulthandler dump on SIGUSR1."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGUSR1)
+            time.sleep(0.3)
+        return self.stderr_tail()
+
     def stderr_tail(self, n=1500):
         try:
             return self.err.read_text(errors='replace')[-n:]
@@ -106,7 +116,7 @@ class Run:
         self.drivers = []
 
     def add(self, mode, *args):
-        d = Driver(self.server, mode, args, self.workdir)
+        d = Driver([self.server], mode, args, self.workdir)
         self.drivers.append(d)
         return d
 
@@ -151,12 +161,17 @@ def percentile(sorted_values, q):
 
 def roundtrip_figures(server, cfg, workdir, n, payload=0, case=None,
                       workload='roundtrip'):
-    """N clients doing put+get on one shared queue for cfg.duration."""
-    case = case or 'N=%d' % n
+    """N new clients doing put+get on one shared queue for cfg.duration."""
     with Run(server, workdir, cfg.timeout) as run:
         for _ in range(n):
             run.add('roundtrip', '--payload', payload)
         results, cpu, wall = run.go(cfg.duration)
+    return roundtrip_result(server, results, cpu, wall, case or 'N=%d' % n,
+                            workload, payload)
+
+
+def roundtrip_result(server, results, cpu, wall, case, workload='roundtrip',
+                     payload=0):
     ops = sum(r['ops'] for r in results)
     if not ops:
         raise BenchError('%s: no round trip completed' % server.name)
@@ -174,12 +189,73 @@ def roundtrip_figures(server, cfg, workdir, n, payload=0, case=None,
     return out
 
 
-def w_roundtrip(name, prefix, cfg, workdir):
-    out = {}
-    with Server(name, prefix, workdir).start() as server:
-        for n in cfg.clients:
-            out.update(roundtrip_figures(server, cfg, workdir, n))
-    return out
+class Pool:
+    """max(N) round-trip clients started once and connected to every
+    system's server: spawning 64 Python processes per measurement would
+    cost more than the measurements. The first N of them run each figure."""
+
+    def __init__(self, servers, size, cfg, workdir):
+        self.servers, self.cfg = servers, cfg
+        self.drivers = [Driver(servers, 'pool', [], workdir)
+                        for _ in range(size)]
+        deadline = time.time() + cfg.timeout
+        try:
+            for d in self.drivers:
+                d.expect_ready(deadline)
+        except BenchError:
+            self.close()
+            raise
+
+    def measure(self, index, n):
+        server, duration = self.servers[index], self.cfg.duration
+        drivers = self.drivers[:n]
+        cpu0, t0 = server.cpu_seconds(), time.perf_counter()
+        for d in drivers:
+            d.send('GO %d %r' % (index, duration))
+        time.sleep(duration)
+        cpu, wall = server.cpu_seconds() - cpu0, time.perf_counter() - t0
+        deadline = time.time() + self.cfg.timeout
+        results = [d.result(deadline) for d in drivers]
+        return roundtrip_result(server, results, cpu, wall, 'N=%d' % n)
+
+    def close(self):
+        for d in self.drivers:
+            d.kill()
+
+
+def s_roundtrip(names, prefixes, cfg, workdir, record):
+    """(a), interleaved within each N: every system in turn (rotated at
+    each repeat), all servers up and all clients connected throughout.
+    A failed measurement is recorded and the pool started afresh, with
+    that system's server restarted."""
+    servers = {}
+    pool = None
+    try:
+        for name in names:
+            servers[name] = Server(name, prefixes[name], workdir).start()
+        for r in range(cfg.repeats):
+            order = names[r % len(names):] + names[:r % len(names)]
+            for n in cfg.clients:
+                for name in order:
+                    if pool is None:
+                        pool = Pool([servers[x] for x in names],
+                                    max(cfg.clients), cfg, workdir)
+                    try:
+                        figs = pool.measure(names.index(name), n)
+                    except BenchError as e:
+                        record(name, r, None, e)
+                        pool.close()
+                        pool = None
+                        servers[name].stop()
+                        servers[name] = Server(name, prefixes[name],
+                                               workdir).start()
+                        continue
+                    record(name, r, figs, None)
+    finally:
+        if pool is not None:
+            pool.close()
+        for s in servers.values():
+            s.stop()
 
 
 def w_master_worker(name, prefix, cfg, workdir):
@@ -232,7 +308,7 @@ def w_idle(name, prefix, cfg, workdir):
     for k in cfg.idle:
         with Server(name, prefix, workdir).start() as server:
             rss0 = server.rss_bytes()
-            holder = Driver(server, 'idle', ['--count', k], workdir)
+            holder = Driver([server], 'idle', ['--count', k], workdir)
             try:
                 holder.expect_ready(time.time() + cfg.timeout)
                 time.sleep(0.2)
@@ -314,8 +390,15 @@ def human_bytes(n):
     return '%d B' % n
 
 
+# Workloads that run every system at once: (names, prefixes, cfg, workdir,
+# record(name, repeat, figures, error)).
+SESSIONS = {
+    'roundtrip': s_roundtrip,
+}
+
+# Workloads measured one system at a time, a fresh server each:
+# (name, prefix, cfg, workdir) -> figures.
 WORKLOADS = {
-    'roundtrip': w_roundtrip,
     'master_worker': w_master_worker,
     'payload': w_payload,
     'churn': w_churn,
@@ -323,3 +406,6 @@ WORKLOADS = {
     'fill': w_fill,
     'loadgen': w_loadgen,
 }
+
+ORDER = ('roundtrip', 'master_worker', 'payload', 'churn', 'idle', 'fill',
+         'loadgen')
