@@ -62,7 +62,7 @@ class Config:
             self.timeout = 120.0
             self.duration = 0.4
             self.tasks = 4000
-            self.idle = (1000, 3000)
+            self.idle = (1000,)
             self.items = 100000
         elif mode == 'smoke':
             self.repeats = 1
@@ -125,8 +125,10 @@ def measure(cfg, names, chosen, prefixes, workdir):
             return
         for key, value in figs.items():
             runs.setdefault(key, {}).setdefault(name, []).append(value)
-        print('  %-13s %-11s repeat %d  %5.1fs' % (
-            workload, name, r + 1, time.time() - t0), flush=True)
+        cases = sorted({k[1] for k in figs}, key=lambda c: (len(c), c))
+        print('  %-13s %-11s repeat %d  %5.1fs  %s' % (
+            workload, name, r + 1, time.time() - t0, ', '.join(cases)),
+            flush=True)
 
     for workload in chosen:
         if workload in workloads.SESSIONS:
