@@ -66,7 +66,7 @@ def check_targets(med):
     """[(key, text, value, ok)] for every target whose figures exist."""
     out = []
     for workload, metric, cases, ref, rel, bound in TARGETS:
-        for key in sorted(med):
+        for key in sorted(med, key=sort_key):
             w, case, m = key
             if w != workload or m != metric or (cases and case not in cases):
                 continue
@@ -142,7 +142,7 @@ def target_lines(med):
 
 CHART_PANELS = [
     ('roundtrip', 'ops_s', False),
-    ('roundtrip', 'p50_us', False),
+    ('roundtrip', 'p50_us', True),
     ('roundtrip', 'cpu_ms_per_1k', False),
     ('payload', 'mb_s', True),
     ('master_worker', 'tasks_s', False),
