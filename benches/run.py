@@ -2,7 +2,7 @@
 """Benchmarks: fastmanager side by side with CPython's manager server,
 Redis and the floor server, in one run.
 
-    python3 benches/run.py            # full run (tens of minutes)
+    python3 benches/run.py            # full run (about 20 minutes)
     python3 benches/run.py --quick    # every workload, smaller (< 3 min)
     python3 benches/run.py --smoke    # seconds: checks that all answer
 
