@@ -39,8 +39,11 @@ pub fn proxy_ident<'p>(pickle: &'p crate::pickle::Decoded<'_>, node: crate::pick
 /// Whether a pickle may contain a proxy: a cheap test on the bytes, so
 /// that only those that name `RebuildProxy` are ever searched.
 pub fn mentions_proxy(pickle: &[u8]) -> bool {
-    const NAME: &[u8] = b"RebuildProxy";
-    pickle.windows(NAME.len()).any(|w| w == NAME)
+    // Every request and stored item passes here: a vectorised substring
+    // search (memchr's memmem), not a byte-by-byte scan.
+    static FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"RebuildProxy"));
+    FINDER.find(pickle).is_some()
 }
 
 /// The idents of the proxies pickled anywhere inside `item`, so the server
