@@ -15,6 +15,7 @@
 pub mod array;
 pub mod dict;
 pub mod hosted;
+pub mod item;
 pub mod iterator;
 pub mod list;
 pub mod namespace;
@@ -26,7 +27,6 @@ pub mod table;
 pub mod value;
 
 use std::fmt::Debug;
-use std::sync::Arc;
 use std::time::Instant;
 
 use crate::protocol::{PyException, Reply, Request};
@@ -35,8 +35,8 @@ pub use queue::{QueueCall, SharedQueue};
 pub use table::{Entry, ObjectId, ObjectTable};
 
 /// A client's item: a standalone pickle, kept as the bytes that arrived and
-/// copied into replies without being decoded again.
-pub type Item = Arc<[u8]>;
+/// copied into replies without being decoded again (see `item.rs`).
+pub use item::Item;
 
 /// One client connection, as objects see it: lock ownership belongs to the
 /// connection, because each client thread has its own, as in CPython.
