@@ -3,7 +3,8 @@
 //! Most queued items are small (a task id, a short tuple): those are kept
 //! inline, in the 24 bytes the handle takes anyway, with no heap block of
 //! their own. Larger ones are shared (`Arc`), so handing one out to a
-//! reply, a dict iterator or a `#GETVALUE` never copies it.
+//! reply, a dict iterator or a `#GETVALUE` never copies it; a large one
+//! keeps the buffer it was cut into (no copy into a new block).
 
 use std::fmt;
 use std::ops::Deref;
@@ -12,6 +13,10 @@ use std::sync::Arc;
 /// Bytes kept inline: the largest that keeps `Item` at 24 bytes.
 const INLINE: usize = 22;
 
+/// From this size on, the `Vec` an item was cut into is kept as it is:
+/// copying it into an `Arc<[u8]>` would cost more than its extra header.
+const KEEP_BUFFER: usize = 4096;
+
 #[derive(Clone)]
 pub struct Item(Repr);
 
@@ -19,6 +24,7 @@ pub struct Item(Repr);
 enum Repr {
     Inline { len: u8, bytes: [u8; INLINE] },
     Shared(Arc<[u8]>),
+    Large(Arc<Vec<u8>>),
 }
 
 impl Item {
@@ -40,6 +46,7 @@ impl Deref for Item {
         match &self.0 {
             Repr::Inline { len, bytes } => &bytes[..*len as usize],
             Repr::Shared(b) => b,
+            Repr::Large(v) => v,
         }
     }
 }
@@ -52,7 +59,15 @@ impl AsRef<[u8]> for Item {
 
 impl From<Vec<u8>> for Item {
     fn from(v: Vec<u8>) -> Item {
-        if v.len() <= INLINE { Item::from_slice(&v) } else { Item(Repr::Shared(Arc::from(v))) }
+        match v.len() {
+            n if n >= KEEP_BUFFER => {
+                let mut v = v;
+                // Shrinking a large block is done in place by the allocator.
+                v.shrink_to_fit();
+                Item(Repr::Large(Arc::new(v)))
+            }
+            _ => Item::from_slice(&v),
+        }
     }
 }
 
@@ -98,5 +113,8 @@ mod tests {
         assert_eq!(big.clone(), big);
         assert_eq!(Item::from(&[1u8; 22][..]).len(), 22);
         assert_eq!(Item::from(&[1u8; 23][..]).len(), 23);
+        let large = Item::from(vec![9u8; KEEP_BUFFER]);
+        assert!(matches!(large.0, Repr::Large(_)));
+        assert_eq!(large.len(), KEEP_BUFFER);
     }
 }

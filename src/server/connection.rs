@@ -180,6 +180,46 @@ impl Connection {
         self.inbuf = if buf.is_empty() { Vec::new() } else { buf };
     }
 
+    /// Sends one frame whose payload the caller no longer needs: with
+    /// nothing queued before it, header and payload go to the socket in one
+    /// vectored write, and only what the socket did not take is copied
+    /// into the output buffer (a 1 MB reply is usually not copied at all).
+    pub fn send_frame_owned(&mut self, payload: Vec<u8>) {
+        if self.has_pending_output() {
+            return self.send_frame(&payload);
+        }
+        let mut header = Vec::with_capacity(12);
+        encode_header(payload.len(), &mut header);
+        let total = header.len() + payload.len();
+        let mut written = 0;
+        while written < total {
+            let (h, p) = if written < header.len() {
+                (&header[written..], &payload[..])
+            } else {
+                (&header[..0], &payload[written - header.len()..])
+            };
+            match self.stream.write_vectored(&[io::IoSlice::new(h), io::IoSlice::new(p)]) {
+                Ok(0) => {
+                    self.eof = true;
+                    return;
+                }
+                Ok(n) => written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    self.eof = true;
+                    return;
+                }
+            }
+        }
+        if written < header.len() {
+            self.outbuf.extend_from_slice(&header[written..]);
+            self.outbuf.extend_from_slice(&payload);
+        } else if written < total {
+            self.outbuf.extend_from_slice(&payload[written - header.len()..]);
+        }
+    }
+
     /// Queues one frame and tries to send it at once.
     pub fn send_frame(&mut self, payload: &[u8]) {
         encode_header(payload.len(), &mut self.outbuf);

@@ -336,7 +336,7 @@ impl Server {
                     },
                 };
                 let conn = self.conns[token.0].as_mut().expect("live");
-                conn.send_frame(&reply.encode());
+                conn.send_frame_owned(reply.encode());
                 match after {
                     AfterControl::Serve => conn.phase = Phase::Serving,
                     AfterControl::Close => conn.close_after_flush = true,
@@ -419,7 +419,7 @@ impl Server {
 
     fn send(&mut self, token: Token, reply: &Reply) {
         if let Some(conn) = self.conn(token) {
-            conn.send_frame(&reply.encode());
+            conn.send_frame_owned(reply.encode());
         }
     }
 
