@@ -20,11 +20,17 @@ pub struct PickleWriter {
 impl PickleWriter {
     /// Starts a pickle with `PROTO protocol` (clamped to 2..=5).
     pub fn new(protocol: u8) -> Self {
+        Self::with_capacity(protocol, 0)
+    }
+
+    /// A writer whose buffer already holds `capacity` bytes: a reply that
+    /// embeds a large item is then written without growing (and copying)
+    /// its buffer again and again.
+    pub fn with_capacity(protocol: u8, capacity: usize) -> Self {
         let protocol = protocol.clamp(2, op::HIGHEST_PROTOCOL);
-        PickleWriter {
-            buf: vec![op::PROTO, protocol],
-            protocol,
-        }
+        let mut buf = Vec::with_capacity(capacity.max(64));
+        buf.extend_from_slice(&[op::PROTO, protocol]);
+        PickleWriter { buf, protocol }
     }
 
     pub fn protocol(&self) -> u8 {

@@ -66,7 +66,7 @@ impl Reply {
         if let Reply::Pickled(bytes) = self {
             return bytes.clone();
         }
-        let mut w = PickleWriter::new(self.protocol());
+        let mut w = PickleWriter::with_capacity(self.protocol(), 64 + self.item_bytes());
         match self {
             Reply::Return(v) => {
                 w.str("#RETURN");
@@ -105,6 +105,22 @@ impl Reply {
         }
         w.tuple2();
         w.finish()
+    }
+
+    /// The bytes of the stored items this reply embeds.
+    fn item_bytes(&self) -> usize {
+        fn of(v: &Value) -> usize {
+            match v {
+                Value::Item(item) => item.len(),
+                Value::Tuple(vs) => vs.iter().map(of).sum(),
+                _ => 0,
+            }
+        }
+        match self {
+            Reply::Return(v) => of(v),
+            Reply::ErrorItem { arg, .. } => arg.len(),
+            _ => 0,
+        }
     }
 
     /// Protocol 4 is the highest that 3.6 and 3.7 read; an item pickled with
