@@ -8,8 +8,10 @@
 //!   `#ERROR`, Python exceptions, `Token`);
 //! - [`objects`]: the shared objects, one file per type, each behind a small API;
 //! - [`server`]: the mio event loop, connections, dispatch and parked requests;
-//! - [`registry`]: which typeids exist and which named objects the server hosts.
+//! - [`registry`]: which typeids exist and which named objects the server hosts;
+//! - [`client`]: a Rust client for the same protocol (Rust workers and masters).
 
+pub mod client;
 pub mod objects;
 pub mod pickle;
 pub mod protocol;
