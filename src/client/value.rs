@@ -461,4 +461,22 @@ mod tests {
         assert!(PyValue::raw(b"\x80\x04K\x01.").is_ok());
         assert!(matches!(PyValue::raw(b"\x80\x04K"), Err(ClientError::Pickle(_))));
     }
+
+    #[test]
+    fn raw_values_of_any_protocol_load_in_python() {
+        // pickle.dumps({1, 2}, 2) (py2 names, memo) and pickle.dumps(2**80, 4) (FRAME)
+        let set = PyValue::raw(b"\x80\x02c__builtin__\nset\nq\x00]q\x01(K\x01K\x02e\x85q\x02Rq\x03.").unwrap();
+        let big = PyValue::raw(b"\x80\x04\x95\x0e\x00\x00\x00\x00\x00\x00\x00\x8a\x0b\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x01.").unwrap();
+        let v = PyValue::list([set, big, "end".into()]);
+        let mut python = std::process::Command::new("python3")
+            .args(["-c", "import pickle,sys; print(repr(pickle.loads(sys.stdin.buffer.read())))"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3 runs");
+        use std::io::Write;
+        python.stdin.take().unwrap().write_all(&v.to_pickle()).unwrap();
+        let out = python.wait_with_output().unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "[{1, 2}, 1208925819614629174706176, 'end']");
+    }
 }
