@@ -17,13 +17,12 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use fastmanager::client::{ClientError, Dict, List, Lock, Manager, PyValue, Queue};
 
+mod common;
+
 #[derive(Parser)]
 struct Args {
-    /// HOST:PORT or unix:PATH.
-    #[arg(long)]
-    address: String,
-    #[arg(long)]
-    authkey: String,
+    #[command(flatten)]
+    server: common::ServerArgs,
 }
 
 type Outcome = Result<(), String>;
@@ -278,7 +277,7 @@ fn references_given_back(m: &Manager) -> Outcome {
 }
 
 fn wrong_authkey(args: &Args) -> Outcome {
-    match Manager::connect(&args.address, b"not the key") {
+    match Manager::connect(&args.server.address, b"not the key") {
         Err(ClientError::Auth(_)) => Ok(()),
         Err(e) => Err(format!("expected an authentication error, got {e}")),
         Ok(_) => Err("connected with a wrong authkey".into()),
@@ -301,12 +300,9 @@ fn json_str(s: &str) -> String {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let m = match Manager::connect(&args.address, args.authkey.as_bytes()) {
+    let m = match args.server.connect() {
         Ok(m) => m,
-        Err(e) => {
-            eprintln!("client_check: cannot connect: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(e) => return common::report("client_check", Err(e)),
     };
     let checks: &[(&str, &dyn Fn() -> Outcome)] = &[
         ("wrong_authkey", &|| wrong_authkey(&args)),
@@ -334,6 +330,6 @@ fn main() -> ExitCode {
             }
         }
     }
-    println!("FMRESULT {{\"passed\": [{}], \"failed\": {{{}}}}}", passed.join(", "), failed.join(", "));
-    ExitCode::SUCCESS
+    let json = format!("{{\"passed\": [{}], \"failed\": {{{}}}}}", passed.join(", "), failed.join(", "));
+    common::report("client_check", Ok(json))
 }

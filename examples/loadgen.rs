@@ -23,7 +23,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
-use fastmanager::client::{ClientError, Manager, PyValue, Queue};
+use fastmanager::client::{ClientError, PyValue, Queue};
+
+mod common;
 
 #[derive(Clone, Copy, ValueEnum)]
 enum Op {
@@ -42,11 +44,8 @@ impl Op {
 
 #[derive(Parser)]
 struct Args {
-    /// HOST:PORT or unix:PATH.
-    #[arg(long, default_value = "127.0.0.1:50000")]
-    address: String,
-    #[arg(long)]
-    authkey: String,
+    #[command(flatten)]
+    server: common::ServerArgs,
     /// Concurrent connections (one thread each).
     #[arg(long, default_value_t = 1)]
     connections: usize,
@@ -107,7 +106,7 @@ fn percentile_us(sorted: &[u64], p: f64) -> f64 {
 
 /// The JSON line, and whether every connection ran without error.
 fn run(args: &Args) -> Result<(String, bool), ClientError> {
-    let m = Manager::connect(&args.address, args.authkey.as_bytes())?;
+    let m = args.server.connect()?;
     let item = match args.payload_bytes {
         0 => PyValue::Int(1),
         n => PyValue::bytes(vec![b'x'; n]),

@@ -13,15 +13,14 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use fastmanager::client::{ClientError, Manager, PyValue};
+use fastmanager::client::{ClientError, PyValue};
+
+mod common;
 
 #[derive(Parser)]
 struct Args {
-    /// HOST:PORT or unix:PATH.
-    #[arg(long, default_value = "127.0.0.1:50000")]
-    address: String,
-    #[arg(long)]
-    authkey: String,
+    #[command(flatten)]
+    server: common::ServerArgs,
     /// The queue's typeid (a name registered on the server).
     #[arg(long, default_value = "get_task")]
     queue: String,
@@ -70,7 +69,7 @@ fn samples() -> Result<Vec<PyValue>, ClientError> {
 }
 
 fn run(args: &Args) -> Result<usize, ClientError> {
-    let m = Manager::connect(&args.address, args.authkey.as_bytes())?;
+    let m = args.server.connect()?;
     let queue = m.queue(&args.queue)?;
     let mut put = 0;
     for value in samples()?.into_iter().chain((0..args.count).map(PyValue::from)) {
@@ -85,14 +84,5 @@ fn run(args: &Args) -> Result<usize, ClientError> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    match run(&args) {
-        Ok(put) => {
-            println!("FMRESULT {{\"put\": {put}}}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("producer: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    common::report("producer", run(&args).map(|put| format!("{{\"put\": {put}}}")))
 }

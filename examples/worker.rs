@@ -16,16 +16,14 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use fastmanager::client::{ClientError, Manager, PyValue};
+use fastmanager::client::{ClientError, PyValue};
+
+mod common;
 
 #[derive(Parser)]
 struct Args {
-    /// The master's address: HOST:PORT or unix:PATH.
-    #[arg(long, default_value = "127.0.0.1:50000")]
-    address: String,
-    /// The master's authkey.
-    #[arg(long)]
-    authkey: String,
+    #[command(flatten)]
+    server: common::ServerArgs,
     /// Tag put into every result.
     #[arg(long, default_value = "rust")]
     id: String,
@@ -35,7 +33,7 @@ struct Args {
 }
 
 fn run(args: &Args) -> Result<u64, ClientError> {
-    let m = Manager::connect(&args.address, args.authkey.as_bytes())?;
+    let m = args.server.connect()?;
     let (tasks, results) = (m.queue("get_task")?, m.queue("get_result")?);
     let me = PyValue::from(args.id.as_str());
     let mut done = 0;
@@ -61,15 +59,6 @@ fn run(args: &Args) -> Result<u64, ClientError> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    match run(&args) {
-        Ok(done) => {
-            // One line a test harness can read.
-            println!("FMRESULT {{\"done\": {done}}}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("worker {}: {e}", args.id);
-            ExitCode::FAILURE
-        }
-    }
+    let outcome = run(&args).map(|done| format!("{{\"done\": {done}}}"));
+    common::report(&format!("worker {}", args.id), outcome)
 }
