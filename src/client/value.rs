@@ -2,15 +2,18 @@
 //!
 //! Plain data (None, bool, int, float, str, bytes, list, tuple, dict)
 //! becomes [`PyValue`] variants a Rust program can match on. Anything else
-//! — class instances, sets, big ints, proxies, self-referencing lists —
-//! stays a [`RawPickle`]: a standalone pickle cut out of the reply by the
-//! crate's own decoder, which can be put back into any queue unchanged, so
-//! a Rust worker can move values it does not understand between Python
-//! programs without losing them.
+//! — class instances, sets, big ints, proxies — stays a [`RawPickle`]: a
+//! standalone pickle cut out of the reply by the crate's own decoder, which
+//! can be put back into any queue unchanged, so a Rust worker can move
+//! values it does not understand between Python programs without losing
+//! them. A value whose parts are shared or cyclic (`[x, x]`, a list that
+//! contains itself) is kept whole as one raw pickle, since a Rust tree
+//! would silently turn one object into copies.
 
+use std::collections::HashSet;
 use std::fmt;
 
-use crate::pickle::{decode, DecodeLimits, Decoded, Node, NodeId, PickleWriter};
+use crate::pickle::{decode, DecodeLimits, Decoded, Node, NodeId, ObjectOp, PickleWriter};
 
 use super::error::{ClientError, Result};
 
@@ -218,7 +221,7 @@ impl PyValue {
 
     /// Converts one node of a decoded reply.
     pub(crate) fn from_node(d: &Decoded<'_>, id: NodeId) -> PyValue {
-        convert(d, id, &mut Vec::new()).unwrap_or_else(|_| raw_node(d, id))
+        if shares_references(d, id) { raw_node(d, id) } else { convert(d, id, 0) }
     }
 }
 
@@ -248,54 +251,64 @@ pub(crate) fn write_tuple(w: &mut PickleWriter, items: &[PyValue]) {
     }
 }
 
-/// Plain-data conversion. `open` holds the containers being converted: a
-/// container met again inside itself closes a cycle, which plain values
-/// cannot express, so `Err(container)` travels up to that container, which
-/// is then kept raw (its standalone pickle carries the whole cycle) while
-/// the containers around it stay plain. Objects are kept raw one by one.
-fn convert(d: &Decoded<'_>, id: NodeId, open: &mut Vec<NodeId>) -> Result<PyValue, NodeId> {
-    Ok(match d.node(id) {
+/// Plain-data conversion, for a value whose graph is a tree (see
+/// [`shares_references`]). Objects, sets and the like are kept raw one by one.
+fn convert(d: &Decoded<'_>, id: NodeId, depth: usize) -> PyValue {
+    let each = |ids: &[NodeId]| ids.iter().map(|&i| convert(d, i, depth + 1)).collect();
+    match d.node(id) {
         Node::None => PyValue::None,
         Node::Bool(b) => PyValue::Bool(*b),
         Node::Int(i) => PyValue::Int(*i),
         Node::Float(f) => PyValue::Float(*f),
         Node::Str(s) => PyValue::Str(s.to_string()),
         Node::Bytes(b) => PyValue::Bytes(b.to_vec()),
-        Node::Tuple(_) | Node::List(_) | Node::Dict(_) => {
-            if open.contains(&id) {
-                return Err(id);
-            }
-            if open.len() >= MAX_CONVERT_DEPTH {
-                return Ok(raw_node(d, id));
-            }
-            open.push(id);
-            let converted = convert_container(d, id, open);
-            open.pop();
-            match converted {
-                Err(cycle_start) if cycle_start == id => raw_node(d, id),
-                other => other?,
-            }
-        }
+        Node::Tuple(_) | Node::List(_) | Node::Dict(_) if depth >= MAX_CONVERT_DEPTH => raw_node(d, id),
+        Node::Tuple(items) => PyValue::Tuple(each(items)),
+        Node::List(items) => PyValue::List(each(items)),
+        Node::Dict(pairs) => PyValue::Dict(
+            pairs.iter().map(|&(k, v)| (convert(d, k, depth + 1), convert(d, v, depth + 1))).collect(),
+        ),
         _ => match d.as_str(id) {
             // A Python 2 str that a Python 3 reader turns into str.
             Some(s) => PyValue::Str(s.to_string()),
             None => raw_node(d, id),
         },
-    })
+    }
 }
 
-fn convert_container(d: &Decoded<'_>, id: NodeId, open: &mut Vec<NodeId>) -> Result<PyValue, NodeId> {
-    let mut each = |ids: &[NodeId]| ids.iter().map(|&i| convert(d, i, open)).collect::<Result<Vec<_>, NodeId>>();
-    Ok(match d.node(id) {
-        Node::Tuple(items) => PyValue::Tuple(each(items)?),
-        Node::List(items) => PyValue::List(each(items)?),
-        Node::Dict(pairs) => {
-            let flat: Vec<NodeId> = pairs.iter().flat_map(|&(k, v)| [k, v]).collect();
-            let mut values = each(&flat)?.into_iter();
-            PyValue::Dict(std::iter::from_fn(|| Some((values.next()?, values.next()?))).collect())
+/// Whether the value at `root` reaches some container or object by two
+/// paths: shared (`[x, x]`) or cyclic (`l.append(l)`). Plain Rust values
+/// are trees, so converting such a value would copy what was one object;
+/// it is kept whole as a raw pickle instead, which keeps the identities.
+/// Scalars and globals (classes, functions) may be shared freely.
+fn shares_references(d: &Decoded<'_>, root: NodeId) -> bool {
+    let mut seen = HashSet::new();
+    let mut todo = vec![root];
+    while let Some(id) = todo.pop() {
+        let node = d.node(id);
+        if matches!(node, Node::Tuple(_) | Node::List(_) | Node::Set(_) | Node::FrozenSet(_) | Node::Dict(_) | Node::Object(_))
+            && !seen.insert(id)
+        {
+            return true;
         }
-        _ => unreachable!("convert_container is only called on containers"),
-    })
+        match node {
+            Node::Tuple(v) | Node::List(v) | Node::Set(v) | Node::FrozenSet(v) => todo.extend(v),
+            Node::Dict(pairs) => todo.extend(pairs.iter().flat_map(|&(k, v)| [k, v])),
+            Node::Object(o) => {
+                todo.extend([o.callable, o.args]);
+                todo.extend(o.kwargs);
+                for op in &o.ops {
+                    match op {
+                        ObjectOp::Append(x) | ObjectOp::Build(x) => todo.push(*x),
+                        ObjectOp::Extend(xs) | ObjectOp::AddItems(xs) => todo.extend(xs),
+                        ObjectOp::SetItem(k, v) => todo.extend([*k, *v]),
+                    }
+                }
+            }
+            _ => {} // scalars and globals
+        }
+    }
+    false
 }
 
 fn raw_node(d: &Decoded<'_>, id: NodeId) -> PyValue {
@@ -448,12 +461,47 @@ mod tests {
         w.tuple2();
         let pickle = w.finish();
         let v = PyValue::from_pickle(&pickle).unwrap();
-        let items = v.as_seq().unwrap();
-        let set = items[0].as_raw().expect("a set is kept raw");
-        assert!(matches!(items[1], PyValue::Raw(_)), "a cyclic list is kept raw");
+        assert!(v.as_raw().is_some(), "a value holding a cycle is kept whole");
         // Raw values are embedded unchanged when sent back.
-        assert_eq!(PyValue::from_pickle(set.as_bytes()).unwrap(), items[0]);
         assert_eq!(round_trip(&v), v);
+        // pickle.dumps(({1},), 4)
+        let mut w = PickleWriter::new(4);
+        w.empty_set();
+        w.mark();
+        w.int(1);
+        w.additems_from_mark();
+        w.tuple1();
+        let v = PyValue::from_pickle(&w.finish()).unwrap();
+        assert!(v.as_seq().unwrap()[0].as_raw().is_some(), "a set is kept raw, inside a plain tuple");
+        assert_eq!(round_trip(&v), v);
+    }
+
+    #[test]
+    fn shared_references_keep_the_value_whole() {
+        // x = [1]; pickle.dumps([x, x], 4) and pickle.dumps([C, C]) of a global C
+        let mut w = PickleWriter::new(4);
+        w.empty_list();
+        w.mark();
+        w.empty_list();
+        w.put(0);
+        w.int(1);
+        w.append();
+        w.get(0);
+        w.appends_from_mark();
+        let v = PyValue::from_pickle(&w.finish()).unwrap();
+        assert!(v.as_raw().is_some(), "[x, x] would lose that both are x");
+        let mut w = PickleWriter::new(4);
+        w.mark();
+        w.global("m", "C");
+        w.put(0);
+        w.get(0);
+        w.str("s");
+        w.put(1);
+        w.get(1);
+        w.tuple_from_mark();
+        let v = PyValue::from_pickle(&w.finish()).unwrap();
+        let items = v.as_seq().expect("shared globals and strings are fine");
+        assert!(items[0].as_raw().is_some() && items[2] == "s".into() && items[3] == "s".into());
     }
 
     #[test]
