@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from conftest import (INTERPRETERS, REPO, RESULT_MARK, Client, Server,
-                      interp, tail)
+                      interp, server_kind, tail)
 
 EXAMPLES = Path(os.environ.get('FASTMANAGER_EXAMPLES') or
                 REPO / 'target' / 'release' / 'examples')
@@ -39,7 +39,6 @@ def start_server(which, workdir, unix=False):
     workdir = Path(workdir) / which
     workdir.mkdir()
     if which == 'suite':
-        from conftest import server_kind
         srv = Server(server_kind(), workdir, unix=unix)
     else:
         py = interp(tuple(int(x) for x in which[len('cpython'):].split('.')))
@@ -54,9 +53,16 @@ def start_server(which, workdir, unix=False):
 
 @pytest.fixture(params=SERVERS)
 def any_server(request, tmp_path):
+    """Each server in turn; the test fails if it died meanwhile."""
     srv = start_server(request.param, tmp_path)
-    yield srv
-    srv.stop()
+    try:
+        yield srv
+        died = not srv.alive()
+    finally:
+        srv.stop()
+    if died:
+        pytest.fail('server died during the test (exit %s):\n%s'
+                    % (srv.proc.returncode, tail(srv.log)), pytrace=False)
 
 
 def server_args(srv):
