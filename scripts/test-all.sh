@@ -12,8 +12,8 @@ PYTHON=${PYTHON:-python3}
 echo "== installing test dependencies"
 "$PYTHON" -m pip install --quiet --disable-pip-version-check -r compat-tests/requirements.txt
 
-echo "== building (release)"
-cargo build --release --locked
+echo "== building (release): the server and the Rust client's examples"
+cargo build --release --locked --bins --examples
 
 echo "== building the Python package (pip wheel ., abi3) and installing it into every CPython >= 3.8"
 rm -rf target/wheels

@@ -9,9 +9,11 @@
 //! - [`objects`]: the shared objects, one file per type, each behind a small API;
 //! - [`server`]: the mio event loop, connections, dispatch and parked requests;
 //! - [`registry`]: which typeids exist and which named objects the server hosts;
-//! - [`cli`]: the `fastmanager` command line.
+//! - [`cli`]: the `fastmanager` command line;
+//! - [`client`]: a Rust client for the same protocol (Rust workers and masters).
 
 pub mod cli;
+pub mod client;
 pub mod objects;
 pub mod pickle;
 pub mod protocol;
