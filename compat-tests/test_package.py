@@ -87,6 +87,21 @@ SCENARIOS = [
         'tasks done by the workers: 40',
         'get_nowait on an empty queue raises Empty',
     ]),
+    Scenario('queue_serve_forever.py', ['square_worker.py'], unix=True,
+             expect=[
+                 'server address as given: True',
+                 'results waiting: 30',
+                 'results: %s' % sorted(n * n for n in range(30)),
+                 'tasks done by the workers: 30',
+                 'serve_forever ended: SystemExit 0',
+             ]),
+    Scenario('joinable_start.py', ['jobs_consumer.py'], expect=[
+        'join returned; queue empty: True 0',
+        'jobs taken: 10000',
+        'sum of jobs: %d' % sum(range(10000)),
+        'one task_done too many raises ValueError task_done() called too '
+        'many times',
+    ]),
     # stdlib workers of the stock master above, now fastmanager clients
     Scenario('queue_start.py', ['square_worker.py'], rewrite='workers',
              expect=[SQUARES, 'tasks done by the workers: 40']),
