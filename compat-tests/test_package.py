@@ -102,6 +102,16 @@ SCENARIOS = [
         'one task_done too many raises ValueError task_done() called too '
         'many times',
     ]),
+    Scenario('custom_class.py', ['store_worker.py'], expect=[
+        'count: 50',
+        "keys: ['count', 'w0', 'w1'] [25, 25]",
+        "get of a missing key raises KeyError 'missing'",
+        'release of an unheld RLock raises RuntimeError cannot release '
+        'un-acquired lock',
+        "new stores: ['colour', 'size'] [] red",
+        'objects on the server: 4',
+        'after dropping two proxies: 2',
+    ]),
     # stdlib workers of the stock master above, now fastmanager clients
     Scenario('queue_start.py', ['square_worker.py'], rewrite='workers',
              expect=[SQUARES, 'tasks done by the workers: 40']),
