@@ -112,6 +112,27 @@ SCENARIOS = [
         'objects on the server: 4',
         'after dropping two proxies: 2',
     ]),
+    Scenario('list_start.py', ['list_worker.py'], unix=True, expect=[
+        "before the workers: ['master']",
+        "each worker counts its own entries: ['2', '2', '2']",
+        "count, index: 2 3",
+        "pop, pop(0): first w2-4",
+        "raises ValueError list.remove(x): x not in list",
+        "raises IndexError pop index out of range",
+        "same list for every get_list(): True",
+    ]),
+    Scenario('sync_child.py', expect=[
+        "child says: ('done', 5)",
+        'child exit code: 0',
+        "namespace: Namespace(answer=42, name='child') 42",
+        "list: ['changed', 'from child', 0, 1, 2] 5 2 ['from child', 0]",
+        "dict: {'a': 1, 'child': {'nested': [1, 2]}, 'b': 2} "
+        "['a', 'b', 'child'] -",
+        "value: Value('i', 15) 15",
+        'lock: True False',
+        "raises KeyError 'gone'",
+        'state after the with block: 2',
+    ]),
     # stdlib workers of the stock master above, now fastmanager clients
     Scenario('queue_start.py', ['square_worker.py'], rewrite='workers',
              expect=[SQUARES, 'tasks done by the workers: 40']),
