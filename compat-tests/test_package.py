@@ -30,7 +30,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import INTERPRETERS, client_env, free_port, tail
+from conftest import INTERPRETERS, client_env, free_port, server_kind, tail
+
+# Every test here runs both servers itself; a FASTMANAGER_SERVER=cpython
+# pass of the suite would only repeat it.
+pytestmark = pytest.mark.skipif(
+    server_kind() == 'cpython',
+    reason='compares the stdlib and fastmanager runs itself')
 
 PACKAGE = Path(__file__).resolve().parent / 'package'
 PACKAGE_INTERPRETERS = [i for i in INTERPRETERS if i.minor >= (3, 8)]
@@ -71,10 +77,11 @@ class Scenario:
     def rewritten(self):
         return (self.program,) if self.rewrite == 'master' else self.workers
 
-    def param(self):
-        marks = [pytest.mark.xfail(reason=self.xfail, strict=True)] \
-            if self.xfail else []
-        return pytest.param(self, id=self.id, marks=marks)
+    def pythons(self):
+        """A known divergence (xfail) does not depend on the interpreter:
+        it runs under the newest only, to keep the suite fast."""
+        return PACKAGE_INTERPRETERS[-1:] if self.xfail \
+            else PACKAGE_INTERPRETERS
 
 
 SQUARES = 'results: %s' % sorted(n * n for n in range(40))
@@ -133,6 +140,20 @@ SCENARIOS = [
         "raises KeyError 'gone'",
         'state after the with block: 2',
     ]),
+    # Known divergences (bugs of the package, see the xfail reasons).
+    Scenario('serve_forever_local.py', expect=[
+        'the client gets: from the master',
+        'the master gets: from the client',
+    ], xfail='a serve_forever master\'s own queue.Queue is copied into a '
+       'Rust queue at the first create: its later put/get on the local '
+       'object and the clients\' on the server no longer meet'),
+    Scenario('builtin_exposed.py', expect=[
+        "get_list ['append', 'clear', 'copy', 'count', 'extend', 'index', "
+        "'insert', 'pop', 'remove', 'reverse', 'sort']",
+        'copy: [3, 1, 2]',
+    ], xfail='a list/dict/Event registered by a callable exposes the Rust '
+       'type\'s method list, not public_methods() of the object: list '
+       'lacks clear and copy, dict fromkeys, Event isSet'),
     # stdlib workers of the stock master above, now fastmanager clients
     Scenario('queue_start.py', ['square_worker.py'], rewrite='workers',
              expect=[SQUARES, 'tasks done by the workers: 40']),
@@ -230,9 +251,16 @@ def check_sides(run, scenario, rewrite):
             '%s classes %r are not from %s' % (role, names, package))
 
 
-@pytest.mark.parametrize('python', PACKAGE_INTERPRETERS,
-                         ids=[i.id for i in PACKAGE_INTERPRETERS])
-@pytest.mark.parametrize('scenario', [s.param() for s in SCENARIOS])
+def cases():
+    for scenario in SCENARIOS:
+        marks = [pytest.mark.xfail(reason=scenario.xfail, strict=True)] \
+            if scenario.xfail else []
+        for python in scenario.pythons():
+            yield pytest.param(python, scenario, marks=marks,
+                               id='%s-%s' % (scenario.id, python.id))
+
+
+@pytest.mark.parametrize('python,scenario', list(cases()))
 def test_drop_in(python, scenario, tmp_path):
     require_package(python)
     stdlib = Run(python, scenario, (), tmp_path / 'stdlib')
