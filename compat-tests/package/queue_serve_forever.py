@@ -6,7 +6,6 @@ shutdown request that ends serve_forever (which exits with status 0)."""
 import queue
 import sys
 import threading
-from multiprocessing import connection, managers
 from multiprocessing.managers import BaseManager
 
 import scenario_env
@@ -42,13 +41,7 @@ def collect_then_shutdown(address):
     print('tasks done by the workers:', sum(int(d) for d in done))
     print('task queue empty:', client.get_task().empty())
     sys.stdout.flush()
-    # What BaseManager.shutdown() sends; a connected client has no method
-    # for it.
-    conn = connection.Client(address, authkey=scenario_env.authkey())
-    try:
-        managers.dispatch(conn, None, 'shutdown')
-    finally:
-        conn.close()
+    scenario_env.request_shutdown(address)
 
 
 def main():

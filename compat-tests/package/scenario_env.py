@@ -1,8 +1,9 @@
-"""What the scenario programs share that has nothing to do with managers:
-where the test wants the server (environment PKG_ADDRESS, PKG_AUTHKEY),
-starting worker processes beside the program with a timeout, and the one
-stderr line that names the class that served (or connected), so the test
-can tell a stdlib run from a fastmanager run without changing stdout.
+"""What the scenario programs share besides their managers: where the
+test wants the server (environment PKG_ADDRESS, PKG_AUTHKEY), starting
+worker processes beside the program with a timeout, the shutdown request
+that ends a serve_forever master, and the one stderr line that names the
+class that served (or connected), so the test can tell a stdlib run from a
+fastmanager run without changing stdout.
 
 Standard library only; runs on CPython 3.8 and later.
 """
@@ -10,6 +11,7 @@ import os
 import re
 import subprocess
 import sys
+from multiprocessing import connection, managers
 
 TIMEOUT = 60    # seconds any wait of a scenario may take before it fails
 
@@ -54,6 +56,17 @@ def collect(workers):
                 w.kill()
                 w.wait()
     return outputs
+
+
+def request_shutdown(address):
+    """What ``BaseManager.shutdown()`` sends to the server it started; a
+    ``connect()``-ed manager has no method for it. A server in
+    ``serve_forever()`` stops, and the process exits with status 0."""
+    conn = connection.Client(address, authkey=authkey())
+    try:
+        managers.dispatch(conn, None, 'shutdown')
+    finally:
+        conn.close()
 
 
 def report(role, cls):

@@ -6,7 +6,6 @@ server both sides touch one and the same queue.Queue."""
 import queue
 import sys
 import threading
-from multiprocessing import connection, managers
 from multiprocessing.managers import BaseManager
 
 import scenario_env
@@ -40,11 +39,7 @@ def master_and_client(address):
     except queue.Empty as e:
         print('the master gets:', type(e).__name__)
     sys.stdout.flush()
-    conn = connection.Client(address, authkey=scenario_env.authkey())
-    try:
-        managers.dispatch(conn, None, 'shutdown')
-    finally:
-        conn.close()
+    scenario_env.request_shutdown(address)
 
 
 def main():
