@@ -140,6 +140,17 @@ SCENARIOS = [
         "raises KeyError 'gone'",
         'state after the with block: 2',
     ]),
+    Scenario('sync_types.py', expect=[
+        'pool: 49 [0, 1, 4, 9, 16, 25]',
+        'event: False True True',
+        'barrier: True 2 0 False',
+        'semaphore: True True False',
+        'one release too many raises ValueError Semaphore released too '
+        'many times',
+        "array: 3 10 array('i', [2, 3]) array('i', [10, 2, 3])",
+        "value: 4.5 Value('d', 4.5)",
+        'leaving without shutdown()',
+    ]),
     # Known divergences (bugs of the package, see the xfail reasons).
     Scenario('serve_forever_local.py', expect=[
         'the client gets: from the master',
