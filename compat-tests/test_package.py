@@ -42,8 +42,9 @@ PACKAGE = Path(__file__).resolve().parent / 'package'
 PACKAGE_INTERPRETERS = [i for i in INTERPRETERS if i.minor >= (3, 8)]
 
 # A scenario program's own waits are 60 s at most; the whole program gets
-# this long before it is killed with everything it started.
-PROGRAM_TIMEOUT = float(os.environ.get('FASTMANAGER_PROGRAM_TIMEOUT', '90'))
+# this long before it is killed with everything it started (two runs fit
+# in pytest's 180 s per test).
+PROGRAM_TIMEOUT = float(os.environ.get('FASTMANAGER_PROGRAM_TIMEOUT', '80'))
 
 IMPORT_LINE = re.compile(
     r'^from multiprocessing\.managers import (BaseManager|SyncManager)$',
@@ -244,7 +245,7 @@ class Run:
                         pytrace=False)
 
     def served_by(self, role):
-        """The modules of the classes named in ``role: ...`` lines."""
+        """The classes (``module.Name``) the ``role: ...`` lines name."""
         return [line.split(': ', 1)[1] for line in self.stderr.splitlines()
                 if line.startswith(role + ': ')]
 
