@@ -30,18 +30,22 @@ QueueManager.register('get_result', callable=lambda: results)
 
 
 def collect_then_shutdown(address):
-    done = scenario_env.collect([scenario_env.spawn('square_worker.py')
-                                 for _ in range(NWORKERS)])
-    client = QueueManager(address=address, authkey=scenario_env.authkey())
-    client.connect()
-    result = client.get_result()
-    print('results waiting:', result.qsize())
-    got = [result.get(timeout=scenario_env.TIMEOUT) for _ in range(NTASKS)]
-    print('results:', sorted(square for _, square in got))
-    print('tasks done by the workers:', sum(int(d) for d in done))
-    print('task queue empty:', client.get_task().empty())
-    sys.stdout.flush()
-    scenario_env.request_shutdown(address)
+    try:
+        done = scenario_env.collect([scenario_env.spawn('square_worker.py')
+                                     for _ in range(NWORKERS)])
+        client = QueueManager(address=address,
+                              authkey=scenario_env.authkey())
+        client.connect()
+        result = client.get_result()
+        print('results waiting:', result.qsize())
+        got = [result.get(timeout=scenario_env.TIMEOUT)
+               for _ in range(NTASKS)]
+        print('results:', sorted(square for _, square in got))
+        print('tasks done by the workers:', sum(int(d) for d in done))
+        print('task queue empty:', client.get_task().empty())
+        sys.stdout.flush()
+    finally:    # a failure above ends the program too, with what it printed
+        scenario_env.request_shutdown(address)
 
 
 def main():

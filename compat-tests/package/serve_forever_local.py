@@ -25,21 +25,24 @@ QueueManager.register('get_result', callable=lambda: results)
 
 
 def master_and_client(address):
-    client = QueueManager(address=address, authkey=scenario_env.authkey())
-    client.connect()
-    task, result = client.get_task(), client.get_result()
-    tasks.put('from the master')            # the master's own queue
     try:
-        print('the client gets:', task.get(timeout=WAIT))
-    except queue.Empty as e:
-        print('the client gets:', type(e).__name__)
-    result.put('from the client')
-    try:
-        print('the master gets:', results.get(timeout=WAIT))
-    except queue.Empty as e:
-        print('the master gets:', type(e).__name__)
-    sys.stdout.flush()
-    scenario_env.request_shutdown(address)
+        client = QueueManager(address=address,
+                              authkey=scenario_env.authkey())
+        client.connect()
+        task, result = client.get_task(), client.get_result()
+        tasks.put('from the master')            # the master's own queue
+        try:
+            print('the client gets:', task.get(timeout=WAIT))
+        except queue.Empty as e:
+            print('the client gets:', type(e).__name__)
+        result.put('from the client')
+        try:
+            print('the master gets:', results.get(timeout=WAIT))
+        except queue.Empty as e:
+            print('the master gets:', type(e).__name__)
+        sys.stdout.flush()
+    finally:    # a failure above ends the program too
+        scenario_env.request_shutdown(address)
 
 
 def main():
