@@ -65,10 +65,11 @@ class Scenario:
     ``'workers'``); ``unix``: serve on a Unix socket instead of TCP."""
 
     def __init__(self, program, workers=(), expect=(), rewrite='master',
-                 unix=False, xfail=None):
+                 unix=False, xfail=None, newest_only=False):
         self.program, self.workers = program, tuple(workers)
         self.expect, self.rewrite, self.unix = tuple(expect), rewrite, unix
         self.xfail = xfail
+        self.newest_only = newest_only
 
     @property
     def id(self):
@@ -81,7 +82,7 @@ class Scenario:
     def pythons(self):
         """A known divergence (xfail) does not depend on the interpreter:
         it runs under the newest only, to keep the suite fast."""
-        return PACKAGE_INTERPRETERS[-1:] if self.xfail \
+        return PACKAGE_INTERPRETERS[-1:] if self.xfail or self.newest_only \
             else PACKAGE_INTERPRETERS
 
 
@@ -152,22 +153,28 @@ SCENARIOS = [
         "value: 4.5 Value('d', 4.5)",
         'leaving without shutdown()',
     ]),
-    # Known divergences (bugs of the package, see the xfail reasons).
+    # Known divergence, documented in README (see the xfail reason); the
+    # class attribute kept_objects_in_rust = False removes it.
+    # Newest only: CPython 3.12.1's own serve_forever can hang at exit in
+    # this program (its accepter thread fails to start a thread at
+    # interpreter shutdown), which would fail the stdlib run.
+    Scenario('serve_forever_local_python.py', expect=[
+        'the client gets: from the master',
+        'the master gets: from the client',
+    ], newest_only=True),
     Scenario('serve_forever_local.py', expect=[
         'the client gets: from the master',
         'the master gets: from the client',
-    ], xfail='a serve_forever master\'s own queue.Queue is copied into a '
-       'Rust queue at the first create: its later put/get on the local '
-       'object and the clients\' on the server no longer meet (under '
-       'CPython\'s serve_forever they are one object; only under start() '
-       'is the server\'s a copy)'),
+    ], xfail='by default a serve_forever master\'s own queue.Queue is copied '
+       'into a Rust queue at the first create: its later put/get on the '
+       'local object and the clients\' on the server no longer meet (under '
+       'CPython\'s serve_forever they are one object; under start() the '
+       'server\'s is a copy on both)'),
     Scenario('builtin_exposed.py', expect=[
         "get_list ['append', 'clear', 'copy', 'count', 'extend', 'index', "
         "'insert', 'pop', 'remove', 'reverse', 'sort']",
         'copy: [3, 1, 2]',
-    ], xfail='a list/dict/Event registered by a callable exposes the Rust '
-       'type\'s method list, not public_methods() of the object: list '
-       'lacks clear and copy, dict fromkeys, Event isSet'),
+    ]),
     # stdlib workers of the stock master above, now fastmanager clients
     Scenario('queue_start.py', ['square_worker.py'], rewrite='workers',
              expect=[SQUARES, 'tasks done by the workers: 40']),

@@ -63,6 +63,14 @@ pub const TYPES: &[TypeInfo] = &[
     // its own objects/ file.
 ];
 
+/// The methods an object of built-in `kind` exposes (made from a sample
+/// `--register` argument where the kind needs one).
+pub fn exposed_methods(kind: &str) -> Option<&'static [&'static str]> {
+    let info = type_info(kind)?;
+    let sample = ["", "i,0", "1"].iter().find_map(|args| (info.from_cli)(args).ok())?;
+    Some(sample.exposed())
+}
+
 fn type_info(typeid: &str) -> Option<&'static TypeInfo> {
     TYPES.iter().find(|t| t.typeid == typeid)
 }

@@ -150,5 +150,14 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<NativeServer>()?;
     m.add_function(wrap_pyfunction!(cli, m)?)?;
     m.add("KINDS", fastmanager::registry::TYPES.iter().map(|t| t.typeid).collect::<Vec<_>>())?;
+    // kind -> the method names its Rust objects expose: Python hosts a
+    // result itself when CPython would expose a method Rust lacks.
+    let methods = pyo3::types::PyDict::new(m.py());
+    for t in fastmanager::registry::TYPES {
+        if let Some(names) = fastmanager::registry::exposed_methods(t.typeid) {
+            methods.set_item(t.typeid, names.to_vec())?;
+        }
+    }
+    m.add("KIND_METHODS", methods)?;
     Ok(())
 }

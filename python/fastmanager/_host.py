@@ -92,6 +92,11 @@ NATIVE_FACTORIES = {
 }
 
 
+def _native_methods(kind):
+    from . import _native
+    return frozenset(_native.KIND_METHODS.get(kind, ()))
+
+
 def _dumps(msg):
     try:
         return bytes(ForkingPickler.dumps(msg))
@@ -103,9 +108,10 @@ def _dumps(msg):
 class Host:
     """Answers the Rust server's requests; see the module docstring."""
 
-    def __init__(self, native, registry):
+    def __init__(self, native, registry, kept_objects_in_rust=True):
         self.native = native
         self.registry = registry
+        self.kept_objects_in_rust = kept_objects_in_rust
         self.objects = {}      # key -> (obj, exposed, method_to_typeid)
         self.pinned = {}       # id(obj) -> obj: shared objects made native
         self.lock = threading.Lock()
@@ -168,6 +174,14 @@ class Host:
         closes over), so every create returning it must mean the same
         Rust object, which then lives as long as the server."""
         recipe = native_recipe(obj) if not method_to_typeid else None
+        if exposed is None:
+            exposed = _mpm.public_methods(obj)
+        if recipe is not None and not set(exposed) <= _native_methods(recipe[0]):
+            # CPython would expose a method the Rust type lacks (a list's
+            # copy(), an Event's isSet()): serve the Python object instead.
+            recipe = None
+        if kept and not self.kept_objects_in_rust:
+            recipe = None
         if recipe is not None:
             _, create, calls = recipe
             identity = None
@@ -176,8 +190,6 @@ class Host:
                 self.pinned[identity] = obj
             self.native.answer_native(ticket, typeid, identity, create, calls)
             return
-        if exposed is None:
-            exposed = _mpm.public_methods(obj)
         with self.lock:
             key = self.next_key
             self.next_key += 1

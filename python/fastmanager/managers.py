@@ -55,7 +55,8 @@ class Server(object):
     """What ``get_server()`` returns: the Rust server for a registry,
     bound at once (``address`` is the real one, port 0 resolved)."""
 
-    def __init__(self, registry, address, authkey, serializer='pickle'):
+    def __init__(self, registry, address, authkey, serializer='pickle',
+                 kept_objects_in_rust=True):
         if serializer != 'pickle':
             raise ValueError('fastmanager speaks the pickle serializer only, '
                              'got %r' % (serializer,))
@@ -71,7 +72,7 @@ class Server(object):
             # CPython reports the listener's own address: ('0.0.0.0', port)
             # for ''.
             self.address = (address[0] or '0.0.0.0', self.address[1])
-        self._host = Host(self._native, registry)
+        self._host = Host(self._native, registry, kept_objects_in_rust)
         self._threads = []
 
     def start(self):
@@ -137,6 +138,18 @@ class _ServerHandle(object):
 class BaseManager(_mpm.BaseManager):
     __doc__ = _mpm.BaseManager.__doc__
 
+    #: An object a registered callable returns that the program keeps too
+    #: (the queue a ``lambda: q`` closes over) is copied into a Rust object
+    #: at the first create. Set this to False on your manager class to
+    #: serve such objects as the Python objects themselves instead: the
+    #: program's own variable and the clients then see one object, as under
+    #: CPython's ``serve_forever()``, at Python speed.
+    kept_objects_in_rust = True
+
+    def _make_server(self):
+        return Server(self._registry, self._address, self._authkey,
+                      self._serializer, self.kept_objects_in_rust)
+
     def get_server(self):
         if self._state.value != State.INITIAL:
             if self._state.value == State.STARTED:
@@ -146,8 +159,7 @@ class BaseManager(_mpm.BaseManager):
             else:
                 raise ProcessError(
                     "Unknown state {!r}".format(self._state.value))
-        return Server(self._registry, self._address, self._authkey,
-                      self._serializer)
+        return self._make_server()
 
     def start(self, initializer=None, initargs=()):
         """Starts the Rust server in this process."""
@@ -167,8 +179,7 @@ class BaseManager(_mpm.BaseManager):
                 initializer(*initargs)
             except ValueError as e:   # signal.signal outside the main thread
                 warnings.warn('fastmanager: initializer failed: %s' % e)
-        server = Server(self._registry, self._address, self._authkey,
-                        self._serializer)
+        server = self._make_server()
         self._process = server.start()
         self._address = server.address
         self._server = server
