@@ -1,7 +1,11 @@
-"""Sends a burst of pipelined requests, says so (argv[1] appears), then
-reads replies until the server, stopped by SIGTERM meanwhile, closes."""
+"""Pipelines argv[2] requests whose replies are 1 MiB each, says so
+(argv[1] appears), waits a second (the test stops the server with SIGTERM
+meanwhile), then reads replies until the server closes. The server stops
+reading a client once 8 MiB of its replies wait, so most of these requests
+are still unanswered when the signal comes."""
 import pickle
 import sys
+import time
 
 import fmclient
 import rawwire
@@ -9,13 +13,13 @@ import rawwire
 
 def main():
     ready, n = sys.argv[1], int(sys.argv[2])
-    kind, value = rawwire.control('create', 'get_task')
-    ident = value[0]
+    m = fmclient.connect_sync()
+    lst = m.list([b'z' * (1 << 20)])
     s = rawwire.serving()
-    burst = b''.join(rawwire.frame(pickle.dumps((ident, 'put', (b'x' * 1000,), {}), 4))
-                     for _ in range(n))
-    s.sendall(burst)
+    request = rawwire.frame(pickle.dumps((lst._id, '__getitem__', (0,), {}), 4))
+    s.sendall(request * n)
     fmclient.write_file(ready, 'sent')
+    time.sleep(1.0)
     replies = 0
     ended = None
     s.settimeout(30)

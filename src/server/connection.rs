@@ -211,6 +211,15 @@ impl Connection {
         }
     }
 
+    /// Whether a stopping server must still serve this connection: replies
+    /// to send, or a complete request to answer (a parked call is not
+    /// answered, and a dead peer cannot be).
+    pub fn has_work(&self) -> bool {
+        !self.eof
+            && !self.parked
+            && (self.has_pending_output() || matches!(parse_header(&self.inbuf, usize::MAX), Ok(Some(h)) if self.inbuf.len() >= h.header_len + h.payload_len))
+    }
+
     /// Past the handshake and its control request: a proxy's connection,
     /// which may rightly stay idle for as long as the proxy lives.
     pub fn past_first_request(&self) -> bool {

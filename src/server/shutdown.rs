@@ -20,40 +20,29 @@ impl Server {
         let _ = self.poll.registry().deregister(&mut self.listener);
         self.listener.cleanup();
         let deadline = Instant::now() + STOP_GRACE;
-        // One turn for every connection reads what has arrived; those with
-        // more complete requests come back through `resume`.
-        self.resume.clear();
-        for token in self.live_tokens() {
-            self.service(token);
-        }
-        while Instant::now() < deadline
-            && let Some(token) = self.resume.pop_front()
-        {
-            self.service(token);
-        }
-        // Replies the sockets did not take at once.
+        // Serve every connection until none has a request or a reply left:
+        // a client whose replies piled up (so that it was not read further)
+        // gets the rest answered as it reads them.
         let mut events = Events::with_capacity(256);
         loop {
-            let pending: Vec<Token> = self
-                .live_tokens()
-                .into_iter()
-                .filter(|t| self.conns[t.0].as_ref().is_some_and(|c| c.has_pending_output() && !c.eof))
-                .collect();
-            let now = Instant::now();
-            if pending.is_empty() {
+            self.resume.clear();
+            for token in self.live_tokens() {
+                self.service(token);
+            }
+            while Instant::now() < deadline
+                && let Some(token) = self.resume.pop_front()
+            {
+                self.service(token);
+            }
+            let busy = self.live_tokens().into_iter().filter(|t| self.conns[t.0].as_ref().is_some_and(|c| c.has_work())).count();
+            if busy == 0 {
                 break;
             }
-            if now >= deadline {
-                warn!(connections = pending.len(), "stopping with replies unsent");
+            if Instant::now() >= deadline {
+                warn!(connections = busy, "stopping with requests or replies left");
                 break;
             }
-            for token in pending {
-                if let Some(conn) = self.conn(token) {
-                    conn.flush();
-                }
-            }
-            let wait = deadline.saturating_duration_since(now).min(Duration::from_millis(50));
-            let _ = self.poll.poll(&mut events, Some(wait));
+            let _ = self.poll.poll(&mut events, Some(Duration::from_millis(20)));
         }
         let (mut items, mut holders) = (0usize, 0usize);
         for id in self.state.objects.ids().collect::<Vec<_>>() {
