@@ -15,6 +15,7 @@ use fastmanager::protocol::{parse_request, Address, Reply, Value};
 use fastmanager::registry::{Registry, TYPES};
 use fastmanager::server::blocking::Blocked;
 use fastmanager::server::dispatch::{self, Outcome, State};
+use fastmanager::server::memory::MemoryBudget;
 use libfuzzer_sys::fuzz_target;
 
 #[derive(Arbitrary, Debug)]
@@ -63,6 +64,8 @@ fuzz_target!(|steps: Vec<Step>| {
         owners: Default::default(),
     };
     let limits = DecodeLimits::default();
+    // Small caps, so that refusals and exact measurements happen too.
+    let mut budget = MemoryBudget::new(1 << 16, 1 << 18);
     let mut ids: Vec<ObjectId> = Vec::new();
     let mut parked: Vec<(ObjectCall, ObjectId, u64)> = Vec::new();
     let now = Instant::now();
@@ -85,6 +88,9 @@ fuzz_target!(|steps: Vec<Step>| {
                 let bytes = request(None, "create", Some(typeid), &args);
                 let Ok(d) = decode(&bytes, &limits) else { continue };
                 let Ok(req) = parse_request(&d) else { continue };
+                if budget.admit_new(&state.objects, &req, bytes.len()).is_err() {
+                    continue;
+                }
                 let (reply, _) = dispatch::control(&mut state, &req, None);
                 // `(ident, exposed)`: the new object.
                 if let Reply::Return(Value::Tuple(parts)) = &reply
@@ -107,7 +113,9 @@ fuzz_target!(|steps: Vec<Step>| {
                 let Ok(d) = decode(&bytes, &limits) else { continue };
                 let Ok(req) = parse_request(&d) else { continue };
                 let client = client as u64 % 4;
+                let Ok(growth) = budget.admit(&state.objects, id, &req, bytes.len()) else { continue };
                 let outcome = dispatch::method_call(&mut state, &req, Some(id), client, now);
+                budget.charge(id, growth);
                 handle(&mut state, outcome, id, client, &mut ids, &mut parked);
             }
             Step::Wake | Step::Expire => {
@@ -138,6 +146,7 @@ fuzz_target!(|steps: Vec<Step>| {
                 if let Some(&id) = ids.get(object as usize % ids.len().max(1)) {
                     let _ = state.objects.decref(id);
                 }
+                budget.forget_freed(&state.objects);
             }
         }
     }

@@ -109,6 +109,7 @@ impl super::Server {
         if self.accept_failed {
             self.accept_all();
         }
+        self.memory.forget_freed(&self.state.objects);
         let limits = self.config.limits;
         let overdue: Vec<(mio::Token, &str)> = self
             .conns

@@ -134,6 +134,19 @@ impl MemoryBudget {
         }
     }
 
+    /// Forgets objects that were freed (called once a second), so that
+    /// neither the table of bounds nor the total keeps them.
+    pub fn forget_freed(&mut self, objects: &ObjectTable) {
+        let total = &mut self.total;
+        self.bounds.retain(|&id, &mut (size, _)| {
+            let live = objects.get(id).is_some();
+            if !live {
+                *total = total.saturating_sub(size);
+            }
+            live
+        });
+    }
+
     /// Measures one object exactly and tightens the total with it.
     fn measure(&mut self, objects: &ObjectTable, id: ObjectId) -> usize {
         let exact = object_size(objects, id);
@@ -222,6 +235,19 @@ mod tests {
 
     fn request(bytes: &[u8]) -> Decoded<'_> {
         decode(bytes, &DecodeLimits::default()).unwrap()
+    }
+
+    #[test]
+    fn freed_objects_are_forgotten() {
+        let mut objects = ObjectTable::default();
+        let id = objects.insert("Queue", crate::objects::SharedObject::Queue(crate::objects::SharedQueue::new(0)), false);
+        let mut b = MemoryBudget::new(usize::MAX, usize::MAX);
+        b.charge(id, 1000);
+        assert_eq!(b.total, 1000);
+        objects.incref(id);
+        objects.decref(id).unwrap();
+        b.forget_freed(&objects);
+        assert_eq!((b.total, b.bounds.len()), (0, 0));
     }
 
     #[test]
