@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every fuzz target in turn, one job at a time at the lowest priority
-# (a shared machine), SECONDS_EACH seconds each (default 600). Corpora and
+# (a shared machine), SECONDS_EACH seconds each (default 600). Seeds come
+# from `python3 fuzz/make_seeds.py` (run it once first). Corpora and
 # crash artifacts go under $FUZZ_DIR (default /tmp/fastmanager-fuzz), not
 # into the repository; seeds/ of each target there is used when present.
 #
