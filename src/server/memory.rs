@@ -29,7 +29,9 @@ use std::collections::HashMap;
 
 use crate::objects::{ObjectId, ObjectTable};
 use crate::pickle::{Decoded, Node, NodeId};
-use crate::protocol::{PyException, Request};
+use crate::protocol::{PyException, Reply, Request};
+
+use super::dispatch::{Outcome, State};
 
 /// Bytes counted per stored item besides its pickle: the `Arc`, the slot in
 /// its container and the decoded view dict and list items keep.
@@ -102,6 +104,36 @@ impl MemoryBudget {
         }
         self.admit_total(objects, growth)?;
         Ok(growth)
+    }
+
+    /// Runs `call`, a method call on object `id`, if the caps allow it
+    /// (else answers `MemoryError`), and charges what it may have stored.
+    pub fn within_caps(
+        &mut self,
+        state: &mut State,
+        req: &Request<'_, '_>,
+        id: Option<ObjectId>,
+        request_len: usize,
+        call: impl FnOnce(&mut State) -> Outcome,
+    ) -> Outcome {
+        // An unknown ident is the call's own error (KeyError).
+        let Some(id) = id else { return call(state) };
+        match self.admit(&state.objects, id, req, request_len) {
+            Err(e) => Outcome::Reply { reply: Reply::Error(e), wake: Vec::new() },
+            Ok(growth) => {
+                let outcome = call(state);
+                self.charge(id, growth);
+                outcome
+            }
+        }
+    }
+
+    /// Before a control request: only `create` stores anything.
+    pub fn admit_control(&mut self, objects: &ObjectTable, req: &Request<'_, '_>, request_len: usize) -> Result<(), PyException> {
+        if req.method == "create" {
+            self.admit_new(objects, req, request_len)?;
+        }
+        Ok(())
     }
 
     /// Before `create(typeid, *args)`: the new object holds at most what

@@ -335,12 +335,9 @@ impl Server {
                                 let name = req.args.first().and_then(|&a| pickle.as_str(a)).unwrap_or("");
                                 self.conns[token.0].as_mut().expect("live").name = name.to_string();
                             }
-                            match req.method {
-                                "create" => match self.memory.admit_new(&self.state.objects, &req, frame.len()) {
-                                    Ok(_) => dispatch::control(&mut self.state, &req, peer),
-                                    Err(e) => (Reply::Error(e), AfterControl::Close),
-                                },
-                                _ => dispatch::control(&mut self.state, &req, peer),
+                            match self.memory.admit_control(&self.state.objects, &req, frame.len()) {
+                                Ok(()) => dispatch::control(&mut self.state, &req, peer),
+                                Err(e) => (Reply::Error(e), AfterControl::Close),
                             }
                         }
                     },
@@ -376,16 +373,9 @@ impl Server {
                                     self.state.objects.get_mut(id).expect("exists").may_hold_proxies = true;
                                 }
                             }
-                            match id.map(|id| self.memory.admit(&self.state.objects, id, &req, frame.len())) {
-                                Some(Err(e)) => Outcome::Reply { reply: Reply::Error(e), wake: Vec::new() },
-                                admitted => {
-                                    let outcome = dispatch::method_call(&mut self.state, &req, id, client, Instant::now());
-                                    if let (Some(id), Some(Ok(growth))) = (id, admitted) {
-                                        self.memory.charge(id, growth);
-                                    }
-                                    outcome
-                                }
-                            }
+                            self.memory.within_caps(&mut self.state, &req, id, frame.len(), |state| {
+                                dispatch::method_call(state, &req, id, client, Instant::now())
+                            })
                         }
                     },
                 };
