@@ -3,11 +3,13 @@
 
 use std::ffi::OsString;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use crate::registry::Registration;
-use crate::server::{Config, ListenAddress, Server};
+use crate::pickle::DecodeLimits;
+use crate::server::{Config, Limits, ListenAddress, Server};
 
 #[derive(Parser)]
 #[command(name = "fastmanager", version, about = "A Rust server for CPython's multiprocessing.managers protocol")]
@@ -55,6 +57,65 @@ struct ServeArgs {
     /// Refuse the HMAC-MD5 answers of Python 3.11 and older clients.
     #[arg(long)]
     no_legacy_md5: bool,
+
+    /// Open client connections; more are accepted and closed at once.
+    #[arg(long, default_value_t = Limits::default().max_connections, value_name = "N")]
+    max_connections: usize,
+
+    /// Seconds a new connection has to authenticate and send its first
+    /// request.
+    #[arg(long, default_value = "10", value_name = "SECONDS", value_parser = parse_seconds)]
+    handshake_timeout: Duration,
+
+    /// Seconds a client with 8 MiB of unread replies may read nothing
+    /// before it is disconnected.
+    #[arg(long, default_value = "60", value_name = "SECONDS", value_parser = parse_seconds)]
+    send_timeout: Duration,
+
+    /// Deepest nesting (containers and MARKs) of a request pickle.
+    #[arg(long, default_value_t = Limits::default().pickle.max_depth, value_name = "N")]
+    max_pickle_depth: usize,
+
+    /// Memo indices of a request pickle must be below this.
+    #[arg(long, default_value_t = Limits::default().pickle.max_memo, value_name = "N")]
+    max_pickle_memo: usize,
+
+    /// Most values (pickle stack entries) in one request.
+    #[arg(long, default_value_t = Limits::default().pickle.max_nodes, value_name = "N")]
+    max_pickle_values: usize,
+
+    /// Bytes one shared object may store [default: a quarter of the RAM].
+    #[arg(long, value_name = "BYTES")]
+    max_object_bytes: Option<usize>,
+
+    /// Bytes all shared objects together may store [default: half the RAM].
+    #[arg(long, value_name = "BYTES")]
+    max_total_bytes: Option<usize>,
+}
+
+fn parse_seconds(s: &str) -> Result<Duration, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v > 0.0 && v.is_finite() => Ok(Duration::from_secs_f64(v)),
+        _ => Err(format!("expected a positive number of seconds, got {s:?}")),
+    }
+}
+
+impl ServeArgs {
+    fn limits(&self) -> Limits {
+        let defaults = Limits::default();
+        Limits {
+            max_connections: self.max_connections,
+            handshake_timeout: self.handshake_timeout,
+            send_timeout: self.send_timeout,
+            pickle: DecodeLimits {
+                max_depth: self.max_pickle_depth,
+                max_memo: self.max_pickle_memo,
+                max_nodes: self.max_pickle_values,
+            },
+            max_object_bytes: self.max_object_bytes.unwrap_or(defaults.max_object_bytes),
+            max_total_bytes: self.max_total_bytes.unwrap_or(defaults.max_total_bytes),
+        }
+    }
 }
 
 fn parse_address(s: &str) -> Result<ListenAddress, String> {
@@ -89,6 +150,7 @@ fn read_authkey(args: &ServeArgs) -> Result<Vec<u8>> {
 fn serve(args: ServeArgs) -> Result<()> {
     let authkey = read_authkey(&args)?;
     let mut config = Config::new(args.address.clone(), authkey);
+    config.limits = args.limits();
     config.registrations = args.registrations;
     config.max_frame = args.max_frame_bytes;
     config.allow_legacy_md5 = !args.no_legacy_md5;

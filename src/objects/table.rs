@@ -79,6 +79,11 @@ impl ObjectTable {
         self.entries.contains_key(&id).then_some(id)
     }
 
+    /// Every live object's id (memory accounting recounts them all).
+    pub fn ids(&self) -> impl Iterator<Item = ObjectId> + '_ {
+        self.entries.keys().copied()
+    }
+
     pub fn get(&self, id: ObjectId) -> Option<&Entry> {
         self.entries.get(&id)
     }

@@ -81,6 +81,10 @@ impl<'a> Decoded<'a> {
                     Some(self.memoize_at[i].1)
                 }
                 (op::FRAME | op::PROTO, _) => None,
+                // DUP copies whatever is on the stack, which may have been
+                // pushed before the range starts (no pickler emits DUP; a
+                // crafted pickle does): re-encode instead. Found by fuzzing.
+                (op::DUP, _) => return None,
                 // Below protocol 3 readers rename Python 2 globals; once this
                 // item is embedded in a protocol 4 reply they would not, so
                 // such names must be re-encoded under their Python 3 names.

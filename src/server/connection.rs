@@ -4,6 +4,7 @@
 
 use std::io::{self, Read, Write};
 use std::ops::Range;
+use std::time::Instant;
 
 use crate::wire::handshake::{self, Challenge, PRE_AUTH_FRAME_LIMIT};
 use crate::wire::{encode_header, parse_header, FrameError};
@@ -51,6 +52,10 @@ pub struct Connection {
     pub touched: Vec<ObjectId>,
     /// The client process, once looked up (`None` inside: not knowable).
     pub peer: Option<Option<PeerProcess>>,
+    /// When it was accepted (the handshake timeout counts from here).
+    pub opened: Instant,
+    /// Since when queued output has been waiting with no byte sent.
+    pub stalled_since: Option<Instant>,
 }
 
 /// Unsent reply bytes past which a connection is not served further.
@@ -89,6 +94,8 @@ impl Connection {
             client,
             touched: Vec::new(),
             peer: None,
+            opened: Instant::now(),
+            stalled_since: None,
         };
         let frame = c.challenge.frame();
         c.send_frame(&frame);
@@ -229,6 +236,7 @@ impl Connection {
 
     /// Writes as much queued output as the socket takes.
     pub fn flush(&mut self) {
+        let before = self.out_pos;
         while self.out_pos < self.outbuf.len() {
             match self.stream.write(&self.outbuf[self.out_pos..]) {
                 Ok(0) => {
@@ -248,7 +256,25 @@ impl Connection {
             // All sent: free it (see restore_input).
             self.outbuf = Vec::new();
             self.out_pos = 0;
+            self.stalled_since = None;
+        } else if self.out_pos > before || self.stalled_since.is_none() {
+            self.stalled_since = Some(Instant::now());
         }
+    }
+
+    /// Whether a stopping server must still serve this connection: replies
+    /// to send, or a complete request to answer (a parked call is not
+    /// answered, and a dead peer cannot be).
+    pub fn has_work(&self) -> bool {
+        !self.eof
+            && !self.parked
+            && (self.has_pending_output() || matches!(parse_header(&self.inbuf, usize::MAX), Ok(Some(h)) if self.inbuf.len() >= h.header_len + h.payload_len))
+    }
+
+    /// Past the handshake and its control request: a proxy's connection,
+    /// which may rightly stay idle for as long as the proxy lives.
+    pub fn past_first_request(&self) -> bool {
+        self.phase == Phase::Serving
     }
 
     /// Remembers that this connection called `object`.

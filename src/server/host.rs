@@ -255,7 +255,7 @@ impl Server {
         {
             return Ok(id);
         }
-        let limits = self.decode_limits;
+        let limits = self.config.limits.pickle;
         let bad = |what: &str, e: &dyn std::fmt::Display| Err(Reply::Traceback(format_traceback(&format!("RuntimeError: host sent a bad {what}: {e}"))));
         let pickle = match decode(create, &limits) {
             Ok(p) => p,

@@ -9,8 +9,12 @@ pub mod blocking;
 pub mod connection;
 pub mod dispatch;
 pub mod host;
+
+pub mod limits;
 pub mod listener;
+pub mod memory;
 pub mod peers;
+mod shutdown;
 
 use std::collections::VecDeque;
 use std::io;
@@ -24,7 +28,7 @@ use signal_hook_mio::v1_0::Signals;
 use tracing::{debug, info, warn};
 
 use crate::objects::{CallContext, ClientId, ObjectId, ObjectTable, WaitKey};
-use crate::pickle::{decode, DecodeLimits};
+use crate::pickle::decode;
 use crate::protocol::reply::format_traceback;
 use crate::protocol::token::mentions_proxy;
 use crate::protocol::{parse_request, Address, Reply};
@@ -33,8 +37,10 @@ use crate::registry::{ExtraTypeid, Registration, Registry};
 use blocking::{Blocked, Parked};
 use connection::{Connection, Phase};
 use dispatch::{AfterControl, Outcome, State};
+pub use limits::Limits;
 pub use listener::ListenAddress;
 use listener::Listener;
+use memory::MemoryBudget;
 
 const LISTENER: Token = Token(usize::MAX - 1);
 /// Requests one connection may have answered before the others get a turn.
@@ -58,6 +64,8 @@ pub struct Config {
     pub allow_legacy_md5: bool,
     /// Stop on SIGINT/SIGTERM (off when embedded in another program).
     pub handle_signals: bool,
+    /// Connections, timeouts, pickle bounds and memory caps.
+    pub limits: Limits,
 }
 
 impl Config {
@@ -70,6 +78,7 @@ impl Config {
             max_frame: 256 << 20,
             allow_legacy_md5: true,
             handle_signals: true,
+            limits: Limits::default(),
         }
     }
 }
@@ -85,7 +94,14 @@ pub struct Server {
     resume: VecDeque<Token>,
     state: State,
     config: Config,
-    decode_limits: DecodeLimits,
+    memory: MemoryBudget,
+    /// When idle-connection limits are checked next.
+    next_sweep: Instant,
+    /// Accepting failed (out of file descriptors): retried at each sweep,
+    /// since no new readiness event comes for connections already waiting.
+    accept_failed: bool,
+    /// Connections refused over `--max-connections` since the last log line.
+    refused: u64,
     stopping: bool,
     next_client: ClientId,
     waker: Arc<Waker>,
@@ -98,6 +114,11 @@ pub struct Server {
 impl Server {
     /// Binds the address and creates the named objects.
     pub fn bind(config: Config) -> io::Result<Server> {
+        match limits::raise_fd_limit(config.limits.max_connections) {
+            Ok(Some(fit)) => warn!(max_connections = config.limits.max_connections, "the open-file limit allows about {fit} connections"),
+            Ok(None) => {}
+            Err(e) => warn!(error = %e, "cannot read the open-file limit"),
+        }
         let poll = Poll::new()?;
         let (mut listener, address) = Listener::bind(&config.address)?;
         poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
@@ -119,8 +140,11 @@ impl Server {
             free_slots: Vec::new(),
             resume: VecDeque::new(),
             state: State { objects, registry, blocked: Blocked::default(), address, owners: Default::default() },
+            memory: MemoryBudget::new(config.limits.max_object_bytes, config.limits.max_total_bytes),
             config,
-            decode_limits: DecodeLimits::default(),
+            next_sweep: Instant::now() + limits::SWEEP_INTERVAL,
+            accept_failed: false,
+            refused: 0,
             stopping: false,
             next_client: 1,
             waker,
@@ -144,6 +168,7 @@ impl Server {
                 self.state.blocked.next_deadline(),
                 self.state.objects.next_release(),
                 self.state.owners.next_check(),
+                Some(self.next_sweep),
             ]
             .into_iter()
             .flatten()
@@ -174,6 +199,9 @@ impl Server {
             self.state.objects.release_due(Instant::now());
             self.release_dead_clients();
             self.release_hosted();
+            if Instant::now() >= self.next_sweep {
+                self.sweep();
+            }
             // One turn each for the connections waiting now; those that
             // queue again wait for the next round (after a zero-wait poll).
             for _ in 0..self.resume.len() {
@@ -181,7 +209,7 @@ impl Server {
                 self.service(token);
             }
         }
-        self.listener.cleanup();
+        self.drain();
         info!("fastmanager stopped");
         Ok(())
     }
@@ -199,6 +227,14 @@ impl Server {
         loop {
             match self.listener.accept() {
                 Ok(Some(stream)) => {
+                    self.accept_failed = false;
+                    if self.conns.len() - self.free_slots.len() >= self.config.limits.max_connections {
+                        // Closed at once: the client sees EOF, instead of
+                        // waiting in the backlog for a slot.
+                        self.refused += 1;
+                        drop(stream);
+                        continue;
+                    }
                     let slot = self.free_slots.pop().unwrap_or_else(|| {
                         self.conns.push(None);
                         self.conns.len() - 1
@@ -221,6 +257,7 @@ impl Server {
                 Err(e) => {
                     // EMFILE and friends: log and try again on the next event.
                     warn!(error = %e, "accept failed");
+                    self.accept_failed = true;
                     break;
                 }
             }
@@ -295,7 +332,7 @@ impl Server {
     }
 
     fn on_frame(&mut self, token: Token, frame: &[u8]) {
-        let limits = self.decode_limits;
+        let limits = self.config.limits.pickle;
         let Some(conn) = self.conns.get_mut(token.0).and_then(Option::as_mut) else { return };
         match conn.phase {
             Phase::AwaitAnswer | Phase::AwaitPeerChallenge | Phase::AwaitPeerWelcome => {
@@ -331,7 +368,10 @@ impl Server {
                                 let name = req.args.first().and_then(|&a| pickle.as_str(a)).unwrap_or("");
                                 self.conns[token.0].as_mut().expect("live").name = name.to_string();
                             }
-                            dispatch::control(&mut self.state, &req, peer)
+                            match self.memory.admit_control(&self.state.objects, &req, frame.len()) {
+                                Ok(()) => dispatch::control(&mut self.state, &req, peer),
+                                Err(e) => (Reply::Error(e), AfterControl::Close),
+                            }
                         }
                     },
                 };
@@ -372,7 +412,9 @@ impl Server {
                                     self.state.objects.get_mut(id).expect("exists").may_hold_proxies = true;
                                 }
                             }
-                            dispatch::method_call(&mut self.state, &req, id, client, Instant::now())
+                            self.memory.within_caps(&mut self.state, &req, id, frame.len(), |state| {
+                                dispatch::method_call(state, &req, id, client, Instant::now())
+                            })
                         }
                     },
                 };
