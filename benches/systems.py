@@ -66,8 +66,8 @@ def floor_bin():
 
 
 def loadgen_bin():
-    """HOOK(loadgen): the Rust load generator another engineer is writing
-    (examples/loadgen.rs); used only when built."""
+    """The Rust load generator (examples/loadgen.rs, built by
+    `cargo build --release --examples`); used only when built."""
     return REPO / 'target' / 'release' / 'examples' / 'loadgen'
 
 
@@ -113,7 +113,8 @@ def prepare(systems, build=True):
     if 'floor' in systems:
         if build:
             cargo_build(['build', '--release', '--locked', '--quiet',
-                         '--example', 'floor_server'], 'the floor server')
+                         '--example', 'floor_server', '--example', 'loadgen'],
+                        'the floor server and the Rust load generator')
         if not floor_bin().exists():
             raise BenchError('no floor server at %s' % floor_bin())
         found['floor'] = [str(floor_bin())]
