@@ -147,7 +147,23 @@ fn read_authkey(args: &ServeArgs) -> Result<Vec<u8>> {
     bail!("an authkey is required: give --authkey, --authkey-env or --authkey-file")
 }
 
+/// Large request and reply buffers come and go with every big item. By
+/// default glibc maps each one fresh (and zero-fills its pages) and unmaps
+/// it on free: a 1 MB put+get cost ~700 page faults, most of the server's
+/// time. Keeping blocks up to 64 MiB in the heap, and 128 MiB of free heap
+/// before trimming, lets them be reused. Only the command line sets this:
+/// an embedding program (Python) keeps its own allocator settings.
+fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator parameters.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 64 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 128 << 20);
+    }
+}
+
 fn serve(args: ServeArgs) -> Result<()> {
+    tune_allocator();
     let authkey = read_authkey(&args)?;
     let mut config = Config::new(args.address.clone(), authkey);
     config.limits = args.limits();
