@@ -143,10 +143,21 @@ impl Connection {
                 }
             }
         }
-        if read_any {
+        // A client sends a large frame as a small header, then the payload,
+        // which Nagle holds back until the header is acknowledged: ACK at
+        // once while a frame is incomplete. (The kernel resets QUICKACK, so
+        // it is set again; a whole small request needs no syscall for it.)
+        if read_any && !self.holds_complete_frame() {
             self.stream.rearm_quickack();
         }
         drained
+    }
+
+    fn holds_complete_frame(&self) -> bool {
+        match parse_header(&self.inbuf, usize::MAX) {
+            Ok(Some(h)) => self.inbuf.len() >= h.header_len + h.payload_len,
+            _ => false,
+        }
     }
 
     /// How many bytes to buffer before processing: the whole first frame
