@@ -54,6 +54,7 @@ def test_killed_client_references_released(transport, server, clients,
         server = Server(server.kind, tmp_path / 'unix', unix=True)
         (tmp_path / 'unix').mkdir()
         server.start()
+    holders = []
     try:
         manager = SyncManager(address=server.address(),
                               authkey=server.authkey.encode())
@@ -61,6 +62,7 @@ def test_killed_client_references_released(transport, server, clients,
         baseline = manager._number_of_objects()
         work = str(clients.workdir)
         holder = Client(py, 'dead_holder.py', (work,), server, tmp_path)
+        holders.append(holder)
         wait_for_step(os.path.join(work, 'holding'), holder)
         holding = manager._number_of_objects()
         # dict, Queue, Lock, list, Iterator, get_task, and on fastmanager
@@ -78,5 +80,7 @@ def test_killed_client_references_released(transport, server, clients,
         else:
             assert after == holding   # CPython's leak, for the record
     finally:
+        for h in holders:   # a failed assertion must not leave it running
+            h.kill()
         if transport == 'unix':
             server.stop()
