@@ -15,7 +15,7 @@ import time
 
 import fmclient
 import rawwire
-from rawwire import Closed, connect, is_closed, recv_frame, send_frame
+from rawwire import connect, recv_frame, send_frame
 
 
 def named_ident(name='get_task'):
