@@ -45,7 +45,11 @@ pub fn parse_header(buf: &[u8], limit: usize) -> Result<Option<FrameHeader>, Fra
         n if n < 0 => return Err(FrameError::InvalidLength(n)),
         n => (4, n as u64),
     };
-    if claimed > limit as u64 {
+    // Whatever the configured limit, header and payload together must fit
+    // in a buffer index (found by fuzzing with no limit: the end of a frame
+    // of 2**64-2 bytes overflowed).
+    let fits = (usize::MAX - header_len) as u64;
+    if claimed > (limit as u64).min(fits) {
         return Err(FrameError::TooLarge { claimed, limit });
     }
     Ok(Some(FrameHeader { header_len, payload_len: claimed as usize }))
@@ -113,6 +117,19 @@ mod tests {
         // Negative lengths other than -1 are nonsense.
         let buf = (-2i32).to_be_bytes();
         assert_eq!(parse_header(&buf, 10), Err(FrameError::InvalidLength(-2)));
+    }
+
+    /// Found by `fuzz/fuzz_targets/frame_reader.rs`: with no limit, the
+    /// long form's length plus its 12-byte header overflowed.
+    #[test]
+    fn a_frame_end_never_overflows_even_without_a_limit() {
+        let mut buf = (-1i32).to_be_bytes().to_vec();
+        buf.extend_from_slice(&(u64::MAX - 5).to_be_bytes());
+        assert!(matches!(parse_header(&buf, usize::MAX), Err(FrameError::TooLarge { .. })));
+        let crash = b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff";
+        if let Ok(Some(h)) = parse_header(crash, usize::MAX) {
+            assert!(h.header_len.checked_add(h.payload_len).is_some());
+        }
     }
 
     #[test]
