@@ -150,7 +150,8 @@ def measure(cfg, names, chosen, prefixes, workdir):
                 t0 = time.time()
                 try:
                     figs = fn(name, prefixes[name], cfg, workdir)
-                except (sysmod.BenchError, OSError) as e:
+                except (sysmod.BenchError, OSError,
+                        subprocess.TimeoutExpired) as e:
                     record(workload, name, r, None, e, t0)
                     continue
                 record(workload, name, r, figs, None, t0)

@@ -109,7 +109,10 @@ def prepare(systems, build=True):
                         'fastmanager')
         if not fastmanager_bin().exists():
             raise BenchError('no fastmanager binary at %s' % fastmanager_bin())
-        found['fastmanager'] = [str(fastmanager_bin()), 'serve']
+        # Above the default --max-connections (4096): workload (e) holds
+        # 10,000 idle connections.
+        found['fastmanager'] = [str(fastmanager_bin()), 'serve',
+                                '--max-connections', '20000']
     if 'floor' in systems:
         if build:
             cargo_build(['build', '--release', '--locked', '--quiet',

@@ -364,7 +364,9 @@ def w_loadgen(name, prefix, cfg, workdir):
                  '--authkey', server.authkey, '--queue', 'bench',
                  '--connections', str(n), '--seconds', str(cfg.duration)],
                 stdout=subprocess.PIPE, universal_newlines=True,
-                timeout=cfg.timeout)
+                # Its own run lasts `duration` after set-up: a hang (seen
+                # once against CPython's server at N=64) fails fast.
+                timeout=min(cfg.timeout, 60 + 2 * cfg.duration))
             cpu = server.cpu_seconds() - cpu0
             lines = [l for l in r.stdout.splitlines() if l.startswith('{')]
             if r.returncode != 0 or not lines:

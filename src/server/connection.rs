@@ -143,11 +143,15 @@ impl Connection {
                 }
             }
         }
-        // A client sends a large frame as a small header, then the payload,
-        // which Nagle holds back until the header is acknowledged: ACK at
-        // once while a frame is incomplete. (The kernel resets QUICKACK, so
-        // it is set again; a whole small request needs no syscall for it.)
-        if read_any && !self.holds_complete_frame() {
+        // Stock clients do not set TCP_NODELAY, so Nagle holds a small
+        // send back until the one before it is acknowledged: ACK at once
+        // (QUICKACK, which the kernel resets, so it is set again) during
+        // the handshake and control request, where a client sends twice in
+        // a row (`#WELCOME#`, then its request: a 200 ms stall per proxy
+        // otherwise, as on CPython's server), and while a frame is
+        // incomplete (a large frame is sent as header, then payload). A
+        // whole small request on a serving connection needs no syscall.
+        if read_any && (self.phase != Phase::Serving || !self.holds_complete_frame()) {
             self.stream.rearm_quickack();
         }
         drained
