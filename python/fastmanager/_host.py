@@ -19,6 +19,8 @@ import traceback
 from multiprocessing import managers as _mpm
 from multiprocessing.reduction import ForkingPickler
 
+from . import _native
+
 # Items a client will unpickle may come from any CPython from 3.6 on.
 PROTOCOL = 4
 
@@ -31,44 +33,44 @@ def _request(method, args=(), kwds=None):
 
 
 def native_recipe(obj):
-    """``(kind, create_pickle, call_pickles)`` for a built-in object, or
-    None. The calls refill the new object as ``obj`` is now."""
+    """``(kind, build)`` for a built-in object, or None; ``build()`` gives
+    ``(create_pickle, call_pickles)``, whose calls refill the new object as
+    ``obj`` is now. Building is deferred: pickling every item is wasted
+    when the object is served from Python after all."""
     t = type(obj)
+
+    def made(kind, *args, kwds=None, calls=()):
+        return kind, lambda: (_request('create', (kind,) + args, kwds),
+                              [_request(*c) for c in calls])
     if t is queue.Queue:
-        puts = [_request('put_nowait', (item,)) for item in list(obj.queue)]
-        return 'Queue', _request('create', ('Queue', obj.maxsize)), puts
+        return made('Queue', obj.maxsize,
+                    calls=[('put_nowait', (item,)) for item in list(obj.queue)])
     if t is dict:
-        return 'dict', _request('create', ('dict', obj)), []
+        return made('dict', obj)
     if t is list:
-        return 'list', _request('create', ('list', obj)), []
+        return made('list', obj)
     if t is threading.Event:
-        return 'Event', _request('create', ('Event',)), (
-            [_request('set')] if obj.is_set() else [])
+        return made('Event', calls=[('set',)] if obj.is_set() else [])
     if t is _LOCK_TYPE and not obj.locked():
-        return 'Lock', _request('create', ('Lock',)), []
+        return made('Lock')
     if t is _RLOCK_TYPE and repr(obj).startswith('<unlocked'):
-        return 'RLock', _request('create', ('RLock',)), []
+        return made('RLock')
     if t is threading.BoundedSemaphore:
         taken = obj._initial_value - obj._value
-        return 'BoundedSemaphore', _request(
-            'create', ('BoundedSemaphore', obj._initial_value)), [
-                _request('acquire', (False,))] * taken
+        return made('BoundedSemaphore', obj._initial_value,
+                    calls=[('acquire', (False,))] * taken)
     if t is threading.Semaphore:
-        return 'Semaphore', _request('create', ('Semaphore', obj._value)), []
+        return made('Semaphore', obj._value)
     if t is threading.Condition and type(obj._lock) is _RLOCK_TYPE:
-        return 'Condition', _request('create', ('Condition',)), []
+        return made('Condition')
     if t is threading.Barrier and obj._action is None:
-        return 'Barrier', _request(
-            'create', ('Barrier', obj.parties, None, obj._timeout)), []
+        return made('Barrier', obj.parties, None, obj._timeout)
     if t is _mpm.Namespace:
-        return 'Namespace', _request('create', ('Namespace',),
-                                     dict(obj.__dict__)), []
+        return made('Namespace', kwds=dict(obj.__dict__))
     if t is _mpm.Value:
-        return 'Value', _request(
-            'create', ('Value', obj._typecode, obj._value)), []
+        return made('Value', obj._typecode, obj._value)
     if t is array.array:
-        return 'Array', _request('create', ('Array', obj.typecode,
-                                            list(obj))), []
+        return made('Array', obj.typecode, list(obj))
     return None
 
 
@@ -93,7 +95,6 @@ NATIVE_FACTORIES = {
 
 
 def _native_methods(kind):
-    from . import _native
     return frozenset(_native.KIND_METHODS.get(kind, ()))
 
 
@@ -183,7 +184,7 @@ class Host:
         if kept and not self.kept_objects_in_rust:
             recipe = None
         if recipe is not None:
-            _, create, calls = recipe
+            create, calls = recipe[1]()
             identity = None
             if kept:
                 identity = id(obj)

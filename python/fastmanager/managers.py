@@ -150,7 +150,8 @@ class BaseManager(_mpm.BaseManager):
         return Server(self._registry, self._address, self._authkey,
                       self._serializer, self.kept_objects_in_rust)
 
-    def get_server(self):
+    def _check_not_started(self):
+        """CPython's errors for get_server()/start() on a used manager."""
         if self._state.value != State.INITIAL:
             if self._state.value == State.STARTED:
                 raise ProcessError("Already started server")
@@ -159,18 +160,14 @@ class BaseManager(_mpm.BaseManager):
             else:
                 raise ProcessError(
                     "Unknown state {!r}".format(self._state.value))
+
+    def get_server(self):
+        self._check_not_started()
         return self._make_server()
 
     def start(self, initializer=None, initargs=()):
         """Starts the Rust server in this process."""
-        if self._state.value != State.INITIAL:
-            if self._state.value == State.STARTED:
-                raise ProcessError("Already started server")
-            elif self._state.value == State.SHUTDOWN:
-                raise ProcessError("Manager has shut down")
-            else:
-                raise ProcessError(
-                    "Unknown state {!r}".format(self._state.value))
+        self._check_not_started()
         if initializer is not None and not callable(initializer):
             raise TypeError('initializer must be a callable')
         if initializer is not None:

@@ -61,6 +61,15 @@ impl Reply {
         }
     }
 
+    /// The pickle bytes of a reply that is sent once: a host's message
+    /// is handed on without a copy.
+    pub fn into_bytes(self) -> Vec<u8> {
+        match self {
+            Reply::Pickled(bytes) => bytes,
+            other => other.encode(),
+        }
+    }
+
     /// The pickle bytes of this reply (without the frame header).
     pub fn encode(&self) -> Vec<u8> {
         if let Reply::Pickled(bytes) = self {

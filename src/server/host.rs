@@ -155,6 +155,7 @@ impl Server {
     pub fn host_end(&mut self) -> HostEnd {
         let (link, end) = HostLink::new(self.waker.clone());
         self.host = Some(link);
+        self.state.owners.embedded = true;
         end
     }
 
@@ -240,7 +241,7 @@ impl Server {
 
     fn finish_control(&mut self, token: Token, reply: Reply) {
         if let Some(conn) = self.conn(token) {
-            conn.send_frame(&reply.encode());
+            conn.send_frame_owned(reply.into_bytes());
             conn.parked = false;
             conn.close_after_flush = true;
             self.resume.push_back(token);

@@ -436,7 +436,7 @@ impl Server {
                     // proxy, which that client drops once it holds its own.
                     self.state.owners.acquired(peer, id);
                 }
-                self.send(token, &reply);
+                self.send(token, reply);
                 if let Some(conn) = self.conn(token)
                     && conn.parked {
                         conn.parked = false;
@@ -459,9 +459,9 @@ impl Server {
         }
     }
 
-    fn send(&mut self, token: Token, reply: &Reply) {
+    fn send(&mut self, token: Token, reply: Reply) {
         if let Some(conn) = self.conn(token) {
-            conn.send_frame_owned(reply.encode());
+            conn.send_frame_owned(reply.into_bytes());
         }
     }
 

@@ -67,6 +67,11 @@ pub struct Owners {
     diag: Option<sock_diag::Socket>,
     /// When every holder is checked next (`None` while nobody holds any).
     next_check: Option<Instant>,
+    /// The server runs inside the program that also uses it (the Python
+    /// package's master): that program's own connections are recognised
+    /// before all of /proc is searched, and never tracked (if it dies, so
+    /// does the server).
+    pub embedded: bool,
     /// Holders to check at once: one of their serving connections closed.
     suspects: Vec<PeerProcess>,
 }
@@ -112,6 +117,9 @@ impl Owners {
         };
         if let Some(&pid) = self.recent_pids.iter().find(|&&p| has_socket(p)) {
             return Some(pid);
+        }
+        if self.embedded && has_socket(own) {
+            return None;
         }
         std::fs::read_dir("/proc")
             .ok()?
