@@ -8,7 +8,6 @@
 //! entry above it starts (or at the opcode that consumed it).
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 
 use super::builtins::{self, kind_name};
 use super::compat;
@@ -17,6 +16,9 @@ use super::lexer::{Arg, Op, next_op};
 use super::node::{Decoded, Global, Node, NodeId, Object, ObjectKind, ObjectOp};
 use super::opcodes::{self as op, name};
 use super::text::{self, IntValue, PyText};
+use super::workspace::{Entry, Mark, Memo, Workspace};
+
+pub(crate) use super::workspace::NO_SPAN;
 
 /// Bounds that keep a hostile pickle from costing more than its size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,44 +47,32 @@ pub fn decode<'a>(src: &'a [u8], limits: &DecodeLimits) -> Result<Decoded<'a>, P
     if src.is_empty() {
         return Err(PickleError::Empty);
     }
+    if src.len() >= NO_SPAN as usize {
+        return Err(PickleError::TooLarge { len: src.len() });
+    }
+    let w = Workspace::take();
     let mut vm = Vm {
         src,
         limits,
-        nodes: Vec::new(),
-        depth: Vec::new(),
-        stack: Vec::new(),
-        marks: Vec::new(),
-        memo: HashMap::new(),
+        nodes: w.nodes,
+        depth: w.depth,
+        stack: w.stack,
+        marks: w.marks,
+        memo: Memo::new(w.memo, src.len()),
         pending: None,
-        spans: HashMap::new(),
-        memoize_at: Vec::new(),
+        spans: w.spans,
+        memoize_at: w.memoize_at,
         protocol: 0,
         code: 0,
         offset: 0,
     };
-    let root = vm.run()?;
-    Ok(Decoded {
-        src,
-        nodes: vm.nodes,
-        root,
-        protocol: vm.protocol,
-        spans: vm.spans,
-        memoize_at: vm.memoize_at,
-    })
-}
-
-#[derive(Clone, Copy)]
-struct Entry {
-    node: NodeId,
-    /// Offset of the first opcode of this entry's range.
-    start: usize,
-    /// Whether this entry's range built the node (false for GET / DUP).
-    origin: bool,
-}
-
-struct Mark {
-    len: usize,
-    start: usize,
+    let result = vm.run();
+    let Vm { nodes, depth, stack, marks, memo, spans, memoize_at, protocol, .. } = vm;
+    Workspace::give_working(depth, stack, marks, memo.into_dense());
+    let mut decoded = Decoded { src, nodes, root: 0, protocol, spans, memoize_at };
+    // On error the arena goes back to the workspace too, as `decoded` drops.
+    decoded.root = result?;
+    Ok(decoded)
 }
 
 struct Vm<'a, 'l> {
@@ -93,11 +83,12 @@ struct Vm<'a, 'l> {
     depth: Vec<u32>,
     stack: Vec<Entry>,
     marks: Vec<Mark>,
-    memo: HashMap<u32, NodeId>,
+    memo: Memo,
     /// Start of discarded opcodes (POP / POP_MARK) that the next pushed entry's
     /// range must include, so ranges stay contiguous.
     pending: Option<usize>,
-    spans: HashMap<NodeId, (usize, usize)>,
+    /// Per node: the opcode range that built it ([`NO_SPAN`] if none).
+    spans: Vec<(u32, u32)>,
     memoize_at: Vec<(usize, u32)>,
     protocol: u8,
     code: u8,
@@ -148,6 +139,7 @@ impl<'a> Vm<'a, '_> {
         }
         self.nodes.push(node);
         self.depth.push(depth);
+        self.spans.push((NO_SPAN, NO_SPAN));
         Ok((self.nodes.len() - 1) as NodeId)
     }
 
@@ -180,19 +172,13 @@ impl<'a> Vm<'a, '_> {
         self.marks.last().map_or(0, |m| m.len)
     }
 
-    fn pop(&mut self) -> Result<Entry, PickleError> {
-        if self.stack.len() <= self.boundary() {
-            return Err(self.underflow());
-        }
-        Ok(self.stack.pop().unwrap())
-    }
-
-    /// Pops `n` entries, oldest first.
-    fn pop_n(&mut self, n: usize) -> Result<Vec<Entry>, PickleError> {
+    /// The top `n` entries, oldest first: where they start on the stack.
+    /// They stay there (no copy) until the caller truncates the stack.
+    fn top_n(&self, n: usize) -> Result<usize, PickleError> {
         if self.stack.len() < self.boundary() + n {
             return Err(self.underflow());
         }
-        Ok(self.stack.split_off(self.stack.len() - n))
+        Ok(self.stack.len() - n)
     }
 
     fn top(&self) -> Result<Entry, PickleError> {
@@ -202,27 +188,41 @@ impl<'a> Vm<'a, '_> {
         Ok(*self.stack.last().unwrap())
     }
 
-    fn pop_mark(&mut self) -> Result<(Mark, Vec<Entry>), PickleError> {
-        let mark = self.marks.pop().ok_or(PickleError::MarkNotFound {
+    /// Pops the last mark; the entries above it stay on the stack, from
+    /// `mark.len` on, until the caller truncates it.
+    fn pop_mark(&mut self) -> Result<Mark, PickleError> {
+        self.marks.pop().ok_or(PickleError::MarkNotFound {
             opcode: name(self.code),
             offset: self.offset,
-        })?;
-        let items = self.stack.split_off(mark.len);
-        Ok((mark, items))
+        })
     }
 
-    /// Records the ranges of entries consumed (as a run) by the current opcode.
-    fn consume(&mut self, entries: &[Entry]) {
+    /// Records the ranges of the stack entries from `base` up, which the
+    /// current opcode consumes as a run.
+    fn consume_from(&mut self, base: usize) {
+        let entries = &self.stack[base..];
         for (i, e) in entries.iter().enumerate() {
             let end = entries.get(i + 1).map_or(self.offset, |n| n.start);
             if e.origin && is_spliceable(&self.nodes[e.node as usize]) {
-                self.spans.insert(e.node, (e.start, end));
+                self.spans[e.node as usize] = (e.start as u32, end as u32);
             }
         }
     }
 
-    fn ids(entries: &[Entry]) -> Vec<NodeId> {
-        entries.iter().map(|e| e.node).collect()
+    /// Consumes the stack entries from `base` up: their ranges are
+    /// recorded, and their nodes returned, oldest first.
+    fn take_from(&mut self, base: usize) -> Vec<NodeId> {
+        self.consume_from(base);
+        let ids = self.stack[base..].iter().map(|e| e.node).collect();
+        self.stack.truncate(base);
+        ids
+    }
+
+    /// Pops one entry, recording its range.
+    fn take_one(&mut self) -> Result<Entry, PickleError> {
+        let base = self.top_n(1)?;
+        self.consume_from(base);
+        Ok(self.stack.pop().expect("checked"))
     }
 
     /// Pushes a node built from consumed entries; its range starts at `start`.
@@ -299,8 +299,7 @@ impl<'a> Vm<'a, '_> {
             self.offset = o.offset;
             let pending = self.pending.take();
             if o.code == op::STOP {
-                let e = self.pop()?;
-                self.consume(&[e]);
+                let e = self.take_one()?;
                 if o.end < self.src.len() {
                     return Err(PickleError::TrailingData {
                         offset: o.end,
@@ -381,12 +380,14 @@ impl<'a> Vm<'a, '_> {
                     let e = self.stack.pop().unwrap();
                     self.pending = Some(pending.map_or(e.start, |p| p.min(e.start)));
                 } else {
-                    let (m, _) = self.pop_mark()?;
+                    let m = self.pop_mark()?;
+                    self.stack.truncate(m.len);
                     self.pending = Some(pending.map_or(m.start, |p| p.min(m.start)));
                 }
             }
             op::POP_MARK => {
-                let (m, _) = self.pop_mark()?;
+                let m = self.pop_mark()?;
+                self.stack.truncate(m.len);
                 self.pending = Some(pending.map_or(m.start, |p| p.min(m.start)));
             }
             op::DUP => {
@@ -456,16 +457,15 @@ impl<'a> Vm<'a, '_> {
             op::EMPTY_DICT => self.push_new(Node::Dict(Vec::new()), pending)?,
             op::EMPTY_SET => self.push_new(Node::Set(Vec::new()), pending)?,
             op::TUPLE1 | op::TUPLE2 | op::TUPLE3 => {
-                let items = self.pop_n((o.code - op::TUPLE1 + 1) as usize)?;
-                self.consume(&items);
-                let ids = Self::ids(&items);
+                let base = self.top_n((o.code - op::TUPLE1 + 1) as usize)?;
+                let start = self.stack[base].start;
+                let ids = self.take_from(base);
                 let d = self.depth_over(ids.iter().copied());
-                self.push_built(Node::Tuple(ids), d, items[0].start)?;
+                self.push_built(Node::Tuple(ids), d, start)?;
             }
             op::TUPLE | op::LIST | op::FROZENSET | op::DICT => {
-                let (mark, items) = self.pop_mark()?;
-                self.consume(&items);
-                let ids = Self::ids(&items);
+                let mark = self.pop_mark()?;
+                let ids = self.take_from(mark.len);
                 let d = self.depth_over(ids.iter().copied());
                 let node = match o.code {
                     op::TUPLE => Node::Tuple(ids),
@@ -481,8 +481,7 @@ impl<'a> Vm<'a, '_> {
                 self.push_built(node, d, mark.start)?;
             }
             op::APPEND => {
-                let v = self.pop()?;
-                self.consume(&[v]);
+                let v = self.take_one()?;
                 let t = self.top()?.node;
                 self.deepen(t, v.node)?;
                 match &mut self.nodes[t as usize] {
@@ -495,10 +494,9 @@ impl<'a> Vm<'a, '_> {
                 }
             }
             op::APPENDS | op::SETITEMS | op::ADDITEMS => {
-                let (_, items) = self.pop_mark()?;
-                self.consume(&items);
+                let mark = self.pop_mark()?;
+                let ids = self.take_from(mark.len);
                 let t = self.top()?.node;
-                let ids = Self::ids(&items);
                 for &c in &ids {
                     self.deepen(t, c)?;
                 }
@@ -522,14 +520,16 @@ impl<'a> Vm<'a, '_> {
                 }
             }
             op::SETITEM => {
-                let kv = self.pop_n(2)?;
-                self.consume(&kv);
+                let base = self.top_n(2)?;
+                self.consume_from(base);
+                let (k, v) = (self.stack[base].node, self.stack[base + 1].node);
+                self.stack.truncate(base);
                 let t = self.top()?.node;
-                self.deepen(t, kv[0].node)?;
-                self.deepen(t, kv[1].node)?;
+                self.deepen(t, k)?;
+                self.deepen(t, v)?;
                 match &mut self.nodes[t as usize] {
-                    Node::Dict(d) => d.push((kv[0].node, kv[1].node)),
-                    Node::Object(obj) => obj.ops.push(ObjectOp::SetItem(kv[0].node, kv[1].node)),
+                    Node::Dict(d) => d.push((k, v)),
+                    Node::Object(obj) => obj.ops.push(ObjectOp::SetItem(k, v)),
                     other => {
                         let k = kind_name(other);
                         return Err(self.invalid(format!("cannot SETITEM on {k}")));
@@ -537,8 +537,7 @@ impl<'a> Vm<'a, '_> {
                 }
             }
             op::BUILD => {
-                let s = self.pop()?;
-                self.consume(&[s]);
+                let s = self.take_one()?;
                 let t = self.top()?.node;
                 self.deepen(t, s.node)?;
                 match &mut self.nodes[t as usize] {
@@ -560,17 +559,15 @@ impl<'a> Vm<'a, '_> {
                 if o.code == op::GLOBAL {
                     self.push_new(g, pending)?;
                 } else {
-                    let (mark, items) = self.pop_mark()?;
-                    self.consume(&items);
+                    let mark = self.pop_mark()?;
+                    let ids = self.take_from(mark.len);
                     let cls = self.new_node(g, 0)?;
-                    let ids = Self::ids(&items);
                     self.instantiate(cls, ids, mark.start)?;
                 }
             }
             op::OBJ => {
-                let (mark, items) = self.pop_mark()?;
-                self.consume(&items);
-                let mut ids = Self::ids(&items);
+                let mark = self.pop_mark()?;
+                let mut ids = self.take_from(mark.len);
                 if ids.is_empty() {
                     return Err(self.invalid("OBJ needs a class after MARK"));
                 }
@@ -578,27 +575,27 @@ impl<'a> Vm<'a, '_> {
                 self.instantiate(cls, ids, mark.start)?;
             }
             op::STACK_GLOBAL => {
-                let mn = self.pop_n(2)?;
-                self.consume(&mn);
-                let (Node::Str(m), Node::Str(n)) = (
-                    &self.nodes[mn[0].node as usize],
-                    &self.nodes[mn[1].node as usize],
-                ) else {
+                let base = self.top_n(2)?;
+                let start = self.stack[base].start;
+                self.consume_from(base);
+                let (m, n) = (self.stack[base].node, self.stack[base + 1].node);
+                self.stack.truncate(base);
+                let (Node::Str(m), Node::Str(n)) = (&self.nodes[m as usize], &self.nodes[n as usize]) else {
                     return Err(self.invalid("STACK_GLOBAL requires str"));
                 };
                 let g = self.global(m.clone(), n.clone());
-                self.push_built(g, 0, mn[0].start)?;
+                self.push_built(g, 0, start)?;
             }
             op::REDUCE | op::NEWOBJ | op::NEWOBJ_EX => {
                 let n = if o.code == op::NEWOBJ_EX { 3 } else { 2 };
-                let parts = self.pop_n(n)?;
-                self.consume(&parts);
+                let base = self.top_n(n)?;
+                let start = self.stack[base].start;
+                let ids = self.take_from(base);
                 let kind = match o.code {
                     op::REDUCE => ObjectKind::Reduce,
                     op::NEWOBJ => ObjectKind::NewObj,
                     _ => ObjectKind::NewObjEx,
                 };
-                let ids = Self::ids(&parts);
                 let d = self.depth_over(ids.iter().copied());
                 let node = match (kind, builtins::builtin_value(&self.nodes, ids[0], ids[1])) {
                     (ObjectKind::Reduce, Some(v)) => v,
@@ -610,7 +607,7 @@ impl<'a> Vm<'a, '_> {
                         ops: Vec::new(),
                     })),
                 };
-                self.push_built(node, d, parts[0].start)?;
+                self.push_built(node, d, start)?;
             }
             op::GET | op::BINGET | op::LONG_BINGET => {
                 let raw = if o.code == op::GET {
@@ -620,7 +617,7 @@ impl<'a> Vm<'a, '_> {
                 };
                 let node = u32::try_from(raw)
                     .ok()
-                    .and_then(|i| self.memo.get(&i).copied())
+                    .and_then(|i| self.memo.get(i))
                     .ok_or(PickleError::MemoNotFound {
                         index: raw,
                         opcode: name(o.code),
@@ -631,7 +628,7 @@ impl<'a> Vm<'a, '_> {
             op::PUT | op::BINPUT | op::LONG_BINPUT | op::MEMOIZE => {
                 let raw = match o.code {
                     op::PUT => self.text_index(bytes)?,
-                    op::MEMOIZE => self.memo.len() as u64,
+                    op::MEMOIZE => self.memo.len as u64,
                     _ => uint,
                 };
                 let idx = self.memo_index(raw)?;

@@ -9,6 +9,8 @@
 pub enum PickleError {
     #[error("empty pickle data")]
     Empty,
+    #[error("pickle data of {len} bytes is too large (4 GiB at most)")]
+    TooLarge { len: usize },
     #[error("pickle data was truncated at offset {offset} ({what})")]
     Truncated { offset: usize, what: &'static str },
     #[error("pickle data ended without a STOP opcode")]

@@ -19,6 +19,7 @@ mod node;
 pub mod opcodes;
 mod standalone;
 mod text;
+mod workspace;
 mod writer;
 
 pub use decode::{DecodeLimits, decode};

@@ -8,7 +8,6 @@
 //! globals, REDUCE and BUILD are recorded as data.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 
 use super::text;
 
@@ -114,9 +113,21 @@ pub struct Decoded<'a> {
     /// Where in `src` a node was built: opcodes `[start, end)` that, run on an
     /// empty stack, push exactly this node (given the memo entries they PUT
     /// themselves). Only recorded for nodes worth splicing.
-    pub(crate) spans: HashMap<NodeId, (usize, usize)>,
+    /// Indexed by node; `NO_SPAN` where nothing was recorded.
+    pub(crate) spans: Vec<(u32, u32)>,
     /// The memo index each MEMOIZE assigned, by opcode offset (ascending).
     pub(crate) memoize_at: Vec<(usize, u32)>,
+}
+
+/// The arena's vectors serve the next decode on this thread.
+impl Drop for Decoded<'_> {
+    fn drop(&mut self) {
+        super::workspace::Workspace::give_arena(
+            std::mem::take(&mut self.nodes),
+            std::mem::take(&mut self.spans),
+            std::mem::take(&mut self.memoize_at),
+        );
+    }
 }
 
 impl<'a> Decoded<'a> {
