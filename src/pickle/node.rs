@@ -258,6 +258,13 @@ impl<'a> Decoded<'a> {
         }
     }
 
+    /// Whether the pickle names the global `module.name` anywhere (a
+    /// walk over the nodes, not a scan of the bytes: a large `bytes`
+    /// value costs nothing and cannot match by chance).
+    pub fn names_global(&self, module: &str, name: &str) -> bool {
+        self.nodes.iter().any(|n| matches!(n, Node::Global(g) if g.module == module && g.name == name))
+    }
+
     pub fn as_object(&self, id: NodeId) -> Option<&Object> {
         match self.node(id) {
             Node::Object(o) => Some(o),

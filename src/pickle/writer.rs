@@ -291,15 +291,15 @@ impl PickleWriter {
     /// value on this pickle's stack. Its memo indices may overwrite another
     /// embedded item's; harmless, since each only GETs what it PUT itself.
     pub fn embed(&mut self, standalone_pickle: &[u8]) {
-        let mut body = standalone_pickle;
-        if let [op::PROTO, _, rest @ ..] = body {
-            body = rest;
-        }
-        if let [rest @ .., op::STOP] = body {
-            body = rest;
-        }
+        let body = &standalone_pickle[embedded_body(standalone_pickle)];
         debug_assert!(!body.is_empty(), "embedding an empty pickle");
         self.buf.extend_from_slice(body);
+    }
+
+    /// Takes what was written so far (the pickle goes on in a new buffer):
+    /// the caller sends something of its own in between.
+    pub fn take_written(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.buf)
     }
 
     /// Appends STOP and returns the pickle.
@@ -307,6 +307,17 @@ impl PickleWriter {
         self.buf.push(op::STOP);
         self.buf
     }
+}
+
+/// Where the body of a standalone pickle is: without its PROTO header and
+/// final STOP, what [`PickleWriter::embed`] copies in.
+pub fn embedded_body(standalone_pickle: &[u8]) -> std::ops::Range<usize> {
+    let start = if let [op::PROTO, _, ..] = standalone_pickle { 2 } else { 0 };
+    let end = match standalone_pickle {
+        [.., op::STOP] => standalone_pickle.len() - 1,
+        _ => standalone_pickle.len(),
+    };
+    start..end.max(start)
 }
 
 /// The protocol a pickle declares in its PROTO header (0 when it has none).

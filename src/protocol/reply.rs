@@ -1,8 +1,10 @@
 //! Replies: the `(kind, value)` pairs CPython's server sends, encoded once
 //! into pickle bytes.
 
+use std::ops::Range;
+
 use crate::objects::Item;
-use crate::pickle::{declared_protocol, PickleWriter};
+use crate::pickle::{declared_protocol, embedded_body, PickleWriter};
 
 use super::exception::PyException;
 use super::token::{Address, Token};
@@ -72,62 +74,85 @@ impl Reply {
 
     /// The pickle bytes of this reply (without the frame header).
     pub fn encode(&self) -> Vec<u8> {
-        if let Reply::Pickled(bytes) = self {
-            return bytes.clone();
+        match self.encode_with(false) {
+            Encoded::Whole(bytes) => bytes,
+            Encoded::Parts(_) => unreachable!("nothing spliced"),
         }
-        let mut w = PickleWriter::with_capacity(self.protocol(), 64 + self.item_bytes());
+    }
+
+    /// The reply as the server sends it: large stored items are not
+    /// copied into it but referenced, as [`Part::Item`]s between the bytes
+    /// written around them.
+    pub fn into_encoded(self) -> Encoded {
+        match self {
+            Reply::Pickled(bytes) => Encoded::Whole(bytes),
+            other => other.encode_with(true),
+        }
+    }
+
+    fn encode_with(&self, splice: bool) -> Encoded {
+        if let Reply::Pickled(bytes) = self {
+            return Encoded::Whole(bytes.clone());
+        }
+        let mut w = ReplyWriter {
+            w: PickleWriter::with_capacity(self.protocol(), 64 + self.item_bytes(splice)),
+            parts: Vec::new(),
+            splice,
+        };
         match self {
             Reply::Return(v) => {
-                w.str("#RETURN");
+                w.w.str("#RETURN");
                 write_value(&mut w, v);
             }
             Reply::Error(e) => {
-                w.str("#ERROR");
-                write_exception(&mut w, e);
+                w.w.str("#ERROR");
+                write_exception(&mut w.w, e);
             }
             Reply::ErrorItem { module, name, arg } => {
-                w.str("#ERROR");
-                w.global(module, name);
+                w.w.str("#ERROR");
+                w.w.global(module, name);
                 w.embed(arg);
-                w.tuple1();
-                w.reduce();
+                w.w.tuple1();
+                w.w.reduce();
             }
             Reply::Traceback(t) => {
-                w.str("#TRACEBACK");
-                w.str(t);
+                w.w.str("#TRACEBACK");
+                w.w.str(t);
             }
             Reply::Unserializable(t) => {
-                w.str("#UNSERIALIZABLE");
-                w.str(t);
+                w.w.str("#UNSERIALIZABLE");
+                w.w.str(t);
             }
             Reply::Proxy { exposed, token } => {
+                let w = &mut w.w;
                 w.str("#PROXY");
                 w.mark();
                 for name in exposed {
                     w.str(name);
                 }
                 w.tuple_from_mark();
-                write_token(&mut w, token);
+                write_token(w, token);
                 w.tuple2();
             }
             Reply::Pickled(_) => unreachable!("returned above"),
         }
-        w.tuple2();
+        w.w.tuple2();
         w.finish()
     }
 
-    /// The bytes of the stored items this reply embeds.
-    fn item_bytes(&self) -> usize {
-        fn of(v: &Value) -> usize {
+    /// The bytes of the stored items this reply copies in.
+    fn item_bytes(&self, splice: bool) -> usize {
+        let copied = |item: &Item| if splice && item.len() >= SPLICE_AT_LEAST { 0 } else { item.len() };
+        fn of(v: &Value, copied: &dyn Fn(&Item) -> usize) -> usize {
             match v {
-                Value::Item(item) => item.len(),
-                Value::Tuple(vs) => vs.iter().map(of).sum(),
+                Value::Item(item) => copied(item),
+                Value::Tuple(vs) => vs.iter().map(|v| of(v, copied)).sum(),
                 _ => 0,
             }
         }
         match self {
-            Reply::Return(v) => of(v),
-            Reply::ErrorItem { arg, .. } => arg.len(),
+            Reply::Return(v) => of(v, &copied),
+            Reply::ErrorItem { arg, .. } => copied(arg),
             _ => 0,
         }
     }
@@ -161,33 +186,97 @@ impl Value {
     }
 }
 
-fn write_value(w: &mut PickleWriter, v: &Value) {
+/// Stored items at least this large are sent from their own buffer,
+/// not copied into the reply.
+pub const SPLICE_AT_LEAST: usize = 32 * 1024;
+
+/// An encoded reply.
+pub enum Encoded {
+    Whole(Vec<u8>),
+    /// The reply in order: written bytes and the bodies of stored items.
+    Parts(Vec<Part>),
+}
+
+pub enum Part {
+    Bytes(Vec<u8>),
+    /// `item[range]`: a stored item's body (without its PROTO and STOP).
+    Item(Item, Range<usize>),
+}
+
+impl Encoded {
+    /// Length of the payload.
+    pub fn len(&self) -> usize {
+        match self {
+            Encoded::Whole(b) => b.len(),
+            Encoded::Parts(parts) => parts
+                .iter()
+                .map(|p| match p {
+                    Part::Bytes(b) => b.len(),
+                    Part::Item(_, r) => r.len(),
+                })
+                .sum(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A pickle writer that leaves large items out of its buffer, as parts.
+struct ReplyWriter {
+    w: PickleWriter,
+    parts: Vec<Part>,
+    splice: bool,
+}
+
+impl ReplyWriter {
+    fn embed(&mut self, item: &Item) {
+        if self.splice && item.len() >= SPLICE_AT_LEAST {
+            self.parts.push(Part::Bytes(self.w.take_written()));
+            self.parts.push(Part::Item(item.clone(), embedded_body(item)));
+        } else {
+            self.w.embed(item);
+        }
+    }
+
+    fn finish(mut self) -> Encoded {
+        if self.parts.is_empty() {
+            Encoded::Whole(self.w.finish())
+        } else {
+            self.parts.push(Part::Bytes(self.w.finish()));
+            Encoded::Parts(self.parts)
+        }
+    }
+}
+
+fn write_value(w: &mut ReplyWriter, v: &Value) {
     match v {
-        Value::None => w.none(),
-        Value::Bool(b) => w.bool(*b),
-        Value::Int(i) => w.int(*i),
-        Value::Float(f) => w.float(*f),
-        Value::Str(s) => w.str(s),
+        Value::None => w.w.none(),
+        Value::Bool(b) => w.w.bool(*b),
+        Value::Int(i) => w.w.int(*i),
+        Value::Float(f) => w.w.float(*f),
+        Value::Str(s) => w.w.str(s),
         Value::Item(item) => w.embed(item),
         Value::Tuple(vs) => match vs.len() {
-            0 => w.empty_tuple(),
+            0 => w.w.empty_tuple(),
             1 => {
                 write_value(w, &vs[0]);
-                w.tuple1();
+                w.w.tuple1();
             }
             2 => {
                 write_value(w, &vs[0]);
                 write_value(w, &vs[1]);
-                w.tuple2();
+                w.w.tuple2();
             }
             3 => {
                 vs.iter().for_each(|v| write_value(w, v));
-                w.tuple3();
+                w.w.tuple3();
             }
             _ => {
-                w.mark();
+                w.w.mark();
                 vs.iter().for_each(|v| write_value(w, v));
-                w.tuple_from_mark();
+                w.w.tuple_from_mark();
             }
         },
     }

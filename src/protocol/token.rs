@@ -46,6 +46,11 @@ pub fn mentions_proxy(pickle: &[u8]) -> bool {
     FINDER.find(pickle).is_some()
 }
 
+/// Whether a decoded request may carry a proxy: it names `RebuildProxy`.
+pub fn names_proxy(pickle: &crate::pickle::Decoded<'_>) -> bool {
+    pickle.names_global("multiprocessing.managers", "RebuildProxy")
+}
+
 /// The idents of the proxies pickled anywhere inside `item`, so the server
 /// can keep their referents alive while the item is stored.
 pub fn proxy_idents(item: &[u8]) -> Vec<String> {

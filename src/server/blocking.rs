@@ -4,7 +4,9 @@
 //! for them: it parks them here, retries them when their object changes,
 //! and answers them with their timeout error when their deadline passes.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
+
+use rustc_hash::FxHashMap;
 use std::time::Instant;
 
 use mio::Token;
@@ -25,13 +27,15 @@ pub struct Parked {
     pub deadline: Option<Instant>,
 }
 
+/// The maps are Fx-hashed: their keys are the server's own numbers
+/// (park ids, object ids, connection slots), which no client picks.
 #[derive(Debug, Default)]
 pub struct Blocked {
-    parked: HashMap<ParkId, Parked>,
+    parked: FxHashMap<ParkId, Parked>,
     /// Waiters per wait key, oldest first: the first getter gets the next item.
-    by_key: HashMap<WaitKey, VecDeque<ParkId>>,
+    by_key: FxHashMap<WaitKey, VecDeque<ParkId>>,
     /// A client sends one request at a time, so a connection parks at most one.
-    by_conn: HashMap<Token, ParkId>,
+    by_conn: FxHashMap<Token, ParkId>,
     deadlines: BTreeSet<(Instant, ParkId)>,
     next_id: ParkId,
 }

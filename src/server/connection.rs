@@ -2,14 +2,16 @@
 //! the framing of what it sends and receives. No request is interpreted
 //! here; `dispatch` does that.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::ops::Range;
 use std::time::Instant;
 
+use crate::protocol::reply::Encoded;
 use crate::wire::handshake::{self, Challenge, PRE_AUTH_FRAME_LIMIT};
-use crate::wire::{encode_header, parse_header, FrameError};
+use crate::wire::{parse_header, FrameError};
 
 use super::listener::Stream;
+use super::output::Output;
 use super::peers::PeerProcess;
 use crate::objects::{ClientId, ObjectId};
 
@@ -33,8 +35,7 @@ pub struct Connection {
     pub phase: Phase,
     pub challenge: Challenge,
     inbuf: Vec<u8>,
-    outbuf: Vec<u8>,
-    out_pos: usize,
+    output: Output,
     /// The peer closed its side (or the socket failed).
     pub eof: bool,
     /// A request of this connection waits in the blocked registry; further
@@ -85,8 +86,7 @@ impl Connection {
             phase: Phase::AwaitAnswer,
             challenge,
             inbuf: Vec::new(),
-            outbuf: Vec::new(),
-            out_pos: 0,
+            output: Output::default(),
             eof: false,
             parked: false,
             close_after_flush: false,
@@ -118,16 +118,22 @@ impl Connection {
         let mut read_any = false;
         let mut drained = self.eof;
         while !self.eof && self.inbuf.len() < cap {
-            let want = READ_CHUNK.min(cap - self.inbuf.len()).max(1);
-            match self.stream.read(&mut scratch.0[..want]) {
+            let room = cap - self.inbuf.len();
+            // The rest of a large frame is read straight into the input
+            // buffer (reserved for it by `next_frame`); anything else goes
+            // through the scratch buffer, so an idle connection's input
+            // buffer stays empty.
+            let read = if room > READ_CHUNK {
+                self.stream.read_into_spare(&mut self.inbuf, room)
+            } else {
+                self.stream.read(&mut scratch.0[..room.max(1)]).inspect(|&n| self.inbuf.extend_from_slice(&scratch.0[..n]))
+            };
+            match read {
                 Ok(0) => {
                     self.eof = true;
                     drained = true;
                 }
-                Ok(n) => {
-                    self.inbuf.extend_from_slice(&scratch.0[..n]);
-                    read_any = true;
-                }
+                Ok(_) => read_any = true,
                 Err(e) => {
                     match e.kind() {
                         io::ErrorKind::WouldBlock => {
@@ -202,78 +208,37 @@ impl Connection {
         self.inbuf = if buf.is_empty() { Vec::new() } else { buf };
     }
 
-    /// Sends one frame whose payload the caller no longer needs: with
-    /// nothing queued before it, header and payload go to the socket in one
-    /// vectored write, and only what the socket did not take is copied
-    /// into the output buffer (a 1 MB reply is usually not copied at all).
-    pub fn send_frame_owned(&mut self, payload: Vec<u8>) {
-        if self.has_pending_output() {
-            return self.send_frame(&payload);
-        }
-        let mut header = Vec::with_capacity(12);
-        encode_header(payload.len(), &mut header);
-        let total = header.len() + payload.len();
-        let mut written = 0;
-        while written < total {
-            let (h, p) = if written < header.len() {
-                (&header[written..], &payload[..])
-            } else {
-                (&header[..0], &payload[written - header.len()..])
-            };
-            match self.stream.write_vectored(&[io::IoSlice::new(h), io::IoSlice::new(p)]) {
-                Ok(0) => {
-                    self.eof = true;
-                    return;
-                }
-                Ok(n) => written += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => {
-                    self.eof = true;
-                    return;
-                }
-            }
-        }
-        if written < header.len() {
-            self.outbuf.extend_from_slice(&header[written..]);
-            self.outbuf.extend_from_slice(&payload);
-        } else if written < total {
-            self.outbuf.extend_from_slice(&payload[written - header.len()..]);
-        }
+    /// Sends one frame: with nothing queued before it, it goes to the
+    /// socket at once (header, payload and any large item it references
+    /// in one vectored write), and only what the socket did not take waits.
+    pub fn send_encoded(&mut self, payload: Encoded) {
+        self.output.push_frame(payload);
+        self.flush();
     }
 
-    /// Queues one frame and tries to send it at once.
+    /// Sends one frame of bytes the caller no longer needs.
+    pub fn send_frame_owned(&mut self, payload: Vec<u8>) {
+        self.send_encoded(Encoded::Whole(payload));
+    }
+
+    /// Sends one frame.
     pub fn send_frame(&mut self, payload: &[u8]) {
-        encode_header(payload.len(), &mut self.outbuf);
-        self.outbuf.extend_from_slice(payload);
-        self.flush();
+        self.send_encoded(Encoded::Whole(payload.to_vec()));
     }
 
     /// Writes as much queued output as the socket takes.
     pub fn flush(&mut self) {
-        let before = self.out_pos;
-        while self.out_pos < self.outbuf.len() {
-            match self.stream.write(&self.outbuf[self.out_pos..]) {
-                Ok(0) => {
-                    self.eof = true;
-                    break;
-                }
-                Ok(n) => self.out_pos += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => {
-                    self.eof = true;
-                    break;
+        if self.output.is_empty() {
+            return;
+        }
+        match self.output.write_to(&mut self.stream) {
+            Err(_closed) => self.eof = true,
+            Ok(_) if self.output.is_empty() => self.stalled_since = None,
+            Ok(written) => {
+                if written > 0 || self.stalled_since.is_none() {
+                    self.stalled_since = Some(Instant::now());
                 }
             }
-        }
-        if self.out_pos == self.outbuf.len() {
-            // All sent: free it (see restore_input).
-            self.outbuf = Vec::new();
-            self.out_pos = 0;
-            self.stalled_since = None;
-        } else if self.out_pos > before || self.stalled_since.is_none() {
-            self.stalled_since = Some(Instant::now());
         }
     }
 
@@ -300,14 +265,14 @@ impl Connection {
     }
 
     pub fn has_pending_output(&self) -> bool {
-        self.out_pos < self.outbuf.len()
+        !self.output.is_empty()
     }
 
     /// A client that sends requests without reading the replies gets no
     /// more answers (and nothing more is read from it) until it has read
     /// these: its output stays bounded instead of growing without end.
     pub fn output_backlogged(&self) -> bool {
-        self.outbuf.len() - self.out_pos > OUTPUT_BACKLOG
+        self.output.len() > OUTPUT_BACKLOG
     }
 
     /// Bytes received and not yet consumed.

@@ -94,7 +94,7 @@ fn create(state: &mut State, req: &Request<'_, '_>, peer: Option<PeerProcess>) -
         Ok(id) => {
             // Proxies passed to the constructor (`m.list([m.dict()])`) are
             // held from now on: the client drops its own right after.
-            if crate::protocol::token::mentions_proxy(p.source()) {
+            if crate::protocol::token::names_proxy(p) {
                 if let Some(e) = state.objects.get_mut(id) {
                     e.may_hold_proxies = true;
                 }

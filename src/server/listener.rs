@@ -176,6 +176,32 @@ impl Stream {
     }
 }
 
+impl Stream {
+    /// Reads at most `max` bytes into the spare capacity of `buf` (which
+    /// grows to hold them), without zero-filling it first: a 1 MB request
+    /// is copied once, by the kernel, instead of through a scratch buffer.
+    pub fn read_into_spare(&mut self, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
+        use std::os::fd::AsRawFd;
+        buf.reserve(max);
+        let spare = buf.spare_capacity_mut();
+        let want = max.min(spare.len());
+        let fd = match self {
+            Stream::Tcp(s) => s.as_raw_fd(),
+            Stream::Unix(s) => s.as_raw_fd(),
+        };
+        // SAFETY: the kernel writes at most `want` bytes into `spare`,
+        // which is that long and owned by `buf`; `set_len` then covers
+        // exactly the bytes it wrote.
+        let n = unsafe { libc::read(fd, spare.as_mut_ptr().cast(), want) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let n = n as usize;
+        unsafe { buf.set_len(buf.len() + n) };
+        Ok(n)
+    }
+}
+
 impl Read for Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {

@@ -25,7 +25,7 @@
 //! read (at most `--max-frame-bytes` per connection) and replies being sent
 //! (see `connection::OUTPUT_BACKLOG`).
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 
 use crate::objects::{ObjectId, ObjectTable};
 use crate::pickle::{Decoded, Node, NodeId};
@@ -55,7 +55,8 @@ pub struct MemoryBudget {
     max_object: usize,
     max_total: usize,
     /// Upper bounds of object sizes; `true` when the bound was just measured.
-    bounds: HashMap<ObjectId, (usize, bool)>,
+    /// (Fx-hashed: the keys are the server's own ids, no attacker picks them.)
+    bounds: FxHashMap<ObjectId, (usize, bool)>,
     /// Upper bound of the sum of all object sizes.
     total: usize,
 }
@@ -79,7 +80,7 @@ fn memory_error(what: &str, flag: &str, cap: usize) -> PyException {
 
 impl MemoryBudget {
     pub fn new(max_object: usize, max_total: usize) -> MemoryBudget {
-        MemoryBudget { max_object, max_total, bounds: HashMap::new(), total: 0 }
+        MemoryBudget { max_object, max_total, bounds: FxHashMap::default(), total: 0 }
     }
 
     /// Before a method call on `id`: `Ok(growth)` lets it run (then

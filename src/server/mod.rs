@@ -13,6 +13,7 @@ pub mod host;
 pub mod limits;
 pub mod listener;
 pub mod memory;
+mod output;
 pub mod peers;
 mod shutdown;
 
@@ -30,7 +31,6 @@ use tracing::{debug, info, warn};
 use crate::objects::{CallContext, ClientId, ObjectId, ObjectTable, WaitKey};
 use crate::pickle::decode;
 use crate::protocol::reply::format_traceback;
-use crate::protocol::token::mentions_proxy;
 use crate::protocol::{parse_request, Address, Reply};
 use crate::registry::{ExtraTypeid, Registration, Registry};
 
@@ -195,11 +195,13 @@ impl Server {
                     token => self.service(token),
                 }
             }
-            self.expire_deadlines();
-            self.state.objects.release_due(Instant::now());
-            self.release_dead_clients();
+            // One clock reading for the timed work of this turn.
+            let now = Instant::now();
+            self.expire_deadlines(now);
+            self.state.objects.release_due(now);
+            self.release_dead_clients(now);
             self.release_hosted();
-            if Instant::now() >= self.next_sweep {
+            if now >= self.next_sweep {
                 self.sweep();
             }
             // One turn each for the connections waiting now; those that
@@ -408,7 +410,7 @@ impl Server {
                             if let Some(id) = id {
                                 conn.touch(id);
                                 object = id;
-                                if mentions_proxy(frame) {
+                                if crate::protocol::token::names_proxy(&pickle) {
                                     self.state.objects.get_mut(id).expect("exists").may_hold_proxies = true;
                                 }
                             }
@@ -461,7 +463,7 @@ impl Server {
 
     fn send(&mut self, token: Token, reply: Reply) {
         if let Some(conn) = self.conn(token) {
-            conn.send_frame_owned(reply.into_bytes());
+            conn.send_encoded(reply.into_encoded());
         }
     }
 
@@ -506,8 +508,7 @@ impl Server {
         }
     }
 
-    fn expire_deadlines(&mut self) {
-        let now = Instant::now();
+    fn expire_deadlines(&mut self, now: Instant) {
         for mut parked in self.state.blocked.take_expired(now) {
             let ctx = CallContext { client: parked.client, this: parked.object, now };
             let Some(entry) = self.state.objects.get_mut(parked.object) else { continue };
@@ -530,8 +531,8 @@ impl Server {
 
     /// Drops the references of client processes that died without
     /// dropping them (see [`peers`]).
-    fn release_dead_clients(&mut self) {
-        for (id, count) in self.state.owners.reap_dead(Instant::now()) {
+    fn release_dead_clients(&mut self, now: Instant) {
+        for (id, count) in self.state.owners.reap_dead(now) {
             for _ in 0..count {
                 if self.state.objects.decref(id).is_err() {
                     break;

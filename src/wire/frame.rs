@@ -58,11 +58,21 @@ pub fn parse_header(buf: &[u8], limit: usize) -> Result<Option<FrameHeader>, Fra
 /// Appends the header for a payload of `len` bytes, in the form CPython's
 /// `Connection._send_bytes` uses (the long form only above 0x7fffffff).
 pub fn encode_header(len: usize, out: &mut Vec<u8>) {
+    let (bytes, n) = header_bytes(len);
+    out.extend_from_slice(&bytes[..n]);
+}
+
+/// The header for a payload of `len` bytes, in an array: its first `n`
+/// bytes (4, or 12 in the long form).
+pub fn header_bytes(len: usize) -> ([u8; 12], usize) {
+    let mut bytes = [0u8; 12];
     if len > 0x7fff_ffff {
-        out.extend_from_slice(&(-1i32).to_be_bytes());
-        out.extend_from_slice(&(len as u64).to_be_bytes());
+        bytes[..4].copy_from_slice(&(-1i32).to_be_bytes());
+        bytes[4..].copy_from_slice(&(len as u64).to_be_bytes());
+        (bytes, 12)
     } else {
-        out.extend_from_slice(&(len as i32).to_be_bytes());
+        bytes[..4].copy_from_slice(&(len as i32).to_be_bytes());
+        (bytes, 4)
     }
 }
 

@@ -4,5 +4,5 @@
 pub mod frame;
 pub mod handshake;
 
-pub use frame::{FrameError, FrameHeader, encode_header, parse_header};
+pub use frame::{FrameError, FrameHeader, encode_header, header_bytes, parse_header};
 pub use handshake::{AuthError, Challenge};
