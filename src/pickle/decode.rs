@@ -287,11 +287,57 @@ impl<'a> Vm<'a, '_> {
         Ok(())
     }
 
+    fn mark(&mut self, pending: Option<usize>) -> Result<(), PickleError> {
+        if self.marks.len() >= self.limits.max_depth {
+            return Err(PickleError::DepthLimit {
+                limit: self.limits.max_depth,
+                offset: self.offset,
+            });
+        }
+        self.marks.push(Mark {
+            len: self.stack.len(),
+            start: pending.unwrap_or(self.offset),
+        });
+        Ok(())
+    }
+
+    /// PUT / BINPUT / LONG_BINPUT / MEMOIZE of the top of the stack at
+    /// memo index `raw`.
+    fn put(&mut self, code: u8, raw: u64) -> Result<(), PickleError> {
+        let idx = self.memo_index(raw)?;
+        let top = self.top()?.node;
+        if code == op::MEMOIZE {
+            self.memoize_at.push((self.offset, idx));
+        }
+        self.memo.insert(idx, top);
+        Ok(())
+    }
+
     fn run(&mut self) -> Result<NodeId, PickleError> {
         let mut pos = 0;
         loop {
             if pos >= self.src.len() {
                 return Err(PickleError::NoStop);
+            }
+            // The memo opcodes are a third of a request's opcodes: done
+            // here, exactly as `step` does them, without building an `Op`.
+            let code = self.src[pos];
+            if code == op::MEMOIZE || code == op::BINPUT && pos + 1 < self.src.len() {
+                self.code = code;
+                self.offset = pos;
+                self.pending = None;
+                let (raw, end) = if code == op::MEMOIZE { (self.memo.len as u64, pos + 1) } else { (self.src[pos + 1] as u64, pos + 2) };
+                self.put(code, raw)?;
+                pos = end;
+                continue;
+            }
+            if code == op::MARK {
+                self.code = code;
+                self.offset = pos;
+                let pending = self.pending.take();
+                self.mark(pending)?;
+                pos += 1;
+                continue;
             }
             let o = next_op(self.src, pos)?;
             pos = o.end;
@@ -363,18 +409,7 @@ impl<'a> Vm<'a, '_> {
                     what: "out-of-band buffers are not supported",
                 });
             }
-            op::MARK => {
-                if self.marks.len() >= self.limits.max_depth {
-                    return Err(PickleError::DepthLimit {
-                        limit: self.limits.max_depth,
-                        offset: o.offset,
-                    });
-                }
-                self.marks.push(Mark {
-                    len: self.stack.len(),
-                    start: pending.unwrap_or(o.offset),
-                });
-            }
+            op::MARK => self.mark(pending)?,
             op::POP => {
                 if self.stack.len() > self.boundary() {
                     let e = self.stack.pop().unwrap();
@@ -631,12 +666,7 @@ impl<'a> Vm<'a, '_> {
                     op::MEMOIZE => self.memo.len as u64,
                     _ => uint,
                 };
-                let idx = self.memo_index(raw)?;
-                let top = self.top()?.node;
-                if o.code == op::MEMOIZE {
-                    self.memoize_at.push((o.offset, idx));
-                }
-                self.memo.insert(idx, top);
+                self.put(o.code, raw)?;
             }
             other => {
                 return Err(PickleError::UnknownOpcode {

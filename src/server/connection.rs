@@ -212,8 +212,11 @@ impl Connection {
     /// socket at once (header, payload and any large item it references
     /// in one vectored write), and only what the socket did not take waits.
     pub fn send_encoded(&mut self, payload: Encoded) {
-        self.output.push_frame(payload);
-        self.flush();
+        if self.output.send_frame(&mut self.stream, payload).is_err() {
+            self.eof = true;
+        } else if self.has_pending_output() && self.stalled_since.is_none() {
+            self.stalled_since = Some(Instant::now());
+        }
     }
 
     /// Sends one frame of bytes the caller no longer needs.

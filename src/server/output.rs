@@ -20,6 +20,13 @@ enum Chunk {
     Item(Item, Range<usize>),
 }
 
+fn part_bytes(p: &Part) -> &[u8] {
+    match p {
+        Part::Bytes(b) => b,
+        Part::Item(item, range) => &item[range.clone()],
+    }
+}
+
 impl Chunk {
     fn as_slice(&self) -> &[u8] {
         match self {
@@ -60,8 +67,69 @@ impl Output {
         self.len
     }
 
+    /// Sends one frame: with nothing queued it is written at once, from
+    /// the payload itself (no queue is allocated for a reply the socket
+    /// takes whole, the usual case); what the socket does not take, and
+    /// any frame behind queued output, is queued.
+    pub fn send_frame(&mut self, w: &mut impl Write, payload: Encoded) -> Result<(), Closed> {
+        if !self.is_empty() {
+            self.push_frame(payload);
+            return self.write_to(w).map(|_| ());
+        }
+        let (header, header_len) = header_bytes(payload.len());
+        let header = &header[..header_len];
+        let total = header_len + payload.len();
+        let mut written = 0;
+        let mut tried = false;
+        {
+            let mut slices = [IoSlice::new(&[]); IOV];
+            let mut count = 1;
+            slices[0] = IoSlice::new(header);
+            let pieces: &[Part] = match &payload {
+                Encoded::Whole(b) => {
+                    slices[1] = IoSlice::new(b);
+                    count = 2;
+                    &[]
+                }
+                Encoded::Parts(parts) => parts,
+            };
+            if pieces.len() < IOV {
+                tried = true;
+                for p in pieces {
+                    slices[count] = IoSlice::new(part_bytes(p));
+                    count += 1;
+                }
+                while written < total {
+                    let mut at = written;
+                    let mut first = 0;
+                    while at >= slices[first].len() {
+                        at -= slices[first].len();
+                        first += 1;
+                    }
+                    let mut iov = [IoSlice::new(&[]); IOV];
+                    iov[..count - first].copy_from_slice(&slices[first..count]);
+                    iov[0] = IoSlice::new(&slices[first][at..]);
+                    match w.write_vectored(&iov[..count - first]) {
+                        Ok(0) => return Err(Closed),
+                        Ok(n) => written += n,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(_) => return Err(Closed),
+                    }
+                }
+            }
+        }
+        if written == total {
+            return Ok(());
+        }
+        // Queue what is left: the frame, less what was written.
+        self.push_frame(payload);
+        self.advance(written);
+        if tried { Ok(()) } else { self.write_to(w).map(|_| ()) }
+    }
+
     /// Queues one frame: its header, then the encoded payload.
-    pub fn push_frame(&mut self, payload: Encoded) {
+    fn push_frame(&mut self, payload: Encoded) {
         let (bytes, len) = header_bytes(payload.len());
         self.push(Chunk::Header { bytes, len: len as u8 });
         match payload {
@@ -165,22 +233,28 @@ mod tests {
     #[test]
     fn frames_go_out_whole_and_in_order_however_the_socket_takes_them() {
         let item = Item::from(vec![0x80, 4, b'B', 3, 0, 0, 0, b'a', b'b', b'c', b'.']);
+        let frames = || {
+            [Encoded::Whole(vec![1, 2, 3]), Encoded::Parts(vec![Part::Bytes(vec![9]), Part::Item(item.clone(), 2..10), Part::Bytes(vec![b'.'])])]
+        };
         let mut expected = Vec::new();
-        let mut out = Output::default();
-        for cap in [1, 3, 7, 100] {
-            out.push_frame(Encoded::Whole(vec![1, 2, 3]));
-            out.push_frame(Encoded::Parts(vec![Part::Bytes(vec![9]), Part::Item(item.clone(), 2..10), Part::Bytes(vec![b'.'])]));
-            for payload in [&[1u8, 2, 3][..], &[9, b'B', 3, 0, 0, 0, b'a', b'b', b'c', b'.'][..]] {
-                encode_header(payload.len(), &mut expected);
-                expected.extend_from_slice(payload);
+        for payload in [&[1u8, 2, 3][..], &[9, b'B', 3, 0, 0, 0, b'a', b'b', b'c', b'.'][..]] {
+            encode_header(payload.len(), &mut expected);
+            expected.extend_from_slice(payload);
+        }
+        // The first `first_cap` bytes per write while sending, then
+        // `drain_cap` per write while draining the queue (0: would block).
+        for (first_cap, drain_cap) in [(0, 1), (0, 100), (1, 3), (5, 7), (100, 1)] {
+            let mut out = Output::default();
+            let mut sock = Trickle { got: Vec::new(), cap: first_cap };
+            for f in frames() {
+                out.send_frame(&mut sock, f).unwrap();
             }
-            let mut sock = Trickle { got: Vec::new(), cap };
+            sock.cap = drain_cap;
             while !out.is_empty() {
                 out.write_to(&mut sock).unwrap();
             }
-            assert_eq!(sock.got, expected);
-            expected.clear();
+            assert_eq!(sock.got, expected, "caps {first_cap}/{drain_cap}");
+            assert!(out.queue.capacity() == 0, "an empty output keeps no buffer");
         }
-        assert!(out.queue.capacity() == 0, "an empty output keeps no buffer");
     }
 }
