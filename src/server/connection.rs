@@ -57,6 +57,12 @@ pub struct Connection {
     pub opened: Instant,
     /// Since when queued output has been waiting with no byte sent.
     pub stalled_since: Option<Instant>,
+    /// Its last turn stopped reading or answering because of backlogged
+    /// output: a writable event must serve it in full, not only flush.
+    pub read_deferred: bool,
+    /// The peer's FIN (or an error) was seen in a readiness event: read
+    /// on to the EOF, not only until a short read.
+    pub peer_hung_up: bool,
 }
 
 /// Unsent reply bytes past which a connection is not served further.
@@ -96,6 +102,8 @@ impl Connection {
             peer: None,
             opened: Instant::now(),
             stalled_since: None,
+            read_deferred: false,
+            peer_hung_up: false,
         };
         let frame = c.challenge.frame();
         c.send_frame(&frame);
@@ -133,7 +141,18 @@ impl Connection {
                     self.eof = true;
                     drained = true;
                 }
-                Ok(_) => read_any = true,
+                Ok(n) => {
+                    read_any = true;
+                    // A short read emptied the socket: whatever arrives
+                    // later raises a new edge, so asking again would only
+                    // get EAGAIN (one syscall per request saved). Unless
+                    // the peer hung up: its EOF is already queued and
+                    // raises nothing new, so it is read now.
+                    if n < room.max(1) && !self.peer_hung_up {
+                        drained = true;
+                        break;
+                    }
+                }
                 Err(e) => {
                     match e.kind() {
                         io::ErrorKind::WouldBlock => {

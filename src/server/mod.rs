@@ -192,7 +192,20 @@ impl Server {
                         self.stopping |= self.stop_flag.load(Ordering::SeqCst);
                         self.on_host_answers();
                     }
-                    token => self.service(token),
+                    // A reply's ACK makes the socket writable again: with
+                    // nothing waiting to be read, that is no reason to read
+                    // (a read that would only say EAGAIN).
+                    token if event.is_writable() && !event.is_readable() && !event.is_read_closed() && !event.is_error() => {
+                        self.on_writable(token)
+                    }
+                    token => {
+                        if (event.is_read_closed() || event.is_error())
+                            && let Some(conn) = self.conn(token)
+                        {
+                            conn.peer_hung_up = true;
+                        }
+                        self.service(token)
+                    }
                 }
             }
             // One clock reading for the timed work of this turn.
@@ -296,11 +309,27 @@ impl Server {
         come_back |= self.process_frames(token);
         if let Some(conn) = self.conn(token) {
             conn.flush();
+            // Backlogged output stopped this turn short: the socket
+            // becoming writable must bring the connection back here.
+            conn.read_deferred = conn.output_backlogged();
             if conn.is_finished() {
                 self.close(token);
             } else if come_back && !conn.parked && !conn.output_backlogged() {
                 self.resume.push_back(token);
             }
+        }
+    }
+
+    /// Sends what the socket now takes. A connection that stopped reading
+    /// or answering while its output was backlogged is served in full.
+    fn on_writable(&mut self, token: Token) {
+        let Some(conn) = self.conn(token) else { return };
+        if conn.read_deferred {
+            return self.service(token);
+        }
+        conn.flush();
+        if conn.is_finished() {
+            self.close(token);
         }
     }
 
