@@ -18,10 +18,12 @@
 //!   payload) the `None` acknowledgement. A put+get pair then moves the
 //!   same bytes both ways as on a real queue.
 //!
-//! Socket set-up matches fastmanager's (TCP_NODELAY, TCP_QUICKACK re-armed
-//! after reads, backlog 1024, one edge-triggered mio loop) so that the gap
-//! between the two is the work fastmanager does, not a different use of
-//! the kernel.
+//! Socket use matches fastmanager's (TCP_NODELAY; TCP_QUICKACK re-armed
+//! after reads during the handshake and first request and while a frame is
+//! incomplete; reading stops at a short read unless the peer hung up;
+//! writable-only events only flush; backlog 1024; one edge-triggered mio
+//! loop) so that the gap between the two is the work fastmanager does, not
+//! a different use of the kernel.
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
@@ -213,7 +215,7 @@ impl Conn {
     /// buffer: frames that arrive whole are answered from it, and only the
     /// tail of a partial frame is kept, so an idle connection holds no
     /// input buffer at all.
-    fn on_readable(&mut self, scratch: &mut [u8], key: &[u8], replies: &Replies) {
+    fn on_readable(&mut self, scratch: &mut [u8], key: &[u8], replies: &Replies, hung_up: bool) {
         let mut read_any = false;
         while !self.dead {
             match self.stream.read(scratch) {
@@ -221,13 +223,17 @@ impl Conn {
                 Ok(n) => {
                     read_any = true;
                     self.consume(&scratch[..n], key, replies);
+                    // A short read emptied the socket (as in fastmanager).
+                    if n < scratch.len() && !hung_up {
+                        break;
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => self.dead = true,
             }
         }
-        if read_any {
+        if read_any && (!matches!(self.phase, Phase::Serving) || !self.inbuf.is_empty()) {
             let _ = socket2::SockRef::from(&self.stream).set_tcp_quickack(true);
         }
     }
@@ -442,7 +448,7 @@ fn main() {
                 conn.flush();
             }
             if event.is_readable() || event.is_read_closed() {
-                conn.on_readable(&mut scratch, &args.authkey, &replies);
+                conn.on_readable(&mut scratch, &args.authkey, &replies, event.is_read_closed() || event.is_error());
             }
             if conn.dead {
                 let mut conn = conns[slot].take().expect("present");
