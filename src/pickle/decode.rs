@@ -109,6 +109,7 @@ pub(crate) fn is_spliceable(n: &Node) -> bool {
 }
 
 impl<'a> Vm<'a, '_> {
+    #[cold]
     fn invalid(&self, msg: impl Into<String>) -> PickleError {
         PickleError::Invalid {
             opcode: name(self.code),
@@ -117,6 +118,7 @@ impl<'a> Vm<'a, '_> {
         }
     }
 
+    #[cold]
     fn underflow(&self) -> PickleError {
         PickleError::StackUnderflow {
             opcode: name(self.code),
@@ -124,23 +126,24 @@ impl<'a> Vm<'a, '_> {
         }
     }
 
+    #[inline]
     fn new_node(&mut self, node: Node<'a>, depth: u32) -> Result<NodeId, PickleError> {
-        if self.nodes.len() >= self.limits.max_nodes.min(u32::MAX as usize) {
-            return Err(PickleError::NodeLimit {
-                limit: self.limits.max_nodes,
-                offset: self.offset,
-            });
-        }
-        if depth as usize > self.limits.max_depth {
-            return Err(PickleError::DepthLimit {
-                limit: self.limits.max_depth,
-                offset: self.offset,
-            });
+        if self.nodes.len() >= self.limits.max_nodes.min(u32::MAX as usize) || depth as usize > self.limits.max_depth {
+            return Err(self.node_limit(depth));
         }
         self.nodes.push(node);
         self.depth.push(depth);
         self.spans.push((NO_SPAN, NO_SPAN));
         Ok((self.nodes.len() - 1) as NodeId)
+    }
+
+    #[cold]
+    fn node_limit(&self, depth: u32) -> PickleError {
+        if depth as usize > self.limits.max_depth {
+            PickleError::DepthLimit { limit: self.limits.max_depth, offset: self.offset }
+        } else {
+            PickleError::NodeLimit { limit: self.limits.max_nodes, offset: self.offset }
+        }
     }
 
     /// Container depth of a node holding `children`.
@@ -153,6 +156,7 @@ impl<'a> Vm<'a, '_> {
     }
 
     /// Pushes a value produced by an opcode that consumed nothing.
+    #[inline]
     fn push_fresh(&mut self, node: NodeId, pending: Option<usize>, origin: bool) {
         let start = pending.unwrap_or(self.offset);
         self.stack.push(Entry {
@@ -162,18 +166,21 @@ impl<'a> Vm<'a, '_> {
         });
     }
 
+    #[inline]
     fn push_new(&mut self, node: Node<'a>, pending: Option<usize>) -> Result<(), PickleError> {
         let id = self.new_node(node, 0)?;
         self.push_fresh(id, pending, true);
         Ok(())
     }
 
+    #[inline]
     fn boundary(&self) -> usize {
         self.marks.last().map_or(0, |m| m.len)
     }
 
     /// The top `n` entries, oldest first: where they start on the stack.
     /// They stay there (no copy) until the caller truncates the stack.
+    #[inline]
     fn top_n(&self, n: usize) -> Result<usize, PickleError> {
         if self.stack.len() < self.boundary() + n {
             return Err(self.underflow());
@@ -181,6 +188,7 @@ impl<'a> Vm<'a, '_> {
         Ok(self.stack.len() - n)
     }
 
+    #[inline]
     fn top(&self) -> Result<Entry, PickleError> {
         if self.stack.len() <= self.boundary() {
             return Err(self.underflow());
@@ -199,6 +207,7 @@ impl<'a> Vm<'a, '_> {
 
     /// Records the ranges of the stack entries from `base` up, which the
     /// current opcode consumes as a run.
+    #[inline]
     fn consume_from(&mut self, base: usize) {
         let entries = &self.stack[base..];
         for (i, e) in entries.iter().enumerate() {
@@ -219,6 +228,7 @@ impl<'a> Vm<'a, '_> {
     }
 
     /// Pops one entry, recording its range.
+    #[inline]
     fn take_one(&mut self) -> Result<Entry, PickleError> {
         let base = self.top_n(1)?;
         self.consume_from(base);
@@ -226,6 +236,7 @@ impl<'a> Vm<'a, '_> {
     }
 
     /// Pushes a node built from consumed entries; its range starts at `start`.
+    #[inline]
     fn push_built(&mut self, node: Node<'a>, depth: u32, start: usize) -> Result<(), PickleError> {
         let id = self.new_node(node, depth)?;
         self.stack.push(Entry {
@@ -236,6 +247,7 @@ impl<'a> Vm<'a, '_> {
         Ok(())
     }
 
+    #[inline]
     fn memo_index(&self, raw: u64) -> Result<u32, PickleError> {
         if raw >= self.limits.max_memo as u64 || raw > u32::MAX as u64 {
             return Err(PickleError::MemoLimit {
@@ -303,6 +315,7 @@ impl<'a> Vm<'a, '_> {
 
     /// PUT / BINPUT / LONG_BINPUT / MEMOIZE of the top of the stack at
     /// memo index `raw`.
+    #[inline]
     fn put(&mut self, code: u8, raw: u64) -> Result<(), PickleError> {
         let idx = self.memo_index(raw)?;
         let top = self.top()?.node;

@@ -53,6 +53,7 @@ impl Memo {
         Memo { dense, dense_limit: src_len + 256, sparse: HashMap::new(), len: 0 }
     }
 
+    #[inline]
     pub fn get(&self, index: u32) -> Option<NodeId> {
         match self.dense.get(index as usize) {
             Some(&n) if n != NO_NODE => Some(n),
@@ -61,6 +62,7 @@ impl Memo {
         }
     }
 
+    #[inline]
     pub fn insert(&mut self, index: u32, node: NodeId) {
         let i = index as usize;
         if i < self.dense_limit {
