@@ -303,17 +303,11 @@ CASES = {f.__name__: f for f in [
     max_connections, memory_caps, billion_laughs, reduce_marker]}
 
 
-def round_trip():
-    q = fmclient.connect().get_result()
-    q.put(('ok', 42))
-    return list(q.get(timeout=10))
-
-
 def main():
     case = sys.argv[1]
     observed = CASES[case](*sys.argv[2:])
     fmclient.emit({'case': case, 'observed': observed,
-                   'round_trip': round_trip()})
+                   'round_trip': fmclient.round_trip()})
 
 
 if __name__ == '__main__':

@@ -175,17 +175,11 @@ CASES = {f.__name__: f for f in [
     unknown_names, rapid_cycles]}
 
 
-def round_trip():
-    q = fmclient.connect().get_result()
-    q.put(('ok', 42))
-    return list(q.get(timeout=10))
-
-
 def main():
     case = sys.argv[1]
     observed = CASES[case]()
     fmclient.emit({'case': case, 'observed': observed,
-                   'round_trip': round_trip()})
+                   'round_trip': fmclient.round_trip()})
 
 
 if __name__ == '__main__':

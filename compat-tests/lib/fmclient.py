@@ -48,6 +48,14 @@ def connect_sync(key=None):
     return m
 
 
+def round_trip():
+    """One put and get on the suite's result queue: proof that the server
+    still serves (after a hostile client did its worst)."""
+    q = connect().get_result()
+    q.put(('ok', 42))
+    return list(q.get(timeout=10))
+
+
 def exc_name(e):
     t = type(e)
     return '%s.%s' % (t.__module__, t.__qualname__)

@@ -20,7 +20,7 @@
 use std::collections::HashMap;
 
 use super::compat;
-use super::decode::NO_SPAN;
+use super::workspace::NO_SPAN;
 use super::lexer::{Arg, next_op};
 use super::node::{Decoded, Node, NodeId, ObjectKind, ObjectOp};
 use super::opcodes::{self as op, introduced_in};
@@ -52,9 +52,9 @@ impl<'a> Decoded<'a> {
 
     /// The spliced form, or `None` when the node has no self-contained range.
     pub(crate) fn splice(&self, id: NodeId, max: u8) -> Option<Vec<u8>> {
-        let (start, end) = match self.spans.get(id as usize)? {
-            &(start, _) if start == NO_SPAN => return None,
-            &(start, end) => (start as usize, end as usize),
+        let (start, end) = match *self.spans.get(id as usize)? {
+            (NO_SPAN, _) => return None,
+            (start, end) => (start as usize, end as usize),
         };
         let mut out = Vec::with_capacity(end - start + 3);
         out.extend([op::PROTO, self.protocol.clamp(2, max)]);

@@ -83,10 +83,11 @@ impl Memo {
     }
 }
 
-/// Every vector a decode needs, empty.
+/// Every vector a decode needs, empty; the arena typed for a source of
+/// lifetime `'a` (kept between decodes as `Workspace<'static>`).
 #[derive(Default)]
-pub(crate) struct Workspace {
-    pub nodes: Vec<Node<'static>>,
+pub(crate) struct Workspace<'a> {
+    pub nodes: Vec<Node<'a>>,
     pub depth: Vec<u32>,
     pub spans: Vec<(u32, u32)>,
     pub memoize_at: Vec<(usize, u32)>,
@@ -96,25 +97,19 @@ pub(crate) struct Workspace {
 }
 
 thread_local! {
-    static SPARE: RefCell<Workspace> = RefCell::new(Workspace::default());
+    static SPARE: RefCell<Workspace<'static>> = RefCell::new(Workspace::default());
 }
 
-impl Workspace {
+impl<'a> Workspace<'a> {
     /// The vectors the last decode on this thread gave back (empty ones
     /// if there are none, or if a decode is already running).
-    pub fn take<'a>() -> WorkspaceFor<'a> {
+    pub fn take() -> Workspace<'a> {
         let w = SPARE.try_with(|s| s.try_borrow_mut().map(|mut s| std::mem::take(&mut *s)).unwrap_or_default()).unwrap_or_default();
-        WorkspaceFor {
-            nodes: relabel(w.nodes),
-            depth: w.depth,
-            spans: w.spans,
-            memoize_at: w.memoize_at,
-            stack: w.stack,
-            marks: w.marks,
-            memo: w.memo,
-        }
+        Workspace { nodes: relabel(w.nodes), ..w }
     }
+}
 
+impl Workspace<'_> {
     /// Gives back the VM's working vectors once it has run.
     pub fn give_working(depth: Vec<u32>, stack: Vec<Entry>, marks: Vec<Mark>, memo: Vec<NodeId>) {
         let _ = SPARE.try_with(|s| {
@@ -141,17 +136,6 @@ impl Workspace {
             }
         });
     }
-}
-
-/// [`Workspace`] with the arena typed for a source of lifetime `'a`.
-pub(crate) struct WorkspaceFor<'a> {
-    pub nodes: Vec<Node<'a>>,
-    pub depth: Vec<u32>,
-    pub spans: Vec<(u32, u32)>,
-    pub memoize_at: Vec<(usize, u32)>,
-    pub stack: Vec<Entry>,
-    pub marks: Vec<Mark>,
-    pub memo: Vec<NodeId>,
 }
 
 /// Empties a node vector and retypes it for another source lifetime,

@@ -142,16 +142,13 @@ impl Reply {
 
     /// The bytes of the stored items this reply copies in.
     fn item_bytes(&self, splice: bool) -> usize {
-        let copied = |item: &Item| if splice && item.len() >= SPLICE_AT_LEAST { 0 } else { item.len() };
-        fn of(v: &Value, copied: &dyn Fn(&Item) -> usize) -> usize {
-            match v {
-                Value::Item(item) => copied(item),
-                Value::Tuple(vs) => vs.iter().map(|v| of(v, copied)).sum(),
-                _ => 0,
-            }
-        }
+        let copied = |item: &Item| if spliced(item, splice) { 0 } else { item.len() };
         match self {
-            Reply::Return(v) => of(v, &copied),
+            Reply::Return(v) => {
+                let mut bytes = 0;
+                v.visit_items(&mut |item| bytes += copied(item));
+                bytes
+            }
             Reply::ErrorItem { arg, .. } => copied(arg),
             _ => 0,
         }
@@ -169,20 +166,25 @@ impl Reply {
 }
 
 fn highest_item_protocol(v: &Value) -> u8 {
-    match v {
-        Value::Item(item) => declared_protocol(item),
-        Value::Tuple(vs) => vs.iter().map(highest_item_protocol).max().unwrap_or(0),
-        _ => 0,
-    }
+    let mut highest = 0;
+    v.visit_items(&mut |item| highest = highest.max(declared_protocol(item)));
+    highest
 }
 
 impl Value {
-    fn contains_item(&self) -> bool {
+    /// Calls `f` on every stored item in this value, in order.
+    fn visit_items(&self, f: &mut dyn FnMut(&Item)) {
         match self {
-            Value::Item(_) => true,
-            Value::Tuple(vs) => vs.iter().any(Value::contains_item),
-            _ => false,
+            Value::Item(item) => f(item),
+            Value::Tuple(vs) => vs.iter().for_each(|v| v.visit_items(f)),
+            _ => {}
         }
+    }
+
+    fn contains_item(&self) -> bool {
+        let mut any = false;
+        self.visit_items(&mut |_| any = true);
+        any
     }
 }
 
@@ -230,9 +232,14 @@ struct ReplyWriter {
     splice: bool,
 }
 
+/// Whether `item` is sent from its own buffer rather than copied in.
+fn spliced(item: &Item, splice: bool) -> bool {
+    splice && item.len() >= SPLICE_AT_LEAST
+}
+
 impl ReplyWriter {
     fn embed(&mut self, item: &Item) {
-        if self.splice && item.len() >= SPLICE_AT_LEAST {
+        if spliced(item, self.splice) {
             self.parts.push(Part::Bytes(self.w.take_written()));
             self.parts.push(Part::Item(item.clone(), embedded_body(item)));
         } else {

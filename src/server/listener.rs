@@ -174,9 +174,7 @@ impl Stream {
         #[cfg(not(any(target_os = "linux", target_os = "android")))]
         let _ = s;
     }
-}
 
-impl Stream {
     /// Reads at most `max` bytes into the spare capacity of `buf` (which
     /// grows to hold them), without zero-filling it first: a 1 MB request
     /// is copied once, by the kernel, instead of through a scratch buffer.

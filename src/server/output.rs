@@ -20,6 +20,35 @@ enum Chunk {
     Item(Item, Range<usize>),
 }
 
+/// Writes `pieces` in order, in vectored writes, until all of them are
+/// written or the socket would block; returns the bytes written.
+fn write_pieces(w: &mut impl Write, pieces: &[&[u8]]) -> Result<usize, Closed> {
+    let total: usize = pieces.iter().map(|p| p.len()).sum();
+    let mut written = 0;
+    while written < total {
+        // Skip what is written: whole pieces, then part of the next one.
+        let (mut first, mut at) = (0, written);
+        while at >= pieces[first].len() {
+            at -= pieces[first].len();
+            first += 1;
+        }
+        let rest = &pieces[first..];
+        let mut iov = [IoSlice::new(&[]); IOV];
+        iov[0] = IoSlice::new(&rest[0][at..]);
+        for (slot, p) in iov[1..rest.len()].iter_mut().zip(&rest[1..]) {
+            *slot = IoSlice::new(p);
+        }
+        match w.write_vectored(&iov[..rest.len()]) {
+            Ok(0) => return Err(Closed),
+            Ok(n) => written += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return Err(Closed),
+        }
+    }
+    Ok(written)
+}
+
 fn part_bytes(p: &Part) -> &[u8] {
     match p {
         Part::Bytes(b) => b,
@@ -72,60 +101,33 @@ impl Output {
     /// takes whole, the usual case); what the socket does not take, and
     /// any frame behind queued output, is queued.
     pub fn send_frame(&mut self, w: &mut impl Write, payload: Encoded) -> Result<(), Closed> {
-        if !self.is_empty() {
+        let parts: &[Part] = match &payload {
+            Encoded::Whole(_) => &[],
+            Encoded::Parts(parts) => parts,
+        };
+        if !self.is_empty() || parts.len() >= IOV {
             self.push_frame(payload);
             return self.write_to(w).map(|_| ());
         }
         let (header, header_len) = header_bytes(payload.len());
-        let header = &header[..header_len];
-        let total = header_len + payload.len();
-        let mut written = 0;
-        let mut tried = false;
-        {
-            let mut slices = [IoSlice::new(&[]); IOV];
-            let mut count = 1;
-            slices[0] = IoSlice::new(header);
-            let pieces: &[Part] = match &payload {
-                Encoded::Whole(b) => {
-                    slices[1] = IoSlice::new(b);
-                    count = 2;
-                    &[]
-                }
-                Encoded::Parts(parts) => parts,
-            };
-            if pieces.len() < IOV {
-                tried = true;
-                for p in pieces {
-                    slices[count] = IoSlice::new(part_bytes(p));
-                    count += 1;
-                }
-                while written < total {
-                    let mut at = written;
-                    let mut first = 0;
-                    while at >= slices[first].len() {
-                        at -= slices[first].len();
-                        first += 1;
-                    }
-                    let mut iov = [IoSlice::new(&[]); IOV];
-                    iov[..count - first].copy_from_slice(&slices[first..count]);
-                    iov[0] = IoSlice::new(&slices[first][at..]);
-                    match w.write_vectored(&iov[..count - first]) {
-                        Ok(0) => return Err(Closed),
-                        Ok(n) => written += n,
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                        Err(_) => return Err(Closed),
-                    }
-                }
-            }
+        let mut pieces: [&[u8]; IOV] = [&[]; IOV];
+        pieces[0] = &header[..header_len];
+        let mut count = 1;
+        if let Encoded::Whole(b) = &payload {
+            pieces[1] = b;
+            count = 2;
         }
-        if written == total {
-            return Ok(());
+        for p in parts {
+            pieces[count] = part_bytes(p);
+            count += 1;
         }
-        // Queue what is left: the frame, less what was written.
-        self.push_frame(payload);
-        self.advance(written);
-        if tried { Ok(()) } else { self.write_to(w).map(|_| ()) }
+        let written = write_pieces(w, &pieces[..count])?;
+        if written < header_len + payload.len() {
+            // Queue what is left: the frame, less what was written.
+            self.push_frame(payload);
+            self.advance(written);
+        }
+        Ok(())
     }
 
     /// Queues one frame: its header, then the encoded payload.
@@ -163,22 +165,19 @@ impl Output {
     pub fn write_to(&mut self, w: &mut impl Write) -> Result<usize, Closed> {
         let mut total = 0;
         while self.len > 0 {
-            let mut slices = [IoSlice::new(&[]); IOV];
-            let mut k = 0;
+            let mut pieces: [&[u8]; IOV] = [&[]; IOV];
+            let mut count = 0;
             for (i, chunk) in self.queue.iter().take(IOV).enumerate() {
                 let s = chunk.as_slice();
-                slices[k] = IoSlice::new(if i == 0 { &s[self.sent..] } else { s });
-                k += 1;
+                pieces[count] = if i == 0 { &s[self.sent..] } else { s };
+                count += 1;
             }
-            match w.write_vectored(&slices[..k]) {
-                Ok(0) => return Err(Closed),
-                Ok(n) => {
-                    total += n;
-                    self.advance(n);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => return Err(Closed),
+            let want: usize = pieces[..count].iter().map(|p| p.len()).sum();
+            let n = write_pieces(w, &pieces[..count])?;
+            total += n;
+            self.advance(n);
+            if n < want {
+                break; // the socket would block
             }
         }
         if self.len == 0 {
