@@ -70,12 +70,24 @@ impl ObjectTable {
         format!("{id:x}")
     }
 
-    /// The id an ident names, if it is one of ours.
+    /// The id an ident names, if it is one of ours. An ident is exactly
+    /// what [`ObjectTable::ident`] prints (lowercase hex, no leading zero):
+    /// CPython's server looks idents up as strings, so `7F..` or `07f..`
+    /// name nothing there either.
     pub fn parse_ident(&self, ident: &str) -> Option<ObjectId> {
-        if ident.is_empty() || ident.len() > 16 || ident.starts_with('+') {
+        let digits = ident.as_bytes();
+        if digits.is_empty() || digits.len() > 16 || digits[0] == b'0' {
             return None;
         }
-        let id = ObjectId::from_str_radix(ident, 16).ok()?;
+        let mut id: ObjectId = 0;
+        for &c in digits {
+            let d = match c {
+                b'0'..=b'9' => c - b'0',
+                b'a'..=b'f' => c - b'a' + 10,
+                _ => return None,
+            };
+            id = id << 4 | d as ObjectId;
+        }
         self.entries.contains_key(&id).then_some(id)
     }
 

@@ -65,6 +65,24 @@ pub struct Connection {
     pub peer_hung_up: bool,
 }
 
+/// What [`Connection::fill`] did.
+pub struct Filled {
+    /// The socket was drained (would block, or closed). If not, the
+    /// caller must come back, as no new readiness event will come.
+    pub drained: bool,
+    /// Bytes read that are still in the scratch buffer (from its start).
+    pub fresh: usize,
+}
+
+/// The header length and end of the first frame of `buf`, if `buf` holds
+/// all of it (a header over `limit` is not a frame to handle here).
+pub fn complete_frame(buf: &[u8], limit: usize) -> Option<(usize, usize)> {
+    match parse_header(buf, limit) {
+        Ok(Some(h)) if buf.len() >= h.header_len + h.payload_len => Some((h.header_len, h.header_len + h.payload_len)),
+        _ => None,
+    }
+}
+
 /// Unsent reply bytes past which a connection is not served further.
 const OUTPUT_BACKLOG: usize = 8 << 20;
 
@@ -75,7 +93,7 @@ pub const READ_CHUNK: usize = 64 * 1024;
 /// The one buffer every connection reads into: zeroed once, so a read no
 /// longer zero-fills a fresh 64 KiB chunk of the connection's own buffer,
 /// and an idle connection keeps no read buffer at all.
-pub struct ReadScratch(Box<[u8]>);
+pub struct ReadScratch(pub(super) Box<[u8]>);
 
 impl Default for ReadScratch {
     fn default() -> Self {
@@ -119,22 +137,29 @@ impl Connection {
         }
     }
 
-    /// Reads what the socket has, up to `cap` buffered bytes. Returns
-    /// whether the socket was drained (would block, or closed): if not,
-    /// the caller must come back, as no new readiness event will come.
-    pub fn fill(&mut self, cap: usize, scratch: &mut ReadScratch) -> bool {
+    /// Reads what the socket has, up to `cap` buffered bytes.
+    ///
+    /// With nothing buffered, a read shorter than the scratch buffer (a
+    /// whole small request, the usual case) stays in the scratch buffer:
+    /// [`Filled::fresh`] says how many bytes, and the caller handles
+    /// frames straight from there and keeps the rest with
+    /// [`Connection::keep_input`]. No input buffer is allocated, filled
+    /// and freed for such a request.
+    pub fn fill(&mut self, cap: usize, scratch: &mut ReadScratch) -> Filled {
         let mut read_any = false;
         let mut drained = self.eof;
+        let mut fresh = 0;
         while !self.eof && self.inbuf.len() < cap {
             let room = cap - self.inbuf.len();
             // The rest of a large frame is read straight into the input
             // buffer (reserved for it by `next_frame`); anything else goes
             // through the scratch buffer, so an idle connection's input
-            // buffer stays empty.
-            let read = if room > READ_CHUNK {
+            // buffer stays empty. (The scratch buffer is empty while its
+            // bytes are being handled.)
+            let read = if room > READ_CHUNK || scratch.0.is_empty() {
                 self.stream.read_into_spare(&mut self.inbuf, room)
             } else {
-                self.stream.read(&mut scratch.0[..room.max(1)]).inspect(|&n| self.inbuf.extend_from_slice(&scratch.0[..n]))
+                self.stream.read(&mut scratch.0[..room.max(1)])
             };
             match read {
                 Ok(0) => {
@@ -148,7 +173,14 @@ impl Connection {
                     // get EAGAIN (one syscall per request saved). Unless
                     // the peer hung up: its EOF is already queued and
                     // raises nothing new, so it is read now.
-                    if n < room.max(1) && !self.peer_hung_up {
+                    let short = n < room.max(1) && !self.peer_hung_up;
+                    let in_scratch = !(room > READ_CHUNK || scratch.0.is_empty());
+                    if short && in_scratch && self.inbuf.is_empty() {
+                        fresh = n;
+                    } else if in_scratch {
+                        self.inbuf.extend_from_slice(&scratch.0[..n]);
+                    }
+                    if short {
                         drained = true;
                         break;
                     }
@@ -176,17 +208,23 @@ impl Connection {
         // otherwise, as on CPython's server), and while a frame is
         // incomplete (a large frame is sent as header, then payload). A
         // whole small request on a serving connection needs no syscall.
-        if read_any && (self.phase != Phase::Serving || !self.holds_complete_frame()) {
-            self.stream.rearm_quickack();
+        if read_any {
+            let input = if fresh > 0 { &scratch.0[..fresh] } else { &self.inbuf[..] };
+            if self.phase != Phase::Serving || complete_frame(input, usize::MAX).is_none() {
+                self.stream.rearm_quickack();
+            }
         }
-        drained
+        Filled { drained, fresh }
     }
 
-    fn holds_complete_frame(&self) -> bool {
-        match parse_header(&self.inbuf, usize::MAX) {
-            Ok(Some(h)) => self.inbuf.len() >= h.header_len + h.payload_len,
-            _ => false,
-        }
+    /// Keeps bytes read into the scratch buffer that were not handled.
+    pub fn keep_input(&mut self, rest: &[u8]) {
+        self.inbuf.extend_from_slice(rest);
+    }
+
+    /// Whether another frame of this connection may be handled now.
+    pub fn takes_frames(&self) -> bool {
+        !(self.parked || self.close_after_flush || self.output_backlogged())
     }
 
     /// How many bytes to buffer before processing: the whole first frame
@@ -270,7 +308,7 @@ impl Connection {
     pub fn has_work(&self) -> bool {
         !self.eof
             && !self.parked
-            && (self.has_pending_output() || matches!(parse_header(&self.inbuf, usize::MAX), Ok(Some(h)) if self.inbuf.len() >= h.header_len + h.payload_len))
+            && (self.has_pending_output() || complete_frame(&self.inbuf, usize::MAX).is_some())
     }
 
     /// Past the handshake and its control request: a proxy's connection,

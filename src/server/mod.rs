@@ -303,10 +303,13 @@ impl Server {
             conn.input_wanted(limit)
         };
         let mut come_back = false;
+        let mut fresh = 0;
         if cap > conn.buffered_input() {
-            come_back |= !conn.fill(cap, &mut self.scratch);
+            let filled = conn.fill(cap, &mut self.scratch);
+            come_back |= !filled.drained;
+            fresh = filled.fresh;
         }
-        come_back |= self.process_frames(token);
+        come_back |= self.process_frames(token, fresh);
         if let Some(conn) = self.conn(token) {
             conn.flush();
             // Backlogged output stopped this turn short: the socket
@@ -334,12 +337,34 @@ impl Server {
     }
 
     /// Handles up to [`FRAMES_PER_TURN`] complete frames; returns whether
-    /// more may be waiting.
-    fn process_frames(&mut self, token: Token) -> bool {
-        for _ in 0..FRAMES_PER_TURN {
-            let max_frame = self.config.max_frame;
+    /// more may be waiting. The first `fresh` bytes of the scratch buffer
+    /// were just read for this connection (see [`Connection::fill`]):
+    /// their frames are handled in place, and the rest is kept in the
+    /// connection's input buffer.
+    fn process_frames(&mut self, token: Token, fresh: usize) -> bool {
+        let max_frame = self.config.max_frame;
+        let mut handled = 0;
+        if fresh > 0 {
+            let scratch = std::mem::take(&mut self.scratch.0);
+            let mut pos = 0;
+            while handled < FRAMES_PER_TURN {
+                let Some(conn) = self.conn(token) else { break };
+                if !conn.takes_frames() {
+                    break;
+                }
+                let Some((header_len, end)) = connection::complete_frame(&scratch[pos..fresh], conn.frame_limit(max_frame)) else { break };
+                self.on_frame(token, &scratch[pos + header_len..pos + end]);
+                pos += end;
+                handled += 1;
+            }
+            if let Some(conn) = self.conn(token) {
+                conn.keep_input(&scratch[pos..fresh]);
+            }
+            self.scratch.0 = scratch;
+        }
+        for _ in handled..FRAMES_PER_TURN {
             let Some(conn) = self.conn(token) else { return false };
-            if conn.parked || conn.close_after_flush || conn.output_backlogged() {
+            if !conn.takes_frames() {
                 return false;
             }
             let limit = conn.frame_limit(max_frame);
