@@ -120,7 +120,7 @@ pub(crate) fn pairs_of(
         }
         _ => {
             let elements: Vec<NodeId> = match d.node(x) {
-                Node::List(v) | Node::Tuple(v) | Node::Set(v) | Node::FrozenSet(v) => v.clone(),
+                Node::List(v) | Node::Tuple(v) | Node::Set(v) | Node::FrozenSet(v) => v.to_vec(),
                 _ => {
                     // Other iterables (range, str...) yield non-pairs: let
                     // `iterate` report what is not iterable, then refuse

@@ -2,7 +2,7 @@
 
 use std::borrow::Cow;
 
-use super::node::{Node, NodeId};
+use super::node::{Items, Node, NodeId};
 
 /// The plain value a REDUCE of a well-known builtin produces, so that
 /// protocol 2/3 sets, frozensets, bytearrays and bytes decode to the same
@@ -25,9 +25,9 @@ pub(super) fn builtin_value<'a>(
         _ => None,
     };
     match (builtins, &*g.name, a.as_slice()) {
-        (true, "set", []) => Some(Node::Set(Vec::new())),
+        (true, "set", []) => Some(Node::Set(Items::new())),
         (true, "set", [x]) => elems(*x).map(Node::Set),
-        (true, "frozenset", []) => Some(Node::FrozenSet(Vec::new())),
+        (true, "frozenset", []) => Some(Node::FrozenSet(Items::new())),
         (true, "frozenset", [x]) => elems(*x).map(Node::FrozenSet),
         (true, "bytearray", []) => Some(Node::ByteArray(Cow::Borrowed(&[]))),
         (true, "bytearray", [x]) => match &nodes[*x as usize] {

@@ -24,7 +24,7 @@ mod writer;
 
 pub use decode::{DecodeLimits, decode};
 pub use error::PickleError;
-pub use node::{Decoded, Global, Node, NodeId, Object, ObjectKind, ObjectOp};
+pub use node::{Decoded, Global, Items, Node, NodeId, Object, ObjectKind, ObjectOp};
 pub use text::{bigint_from_magnitude, bigint_to_decimal, bigint_to_f64};
 pub use writer::{PickleWriter, declared_protocol, embedded_body};
 

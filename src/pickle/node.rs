@@ -14,6 +14,15 @@ use super::text;
 /// Index of a node in [`Decoded`]'s arena.
 pub type NodeId = u32;
 
+/// The children of a tuple, list or set. Up to four are held inline: a
+/// request is a 4-tuple and its arguments are usually a short tuple, so
+/// decoding one allocates nothing for them (two allocations per request
+/// were these). Inline or not, it is 24 bytes, so `Node` stays 32.
+pub type Items = smallvec::SmallVec<[NodeId; 4]>;
+
+// The arena's size per node, checked when compiling.
+const _: () = assert!(std::mem::size_of::<Node>() == 32);
+
 /// One Python value as the pickle described it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Node<'a> {
@@ -32,12 +41,12 @@ pub enum Node<'a> {
     /// A Python 2 `str` (STRING / BINSTRING / SHORT_BINSTRING). Python 3
     /// readers decode it with their `encoding` (ASCII by default).
     ByteString(Cow<'a, [u8]>),
-    Tuple(Vec<NodeId>),
-    List(Vec<NodeId>),
+    Tuple(Items),
+    List(Items),
     /// Items in pickle order; duplicates are kept (a later one wins in Python).
     Dict(Vec<(NodeId, NodeId)>),
-    Set(Vec<NodeId>),
-    FrozenSet(Vec<NodeId>),
+    Set(Items),
+    FrozenSet(Items),
     /// A module attribute referenced by name (class, function...).
     Global(Box<Global<'a>>),
     /// Anything built by calling: REDUCE, NEWOBJ, NEWOBJ_EX, OBJ, INST.

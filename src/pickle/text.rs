@@ -15,6 +15,12 @@ pub(crate) enum PyText<'a> {
 
 /// Decodes BINUNICODE-style bytes the way CPython does: `utf-8` with `surrogatepass`.
 pub(crate) fn decode_utf8_surrogatepass(b: &[u8]) -> Result<PyText<'_>, String> {
+    // Idents and method names are short ASCII: checked a word at a time,
+    // without the general validator's setup (a third of its cost here).
+    if b.is_ascii() {
+        // SAFETY: ASCII is valid UTF-8.
+        return Ok(PyText::Utf8(Cow::Borrowed(unsafe { std::str::from_utf8_unchecked(b) })));
+    }
     match std::str::from_utf8(b) {
         Ok(s) => Ok(PyText::Utf8(Cow::Borrowed(s))),
         Err(_) => {

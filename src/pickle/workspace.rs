@@ -107,6 +107,19 @@ impl<'a> Workspace<'a> {
         let w = SPARE.try_with(|s| s.try_borrow_mut().map(|mut s| std::mem::take(&mut *s)).unwrap_or_default()).unwrap_or_default();
         Workspace { nodes: relabel(w.nodes), ..w }
     }
+
+    /// The arena vectors only (for the flat decoder, which needs no
+    /// working vectors).
+    pub fn take_arena() -> (Vec<Node<'a>>, Vec<(u32, u32)>, Vec<(usize, u32)>) {
+        let (nodes, spans, memoize_at) = SPARE
+            .try_with(|s| {
+                s.try_borrow_mut()
+                    .map(|mut s| (std::mem::take(&mut s.nodes), std::mem::take(&mut s.spans), std::mem::take(&mut s.memoize_at)))
+                    .unwrap_or_default()
+            })
+            .unwrap_or_default();
+        (relabel(nodes), spans, memoize_at)
+    }
 }
 
 impl Workspace<'_> {

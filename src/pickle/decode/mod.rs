@@ -13,11 +13,12 @@ use super::builtins::{self, kind_name};
 use super::compat;
 use super::error::PickleError;
 use super::lexer::{Arg, Op, next_op};
-use super::node::{Decoded, Global, Node, NodeId, Object, ObjectKind, ObjectOp};
+use super::node::{Decoded, Global, Items, Node, NodeId, Object, ObjectKind, ObjectOp};
 use super::opcodes::{self as op, name};
 use super::text;
 use super::workspace::{Entry, Mark, Memo, NO_SPAN, Workspace};
 
+pub(super) mod flat;
 mod stack;
 
 /// Bounds that keep a hostile pickle from costing more than its size.
@@ -50,6 +51,14 @@ pub fn decode<'a>(src: &'a [u8], limits: &DecodeLimits) -> Result<Decoded<'a>, P
     if src.len() >= NO_SPAN as usize {
         return Err(PickleError::TooLarge { len: src.len() });
     }
+    if let Some(flat) = flat::decode_flat(src, limits) {
+        return Ok(flat);
+    }
+    decode_vm(src, limits)
+}
+
+/// Decodes with the general VM alone (`src` checked by [`decode`]).
+pub(super) fn decode_vm<'a>(src: &'a [u8], limits: &DecodeLimits) -> Result<Decoded<'a>, PickleError> {
     let w = Workspace::take();
     let mut vm = Vm {
         src,
@@ -110,48 +119,146 @@ pub(crate) fn is_spliceable(n: &Node) -> bool {
 
 impl<'a> Vm<'a, '_> {
     fn run(&mut self) -> Result<NodeId, PickleError> {
+        let src = self.src;
         let mut pos = 0;
         loop {
-            if pos >= self.src.len() {
+            if pos >= src.len() {
                 return Err(PickleError::NoStop);
             }
-            // The memo opcodes are a third of a request's opcodes: done
-            // here, exactly as `step` does them, without building an `Op`.
-            let code = self.src[pos];
-            if code == op::MEMOIZE || code == op::BINPUT && pos + 1 < self.src.len() {
-                self.code = code;
-                self.offset = pos;
-                self.pending = None;
-                let (raw, end) = if code == op::MEMOIZE { (self.memo.len as u64, pos + 1) } else { (self.src[pos + 1] as u64, pos + 2) };
-                self.put(code, raw)?;
-                pos = end;
-                continue;
-            }
-            if code == op::MARK {
-                self.code = code;
-                self.offset = pos;
-                let pending = self.pending.take();
-                self.mark(pending)?;
-                pos += 1;
-                continue;
-            }
-            let o = next_op(self.src, pos)?;
-            pos = o.end;
-            self.code = o.code;
-            self.offset = o.offset;
-            let pending = self.pending.take();
-            if o.code == op::STOP {
-                let e = self.take_one()?;
-                if o.end < self.src.len() {
-                    return Err(PickleError::TrailingData {
-                        offset: o.end,
-                        count: self.src.len() - o.end,
-                    });
+            // The opcodes a request is made of are done here, straight
+            // from the bytes, by the same helpers `step` uses; the rest
+            // (and any of these whose argument runs past the end, for the
+            // lexer's error) go through `next_op` and `step`.
+            let code = src[pos];
+            let arg1 = src.get(pos + 1).copied();
+            self.code = code;
+            self.offset = pos;
+            match (code, arg1) {
+                (op::MEMOIZE, _) => {
+                    self.pending = None;
+                    self.put(code, self.memo.len as u64)?;
+                    pos += 1;
+                    continue;
                 }
-                return Ok(e.node);
+                (op::BINPUT, Some(index)) => {
+                    self.pending = None;
+                    self.put(code, index as u64)?;
+                    pos += 2;
+                    continue;
+                }
+                (op::MARK, _) => {
+                    let pending = self.pending.take();
+                    self.mark(pending)?;
+                    pos += 1;
+                    continue;
+                }
+                (op::SHORT_BINUNICODE, Some(n)) if pos + 2 + n as usize <= src.len() => {
+                    let pending = self.pending.take();
+                    let end = pos + 2 + n as usize;
+                    self.push_text(&src[pos + 2..end], pending)?;
+                    pos = end;
+                    continue;
+                }
+                (op::BININT1, Some(v)) => {
+                    let pending = self.pending.take();
+                    self.push_new(Node::Int(v as i64), pending)?;
+                    pos += 2;
+                    continue;
+                }
+                (op::BINGET, Some(index)) => {
+                    let pending = self.pending.take();
+                    self.push_memo(index as u64, pending)?;
+                    pos += 2;
+                    continue;
+                }
+                (op::NONE | op::EMPTY_TUPLE | op::EMPTY_DICT, _) => {
+                    let pending = self.pending.take();
+                    let node = match code {
+                        op::NONE => Node::None,
+                        op::EMPTY_TUPLE => Node::Tuple(Items::new()),
+                        _ => Node::Dict(Vec::new()),
+                    };
+                    self.push_new(node, pending)?;
+                    pos += 1;
+                    continue;
+                }
+                (op::TUPLE1 | op::TUPLE2 | op::TUPLE3, _) => {
+                    self.pending = None;
+                    self.tuple_of_top((code - op::TUPLE1 + 1) as usize)?;
+                    pos += 1;
+                    continue;
+                }
+                (op::TUPLE, _) => {
+                    self.pending = None;
+                    self.collect_to_mark()?;
+                    pos += 1;
+                    continue;
+                }
+                (op::STOP, _) => {
+                    let e = self.take_one()?;
+                    if pos + 1 < src.len() {
+                        return Err(PickleError::TrailingData {
+                            offset: pos + 1,
+                            count: src.len() - pos - 1,
+                        });
+                    }
+                    return Ok(e.node);
+                }
+                _ => {}
             }
+            let o = next_op(src, pos)?;
+            pos = o.end;
+            let pending = self.pending.take();
             self.step(o, pending)?;
         }
+    }
+
+    /// Pushes a `str` decoded from UTF-8 (with surrogates, as Python writes them).
+    fn push_text(&mut self, bytes: &'a [u8], pending: Option<usize>) -> Result<(), PickleError> {
+        let t = text::decode_utf8_surrogatepass(bytes).map_err(|e| self.invalid(e))?;
+        self.push_new(Self::text_node(t), pending)
+    }
+
+    /// TUPLE1 / TUPLE2 / TUPLE3: a tuple of the top `n` entries.
+    fn tuple_of_top(&mut self, n: usize) -> Result<(), PickleError> {
+        let base = self.top_n(n)?;
+        let start = self.stack[base].start;
+        let ids = self.take_from(base);
+        let d = self.depth_over(ids.iter().copied());
+        self.push_built(Node::Tuple(ids), d, start)
+    }
+
+    /// TUPLE / LIST / FROZENSET / DICT: a container of what is above the last mark.
+    fn collect_to_mark(&mut self) -> Result<(), PickleError> {
+        let mark = self.pop_mark()?;
+        let ids = self.take_from(mark.len);
+        let d = self.depth_over(ids.iter().copied());
+        let node = match self.code {
+            op::TUPLE => Node::Tuple(ids),
+            op::LIST => Node::List(ids),
+            op::FROZENSET => Node::FrozenSet(ids),
+            _ => {
+                if !ids.len().is_multiple_of(2) {
+                    return Err(self.invalid("odd number of items for DICT"));
+                }
+                Node::Dict(ids.chunks(2).map(|c| (c[0], c[1])).collect())
+            }
+        };
+        self.push_built(node, d, mark.start)
+    }
+
+    /// GET / BINGET / LONG_BINGET: pushes memo entry `raw` again.
+    fn push_memo(&mut self, raw: u64, pending: Option<usize>) -> Result<(), PickleError> {
+        let node = u32::try_from(raw)
+            .ok()
+            .and_then(|i| self.memo.get(i))
+            .ok_or(PickleError::MemoNotFound {
+                index: raw,
+                opcode: name(self.code),
+                offset: self.offset,
+            })?;
+        self.push_fresh(node, pending, false);
+        Ok(())
     }
 
     fn step(&mut self, o: Op<'a>, pending: Option<usize>) -> Result<(), PickleError> {
@@ -279,38 +386,13 @@ impl<'a> Vm<'a, '_> {
                 let t = text::raw_unicode_escape(bytes).map_err(|e| self.invalid(e))?;
                 self.push_new(Self::text_node(t), pending)?;
             }
-            op::BINUNICODE | op::SHORT_BINUNICODE | op::BINUNICODE8 => {
-                let t = text::decode_utf8_surrogatepass(bytes).map_err(|e| self.invalid(e))?;
-                self.push_new(Self::text_node(t), pending)?;
-            }
-            op::EMPTY_TUPLE => self.push_new(Node::Tuple(Vec::new()), pending)?,
-            op::EMPTY_LIST => self.push_new(Node::List(Vec::new()), pending)?,
+            op::BINUNICODE | op::SHORT_BINUNICODE | op::BINUNICODE8 => self.push_text(bytes, pending)?,
+            op::EMPTY_TUPLE => self.push_new(Node::Tuple(Items::new()), pending)?,
+            op::EMPTY_LIST => self.push_new(Node::List(Items::new()), pending)?,
             op::EMPTY_DICT => self.push_new(Node::Dict(Vec::new()), pending)?,
-            op::EMPTY_SET => self.push_new(Node::Set(Vec::new()), pending)?,
-            op::TUPLE1 | op::TUPLE2 | op::TUPLE3 => {
-                let base = self.top_n((o.code - op::TUPLE1 + 1) as usize)?;
-                let start = self.stack[base].start;
-                let ids = self.take_from(base);
-                let d = self.depth_over(ids.iter().copied());
-                self.push_built(Node::Tuple(ids), d, start)?;
-            }
-            op::TUPLE | op::LIST | op::FROZENSET | op::DICT => {
-                let mark = self.pop_mark()?;
-                let ids = self.take_from(mark.len);
-                let d = self.depth_over(ids.iter().copied());
-                let node = match o.code {
-                    op::TUPLE => Node::Tuple(ids),
-                    op::LIST => Node::List(ids),
-                    op::FROZENSET => Node::FrozenSet(ids),
-                    _ => {
-                        if !ids.len().is_multiple_of(2) {
-                            return Err(self.invalid("odd number of items for DICT"));
-                        }
-                        Node::Dict(ids.chunks(2).map(|c| (c[0], c[1])).collect())
-                    }
-                };
-                self.push_built(node, d, mark.start)?;
-            }
+            op::EMPTY_SET => self.push_new(Node::Set(Items::new()), pending)?,
+            op::TUPLE1 | op::TUPLE2 | op::TUPLE3 => self.tuple_of_top((o.code - op::TUPLE1 + 1) as usize)?,
+            op::TUPLE | op::LIST | op::FROZENSET | op::DICT => self.collect_to_mark()?,
             op::APPEND => {
                 let v = self.take_one()?;
                 let t = self.top()?.node;
@@ -339,11 +421,11 @@ impl<'a> Vm<'a, '_> {
                     (Node::List(l), op::APPENDS) => l.extend(ids),
                     (Node::Dict(d), op::SETITEMS) => d.extend(ids.chunks(2).map(|c| (c[0], c[1]))),
                     (Node::Set(s), op::ADDITEMS) => s.extend(ids),
-                    (Node::Object(obj), op::APPENDS) => obj.ops.push(ObjectOp::Extend(ids)),
+                    (Node::Object(obj), op::APPENDS) => obj.ops.push(ObjectOp::Extend(ids.into_vec())),
                     (Node::Object(obj), op::SETITEMS) => obj
                         .ops
                         .extend(ids.chunks(2).map(|c| ObjectOp::SetItem(c[0], c[1]))),
-                    (Node::Object(obj), _) => obj.ops.push(ObjectOp::AddItems(ids)),
+                    (Node::Object(obj), _) => obj.ops.push(ObjectOp::AddItems(ids.into_vec())),
                     (other, _) => {
                         let k = kind_name(other);
                         return Err(self.invalid(format!("cannot apply {} to {k}", name(code))));
@@ -441,20 +523,8 @@ impl<'a> Vm<'a, '_> {
                 self.push_built(node, d, start)?;
             }
             op::GET | op::BINGET | op::LONG_BINGET => {
-                let raw = if o.code == op::GET {
-                    self.text_index(bytes)?
-                } else {
-                    uint
-                };
-                let node = u32::try_from(raw)
-                    .ok()
-                    .and_then(|i| self.memo.get(i))
-                    .ok_or(PickleError::MemoNotFound {
-                        index: raw,
-                        opcode: name(o.code),
-                        offset: o.offset,
-                    })?;
-                self.push_fresh(node, pending, false);
+                let raw = if o.code == op::GET { self.text_index(bytes)? } else { uint };
+                self.push_memo(raw, pending)?;
             }
             op::PUT | op::BINPUT | op::LONG_BINPUT | op::MEMOIZE => {
                 let raw = match o.code {
@@ -493,7 +563,7 @@ impl<'a> Vm<'a, '_> {
     fn instantiate(
         &mut self,
         cls: NodeId,
-        args: Vec<NodeId>,
+        args: Items,
         start: usize,
     ) -> Result<(), PickleError> {
         let d = self.depth_over(args.iter().copied());

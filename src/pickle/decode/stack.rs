@@ -5,7 +5,7 @@
 //! memo, and the errors that name where decoding stopped.
 
 use crate::pickle::error::PickleError;
-use crate::pickle::node::{Node, NodeId};
+use crate::pickle::node::{Items, Node, NodeId};
 use crate::pickle::opcodes::{self as op, name};
 use crate::pickle::text::{self, IntValue, PyText};
 use crate::pickle::workspace::{Entry, Mark, NO_SPAN};
@@ -123,7 +123,7 @@ impl<'a> Vm<'a, '_> {
 
     /// Consumes the stack entries from `base` up: their ranges are
     /// recorded, and their nodes returned, oldest first.
-    pub(super) fn take_from(&mut self, base: usize) -> Vec<NodeId> {
+    pub(super) fn take_from(&mut self, base: usize) -> Items {
         self.consume_from(base);
         let ids = self.stack[base..].iter().map(|e| e.node).collect();
         self.stack.truncate(base);

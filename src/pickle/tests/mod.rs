@@ -3,6 +3,7 @@
 //! per batch, never one per value.
 
 mod differential;
+mod flat;
 mod fuzz_found;
 mod hostile;
 mod oracle;
