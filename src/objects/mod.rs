@@ -48,6 +48,10 @@ pub type ClientId = u64;
 /// under the id of the object that owns the state.
 pub type WaitKey = u64;
 
+/// The wait keys a call wakes: none or one almost always, so kept
+/// inline (a `put` allocated a vector for its one key).
+pub type Wakes = smallvec::SmallVec<[WaitKey; 2]>;
+
 /// Who is calling, on what, and when.
 #[derive(Debug, Clone, Copy)]
 pub struct CallContext {
@@ -61,12 +65,12 @@ pub struct CallContext {
 #[derive(Debug)]
 pub enum Attempt {
     /// The call completed. Requests parked on the `wake` keys are retried.
-    Done { reply: Reply, wake: Vec<WaitKey> },
+    Done { reply: Reply, wake: Wakes },
     /// The call must wait until something wakes key `on` (or its deadline).
     Block { on: WaitKey },
     /// Like `Block`, after a change other waiters must see first:
     /// `Condition.wait` releases its lock, then waits for a notify.
-    BlockWaking { on: WaitKey, wake: Vec<WaitKey> },
+    BlockWaking { on: WaitKey, wake: Wakes },
     /// The call returns a new shared object, sent as a `#PROXY` (for
     /// methods listed in CPython's `method_to_typeid`, e.g. `dict.__iter__`).
     NewObject { typeid: &'static str, object: SharedObject },
@@ -75,12 +79,12 @@ pub enum Attempt {
 impl Attempt {
     /// Completed; nothing for waiters.
     pub fn reply(reply: Reply) -> Attempt {
-        Attempt::Done { reply, wake: Vec::new() }
+        Attempt::Done { reply, wake: Wakes::new() }
     }
 
     /// Completed, and the object changed: its waiters should retry.
     pub fn changed(reply: Reply, ctx: &CallContext) -> Attempt {
-        Attempt::Done { reply, wake: vec![ctx.this] }
+        Attempt::Done { reply, wake: smallvec::smallvec![ctx.this] }
     }
 
     pub fn error(e: PyException) -> Attempt {

@@ -133,14 +133,30 @@ impl<'a> Decoded<'a> {
 
     /// Encodes node `id` from the arena at `protocol` (2..=5).
     pub(crate) fn reencode(&self, id: NodeId, protocol: u8) -> Vec<u8> {
-        let mut enc = Encoder {
-            d: self,
-            w: PickleWriter::new(protocol),
-            memo: HashMap::new(),
-            tasks: vec![Task::Encode(id)],
-        };
-        enc.run();
-        enc.w.finish()
+        let mut w = PickleWriter::new(protocol);
+        // A lone scalar (what most queued items are) is written directly,
+        // exactly as the encoder below writes it, without its task stack
+        // and memo map.
+        match self.node(id) {
+            Node::None => w.none(),
+            Node::Bool(b) => w.bool(*b),
+            Node::Int(i) => w.int(*i),
+            Node::Float(f) => w.float(*f),
+            Node::Str(s) => {
+                w.str(s);
+                w.put(0);
+            }
+            Node::Bytes(b) => {
+                w.bytes(b);
+                w.put(0);
+            }
+            _ => {
+                let mut enc = Encoder { d: self, w, memo: HashMap::new(), tasks: vec![Task::Encode(id)] };
+                enc.run();
+                w = enc.w;
+            }
+        }
+        w.finish()
     }
 }
 

@@ -27,8 +27,15 @@ impl PickleWriter {
     /// embeds a large item is then written without growing (and copying)
     /// its buffer again and again.
     pub fn with_capacity(protocol: u8, capacity: usize) -> Self {
+        Self::in_buffer(protocol, Vec::new(), capacity)
+    }
+
+    /// Like [`PickleWriter::with_capacity`], writing into `buf` (emptied
+    /// first): a server reuses one buffer for reply after reply.
+    pub fn in_buffer(protocol: u8, mut buf: Vec<u8>, capacity: usize) -> Self {
         let protocol = protocol.clamp(2, op::HIGHEST_PROTOCOL);
-        let mut buf = Vec::with_capacity(capacity.max(64));
+        buf.clear();
+        buf.reserve(capacity.max(64));
         buf.extend_from_slice(&[op::PROTO, protocol]);
         PickleWriter { buf, protocol }
     }

@@ -74,7 +74,7 @@ impl Reply {
 
     /// The pickle bytes of this reply (without the frame header).
     pub fn encode(&self) -> Vec<u8> {
-        match self.encode_with(false) {
+        match self.encode_with(false, Vec::new()) {
             Encoded::Whole(bytes) => bytes,
             Encoded::Parts(_) => unreachable!("nothing spliced"),
         }
@@ -84,18 +84,24 @@ impl Reply {
     /// copied into it but referenced, as [`Part::Item`]s between the bytes
     /// written around them.
     pub fn into_encoded(self) -> Encoded {
+        self.into_encoded_in(Vec::new())
+    }
+
+    /// Like [`Reply::into_encoded`], written into `buf` (a buffer the
+    /// caller reuses) unless the reply is already pickled.
+    pub fn into_encoded_in(self, buf: Vec<u8>) -> Encoded {
         match self {
             Reply::Pickled(bytes) => Encoded::Whole(bytes),
-            other => other.encode_with(true),
+            other => other.encode_with(true, buf),
         }
     }
 
-    fn encode_with(&self, splice: bool) -> Encoded {
+    fn encode_with(&self, splice: bool, buf: Vec<u8>) -> Encoded {
         if let Reply::Pickled(bytes) = self {
             return Encoded::Whole(bytes.clone());
         }
         let mut w = ReplyWriter {
-            w: PickleWriter::with_capacity(self.protocol(), 64 + self.item_bytes(splice)),
+            w: PickleWriter::in_buffer(self.protocol(), buf, 64 + self.item_bytes(splice)),
             parts: Vec::new(),
             splice,
         };

@@ -268,11 +268,19 @@ impl Connection {
     /// Sends one frame: with nothing queued before it, it goes to the
     /// socket at once (header, payload and any large item it references
     /// in one vectored write), and only what the socket did not take waits.
-    pub fn send_encoded(&mut self, payload: Encoded) {
-        if self.output.send_frame(&mut self.stream, payload).is_err() {
-            self.eof = true;
-        } else if self.has_pending_output() && self.stalled_since.is_none() {
-            self.stalled_since = Some(Instant::now());
+    /// Returns the payload's buffer when the socket took it whole.
+    pub fn send_encoded(&mut self, payload: Encoded) -> Option<Vec<u8>> {
+        match self.output.send_frame(&mut self.stream, payload) {
+            Err(_closed) => {
+                self.eof = true;
+                None
+            }
+            Ok(spare) => {
+                if self.has_pending_output() && self.stalled_since.is_none() {
+                    self.stalled_since = Some(Instant::now());
+                }
+                spare
+            }
         }
     }
 

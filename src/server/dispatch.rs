@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use crate::objects::{Attempt, CallContext, CallError, ClientId, ObjectCall, ObjectId, ObjectTable, WaitKey};
+use crate::objects::{Attempt, CallContext, CallError, ClientId, ObjectCall, ObjectId, ObjectTable, WaitKey, Wakes};
 use crate::protocol::reply::format_traceback;
 use crate::protocol::{Address, PyException, Reply, Request, Token, Value};
 use crate::registry::Registry;
@@ -35,15 +35,15 @@ pub enum AfterControl {
 /// The result of a method call.
 pub enum Outcome {
     /// Send `reply`; retry the requests parked on the `wake` keys.
-    Reply { reply: Reply, wake: Vec<WaitKey> },
+    Reply { reply: Reply, wake: Wakes },
     /// The call waits in the blocked registry until `key` is woken; the
     /// requests parked on the `wake` keys are retried once it is parked.
-    Park { key: WaitKey, call: ObjectCall, wake: Vec<WaitKey> },
+    Park { key: WaitKey, call: ObjectCall, wake: Wakes },
 }
 
 impl Outcome {
     fn reply(reply: Reply) -> Outcome {
-        Outcome::Reply { reply, wake: Vec::new() }
+        Outcome::Reply { reply, wake: Wakes::new() }
     }
 }
 
@@ -199,7 +199,7 @@ pub fn method_call(state: &mut State, req: &Request<'_, '_>, id: Option<ObjectId
 pub fn resolve(state: &mut State, attempt: Attempt, call: ObjectCall) -> Outcome {
     match attempt {
         Attempt::Done { reply, wake } => Outcome::Reply { reply, wake },
-        Attempt::Block { on } => Outcome::Park { key: on, call, wake: Vec::new() },
+        Attempt::Block { on } => Outcome::Park { key: on, call, wake: Wakes::new() },
         Attempt::BlockWaking { on, wake } => Outcome::Park { key: on, call, wake },
         Attempt::NewObject { typeid, object } => {
             let id = state.objects.insert(typeid, object, false);

@@ -23,7 +23,7 @@ use mio::{Token, Waker};
 use tracing::warn;
 
 use crate::objects::hosted::HostedObject;
-use crate::objects::{ClientId, ObjectId, ObjectTable, SharedObject};
+use crate::objects::{ClientId, ObjectId, ObjectTable, SharedObject, Wakes};
 use crate::pickle::decode;
 use crate::protocol::reply::format_traceback;
 use crate::protocol::{parse_request, Reply, Request};
@@ -228,7 +228,7 @@ impl Server {
                     self.finish_control(token, reply);
                 }
                 (Purpose::Call { object }, Err(reply)) => {
-                    self.apply(token, pending.client, object, Outcome::Reply { reply, wake: Vec::new() });
+                    self.apply(token, pending.client, object, Outcome::Reply { reply, wake: Wakes::new() });
                 }
                 (Purpose::Call { object }, Ok((id, typeid))) => {
                     // `method_to_typeid`: the result is served as a new object.

@@ -27,7 +27,7 @@
 
 use rustc_hash::FxHashMap;
 
-use crate::objects::{ObjectId, ObjectTable};
+use crate::objects::{ObjectId, ObjectTable, Wakes};
 use crate::pickle::{Decoded, Node, NodeId};
 use crate::protocol::{PyException, Reply, Request};
 
@@ -120,7 +120,7 @@ impl MemoryBudget {
         // An unknown ident is the call's own error (KeyError).
         let Some(id) = id else { return call(state) };
         match self.admit(&state.objects, id, req, request_len) {
-            Err(e) => Outcome::Reply { reply: Reply::Error(e), wake: Vec::new() },
+            Err(e) => Outcome::Reply { reply: Reply::Error(e), wake: Wakes::new() },
             Ok(growth) => {
                 let outcome = call(state);
                 self.charge(id, growth);

@@ -28,7 +28,7 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use tracing::{debug, info, warn};
 
-use crate::objects::{CallContext, ClientId, ObjectId, ObjectTable, WaitKey};
+use crate::objects::{CallContext, ClientId, ObjectId, ObjectTable, WaitKey, Wakes};
 use crate::pickle::decode;
 use crate::protocol::reply::format_traceback;
 use crate::protocol::{parse_request, Address, Reply};
@@ -109,7 +109,14 @@ pub struct Server {
     /// The embedding program's end for hosted objects, if connected.
     host: Option<host::HostLink>,
     scratch: connection::ReadScratch,
+    /// The buffer the last reply was written in, once the socket took it
+    /// whole: the next reply is written in it (no allocation per reply,
+    /// and memory that is still in cache).
+    reply_buffer: Vec<u8>,
 }
+
+/// A reply buffer that grew past this (a large reply) is not kept.
+const KEEP_REPLY_BUFFER: usize = 64 * 1024;
 
 impl Server {
     /// Binds the address and creates the named objects.
@@ -151,6 +158,7 @@ impl Server {
             stop_flag: Arc::new(AtomicBool::new(false)),
             host: None,
             scratch: Default::default(),
+            reply_buffer: Vec::new(),
         })
     }
 
@@ -449,10 +457,10 @@ impl Server {
                 let outcome = match decode(frame, &limits) {
                     Err(e) => Outcome::Reply {
                         reply: Reply::Traceback(format_traceback(&format!("_pickle.UnpicklingError: {e}"))),
-                        wake: Vec::new(),
+                        wake: Wakes::new(),
                     },
                     Ok(pickle) => match parse_request(&pickle) {
-                        Err(line) => Outcome::Reply { reply: Reply::Traceback(format_traceback(&line)), wake: Vec::new() },
+                        Err(line) => Outcome::Reply { reply: Reply::Traceback(format_traceback(&line)), wake: Wakes::new() },
                         Ok(req) => {
                             let id = req.ident.and_then(|i| self.state.objects.parse_ident(i));
                             if let Some((key, typeid)) = id.and_then(|id| host::hosted_target(&self.state.objects, id)) {
@@ -516,8 +524,12 @@ impl Server {
     }
 
     fn send(&mut self, token: Token, reply: Reply) {
-        if let Some(conn) = self.conn(token) {
-            conn.send_encoded(reply.into_encoded());
+        let buffer = std::mem::take(&mut self.reply_buffer);
+        if let Some(conn) = self.conns.get_mut(token.0).and_then(Option::as_mut)
+            && let Some(spare) = conn.send_encoded(reply.into_encoded_in(buffer))
+            && spare.capacity() <= KEEP_REPLY_BUFFER
+        {
+            self.reply_buffer = spare;
         }
     }
 
@@ -543,7 +555,7 @@ impl Server {
                         "'{}'",
                         ObjectTable::ident(p.object)
                     )));
-                    self.apply(p.conn, p.client, p.object, Outcome::Reply { reply, wake: Vec::new() });
+                    self.apply(p.conn, p.client, p.object, Outcome::Reply { reply, wake: Wakes::new() });
                     continue;
                 };
                 let attempt = entry.object.attempt(&mut parked.call, &ctx);

@@ -99,15 +99,16 @@ impl Output {
     /// Sends one frame: with nothing queued it is written at once, from
     /// the payload itself (no queue is allocated for a reply the socket
     /// takes whole, the usual case); what the socket does not take, and
-    /// any frame behind queued output, is queued.
-    pub fn send_frame(&mut self, w: &mut impl Write, payload: Encoded) -> Result<(), Closed> {
+    /// any frame behind queued output, is queued. A payload buffer the
+    /// socket took whole is handed back, for the caller to reuse.
+    pub fn send_frame(&mut self, w: &mut impl Write, payload: Encoded) -> Result<Option<Vec<u8>>, Closed> {
         let parts: &[Part] = match &payload {
             Encoded::Whole(_) => &[],
             Encoded::Parts(parts) => parts,
         };
         if !self.is_empty() || parts.len() >= IOV {
             self.push_frame(payload);
-            return self.write_to(w).map(|_| ());
+            return self.write_to(w).map(|_| None);
         }
         let (header, header_len) = header_bytes(payload.len());
         let mut pieces: [&[u8]; IOV] = [&[]; IOV];
@@ -126,8 +127,12 @@ impl Output {
             // Queue what is left: the frame, less what was written.
             self.push_frame(payload);
             self.advance(written);
+            return Ok(None);
         }
-        Ok(())
+        Ok(match payload {
+            Encoded::Whole(b) => Some(b),
+            Encoded::Parts(_) => None,
+        })
     }
 
     /// Queues one frame: its header, then the encoded payload.

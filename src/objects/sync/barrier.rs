@@ -164,7 +164,7 @@ impl SharedType for SharedBarrier {
                 }
                 if timeout.is_some_and(|t| t <= 0.0) {
                     self.break_barrier();
-                    return Attempt::Done { reply: Reply::Error(broken_barrier()), wake: vec![ctx.this] };
+                    return Attempt::Done { reply: Reply::Error(broken_barrier()), wake: smallvec::smallvec![ctx.this] };
                 }
                 let t = self.next_ticket;
                 self.next_ticket += 1;
@@ -204,7 +204,7 @@ impl SharedType for SharedBarrier {
         }
         self.waiting.retain(|(ticket, _, _)| ticket != t);
         self.break_barrier();
-        Attempt::Done { reply: Reply::Error(broken_barrier()), wake: vec![ctx.this] }
+        Attempt::Done { reply: Reply::Error(broken_barrier()), wake: smallvec::smallvec![ctx.this] }
     }
 
     fn client_gone(&mut self, client: ClientId, _ctx: &CallContext) -> Vec<crate::objects::WaitKey> {

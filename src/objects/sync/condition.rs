@@ -124,7 +124,7 @@ impl SharedCondition {
                 self.next_ticket += 1;
                 self.waiters.push_back((ticket, ctx.client));
                 *phase = WaitPhase::Waiting { ticket, saved };
-                Attempt::BlockWaking { on: ctx.this, wake: vec![lock_key] }
+                Attempt::BlockWaking { on: ctx.this, wake: smallvec::smallvec![lock_key] }
             }
             WaitPhase::Waiting { ticket, saved } => {
                 if !self.notified.remove(&ticket) {
@@ -344,7 +344,7 @@ mod tests {
         assert!(is_return(&c.attempt(&mut acquire(), &ctx(A)), true));
         let mut wa = wait();
         match c.attempt(&mut wa, &ctx(A)) {
-            Attempt::BlockWaking { on, wake } => assert_eq!((on, wake), (THIS, vec![lock_key])),
+            Attempt::BlockWaking { on, wake } => assert_eq!((on, wake.as_slice()), (THIS, &[lock_key][..])),
             other => panic!("{other:?}"),
         }
         assert_eq!(c.repr("100").unwrap(), "<Condition(<unlocked _thread.RLock object owner=0 count=0 at 0x110>, 1)>");

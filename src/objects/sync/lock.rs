@@ -8,7 +8,7 @@
 
 use std::time::Instant;
 
-use crate::objects::{Attempt, CallContext, CallError, ClientId, ObjectTable, PendingCall, SharedObject, SharedType, WaitKey};
+use crate::objects::{Attempt, CallContext, CallError, ClientId, ObjectTable, PendingCall, SharedObject, SharedType, WaitKey, Wakes};
 use crate::protocol::{bind, is_truthy, PyException, Reply, Request, Value};
 
 use super::{cli_no_args, deadline_after, number, runtime_error, type_name, Shared};
@@ -185,7 +185,7 @@ pub fn attempt_acquire(state: &mut LockState, call: &Acquire, client: ClientId, 
 /// A release of `state` by `client`; waiters on `key` retry once it is free.
 pub fn attempt_release(state: &mut LockState, client: ClientId, key: WaitKey) -> Attempt {
     match state.release(client) {
-        Ok(freed) => Attempt::Done { reply: Reply::none(), wake: if freed { vec![key] } else { Vec::new() } },
+        Ok(freed) => Attempt::Done { reply: Reply::none(), wake: if freed { smallvec::smallvec![key] } else { Wakes::new() } },
         Err(e) => Attempt::error(e),
     }
 }

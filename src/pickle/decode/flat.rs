@@ -13,8 +13,6 @@
 //! one the VM gives, node for node, with the same ranges and memo record
 //! (`tests::flat_matches_vm` checks both against each other).
 
-use smallvec::SmallVec;
-
 use super::super::node::{Decoded, Items, Node, NodeId};
 use super::super::opcodes as op;
 use super::super::text;
@@ -144,7 +142,17 @@ impl Flat {
                     if depth as usize > limits.max_depth || d.nodes.len() >= max_nodes {
                         return None;
                     }
-                    let children: Items = items.iter().map(|s| s.node).collect::<SmallVec<_>>();
+                    let children = match items.len() {
+                        // Written inline, without SmallVec's generic extend.
+                        n @ 0..=4 => {
+                            let mut inline = [0; 4];
+                            for (c, s) in inline.iter_mut().zip(items) {
+                                *c = s.node;
+                            }
+                            Items::from_buf_and_len(inline, n)
+                        }
+                        _ => items.iter().map(|s| s.node).collect(),
+                    };
                     self.len = base;
                     let id = d.nodes.len() as NodeId;
                     d.nodes.push(Node::Tuple(children));
