@@ -83,6 +83,9 @@ impl Memo {
     }
 }
 
+/// A [`Decoded`](super::Decoded)'s vectors: nodes, their ranges, the memo record.
+pub(crate) type Arena<'a> = (Vec<Node<'a>>, Vec<(u32, u32)>, Vec<(usize, u32)>);
+
 /// Every vector a decode needs, empty; the arena typed for a source of
 /// lifetime `'a` (kept between decodes as `Workspace<'static>`).
 #[derive(Default)]
@@ -110,7 +113,7 @@ impl<'a> Workspace<'a> {
 
     /// The arena vectors only (for the flat decoder, which needs no
     /// working vectors).
-    pub fn take_arena() -> (Vec<Node<'a>>, Vec<(u32, u32)>, Vec<(usize, u32)>) {
+    pub fn take_arena() -> Arena<'a> {
         let (nodes, spans, memoize_at) = SPARE
             .try_with(|s| {
                 s.try_borrow_mut()

@@ -100,7 +100,7 @@ fn random_pickle(rng: &mut Rng) -> Vec<u8> {
         let small = rng.below(6) as u8;
         match rng.below(22) {
             0 | 1 => p.push(op::MARK),
-            2 | 3 | 4 => p.push(op::MEMOIZE),
+            2..=4 => p.push(op::MEMOIZE),
             5 => p.extend([op::BINPUT, small]),
             6 | 7 => p.extend([op::BINGET, small]),
             8 => p.push([op::TUPLE1, op::TUPLE2, op::TUPLE3][rng.below(3) as usize]),
