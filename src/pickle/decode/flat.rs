@@ -11,7 +11,7 @@
 //! decodes the pickle from the start, so errors and every other shape
 //! keep exactly one implementation. When it succeeds, the result is the
 //! one the VM gives, node for node, with the same ranges and memo record
-//! (`tests::flat_matches_vm` checks both against each other).
+//! (`src/pickle/tests/flat.rs` checks the two against each other).
 
 use super::super::node::{Decoded, Items, Node, NodeId};
 use super::super::opcodes as op;

@@ -43,7 +43,8 @@ impl Default for DecodeLimits {
     }
 }
 
-/// Decodes one pickle (which must end with its STOP: trailing bytes are an error).
+/// Decodes one pickle (which must end with its STOP: trailing bytes are an error):
+/// by the flat decoder (`decode/flat.rs`) when it takes it, else by the VM.
 pub fn decode<'a>(src: &'a [u8], limits: &DecodeLimits) -> Result<Decoded<'a>, PickleError> {
     if src.is_empty() {
         return Err(PickleError::Empty);
