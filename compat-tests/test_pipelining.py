@@ -15,3 +15,14 @@ def test_flooding_client_does_not_stall_others(py, server, clients):
     assert r['flood_sent'] > 1000, r
     assert r['slowest_round_trip'] < 5.0, r
     assert server.alive()
+
+
+def test_requests_in_one_write_and_a_cut_frame_are_all_answered(py, server, clients):
+    r = clients.run(py, 'pipelined_batch.py')
+    none = ['#RETURN', None]
+    assert r['replies'] == {
+        'cut_in_payload': [none] * 3 + [['#RETURN', 1], ['#RETURN', 2], ['#RETURN', 3]],
+        'cut_in_header': [none] * 3 + [['#RETURN', 10], ['#RETURN', 11], ['#RETURN', 12]],
+    }, r
+    assert r['round_trip'] == ['ok', 42]
+    assert server.alive()
