@@ -55,7 +55,7 @@ fn line<'a>(src: &'a [u8], pos: usize, what: &'static str) -> Result<&'a [u8], P
     }
 }
 
-fn uint_le(b: &[u8]) -> u64 {
+pub(crate) fn uint_le(b: &[u8]) -> u64 {
     b.iter().rev().fold(0u64, |acc, &x| (acc << 8) | x as u64)
 }
 

@@ -19,6 +19,8 @@
 
 use std::collections::HashMap;
 
+use rustc_hash::FxHashMap;
+
 use super::compat;
 use super::workspace::NO_SPAN;
 use super::lexer::{Arg, next_op};
@@ -133,30 +135,12 @@ impl<'a> Decoded<'a> {
 
     /// Encodes node `id` from the arena at `protocol` (2..=5).
     pub(crate) fn reencode(&self, id: NodeId, protocol: u8) -> Vec<u8> {
-        let mut w = PickleWriter::new(protocol);
-        // A lone scalar (what most queued items are) is written directly,
-        // exactly as the encoder below writes it, without its task stack
-        // and memo map.
-        match self.node(id) {
-            Node::None => w.none(),
-            Node::Bool(b) => w.bool(*b),
-            Node::Int(i) => w.int(*i),
-            Node::Float(f) => w.float(*f),
-            Node::Str(s) => {
-                w.str(s);
-                w.put(0);
-            }
-            Node::Bytes(b) => {
-                w.bytes(b);
-                w.put(0);
-            }
-            _ => {
-                let mut enc = Encoder { d: self, w, memo: HashMap::new(), tasks: vec![Task::Encode(id)] };
-                enc.run();
-                w = enc.w;
-            }
-        }
-        w.finish()
+        // Starting costs nothing (no task vector, an empty Fx map): most
+        // items are one scalar, encoded by the first call alone.
+        let mut enc = Encoder { d: self, w: PickleWriter::new(protocol), memo: FxHashMap::default(), tasks: Vec::new() };
+        enc.encode(id);
+        enc.run();
+        enc.w.finish()
     }
 }
 
@@ -187,7 +171,8 @@ enum Task {
 struct Encoder<'d, 'a> {
     d: &'d Decoded<'a>,
     w: PickleWriter,
-    memo: HashMap<NodeId, u32>,
+    /// Keyed by the decoder's own node ids (Fx-hashed: no attacker picks them).
+    memo: FxHashMap<NodeId, u32>,
     tasks: Vec<Task>,
 }
 

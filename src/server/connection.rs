@@ -156,10 +156,11 @@ impl Connection {
             // through the scratch buffer, so an idle connection's input
             // buffer stays empty. (The scratch buffer is empty while its
             // bytes are being handled.)
-            let read = if room > READ_CHUNK || scratch.0.is_empty() {
-                self.stream.read_into_spare(&mut self.inbuf, room)
-            } else {
+            let into_scratch = room <= READ_CHUNK && !scratch.0.is_empty();
+            let read = if into_scratch {
                 self.stream.read(&mut scratch.0[..room.max(1)])
+            } else {
+                self.stream.read_into_spare(&mut self.inbuf, room)
             };
             match read {
                 Ok(0) => {
@@ -174,10 +175,9 @@ impl Connection {
                     // the peer hung up: its EOF is already queued and
                     // raises nothing new, so it is read now.
                     let short = n < room.max(1) && !self.peer_hung_up;
-                    let in_scratch = !(room > READ_CHUNK || scratch.0.is_empty());
-                    if short && in_scratch && self.inbuf.is_empty() {
+                    if short && into_scratch && self.inbuf.is_empty() {
                         fresh = n;
-                    } else if in_scratch {
+                    } else if into_scratch {
                         self.inbuf.extend_from_slice(&scratch.0[..n]);
                     }
                     if short {

@@ -13,6 +13,7 @@
 //! one the VM gives, node for node, with the same ranges and memo record
 //! (`src/pickle/tests/flat.rs` checks the two against each other).
 
+use super::super::lexer::uint_le;
 use super::super::node::{Decoded, Items, Node, NodeId};
 use super::super::opcodes as op;
 use super::super::text;
@@ -68,7 +69,6 @@ impl Flat {
             let at = pos;
             // The argument bytes, checked against what is left.
             let arg = |n: usize| src.get(at + 1..at + 1 + n);
-            let le = |b: &[u8]| b.iter().rev().fold(0u64, |acc, &x| acc << 8 | x as u64);
             let node = match code {
                 op::PROTO => {
                     let v = arg(1)?[0];
@@ -80,7 +80,7 @@ impl Flat {
                     continue;
                 }
                 op::FRAME => {
-                    if le(arg(8)?) > (src.len() - at - 9) as u64 {
+                    if uint_le(arg(8)?) > (src.len() - at - 9) as u64 {
                         return None;
                     }
                     pos += 9;
@@ -174,12 +174,12 @@ impl Flat {
                 op::EMPTY_TUPLE => (Node::Tuple(Items::new()), 1),
                 op::EMPTY_DICT => (Node::Dict(Vec::new()), 1),
                 op::BININT1 => (Node::Int(arg(1)?[0] as i64), 2),
-                op::BININT2 => (Node::Int(le(arg(2)?) as i64), 3),
+                op::BININT2 => (Node::Int(uint_le(arg(2)?) as i64), 3),
                 op::BININT => (Node::Int(i32::from_le_bytes(arg(4)?.try_into().ok()?) as i64), 5),
                 op::BINFLOAT => (Node::Float(f64::from_be_bytes(arg(8)?.try_into().ok()?)), 9),
                 op::SHORT_BINUNICODE | op::SHORT_BINBYTES | op::BINUNICODE | op::BINBYTES => {
                     let width = if matches!(code, op::SHORT_BINUNICODE | op::SHORT_BINBYTES) { 1 } else { 4 };
-                    let n = le(arg(width)?) as usize;
+                    let n = uint_le(arg(width)?) as usize;
                     let bytes: &'a [u8] = src.get(at + 1 + width..(at + 1 + width).checked_add(n)?)?;
                     let node = if matches!(code, op::SHORT_BINBYTES | op::BINBYTES) {
                         Node::Bytes(bytes.into())
