@@ -58,6 +58,12 @@ struct ServeArgs {
     #[arg(long)]
     no_legacy_md5: bool,
 
+    /// Worker threads serving connections (each an event loop; objects
+    /// are shared). Default: one per core this process may use. 1 serves
+    /// everything from one event loop.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    threads: Option<u16>,
+
     /// Open client connections; more are accepted and closed at once.
     #[arg(long, default_value_t = Limits::default().max_connections, value_name = "N")]
     max_connections: usize,
@@ -170,6 +176,7 @@ fn serve(args: ServeArgs) -> Result<()> {
     config.registrations = args.registrations;
     config.max_frame = args.max_frame_bytes;
     config.allow_legacy_md5 = !args.no_legacy_md5;
+    config.threads = args.threads.map_or(0, usize::from);
     let mut server = Server::bind(config).with_context(|| format!("cannot listen on {}", args.address))?;
     server.run().context("event loop failed")
 }

@@ -1,6 +1,6 @@
 //! One client connection: its buffers, where it is in the handshake, and
 //! the framing of what it sends and receives. No request is interpreted
-//! here; `dispatch` does that.
+//! here; `requests.rs` does that, on the worker thread that owns it.
 
 use std::io::{self, Read};
 use std::ops::Range;
@@ -38,9 +38,14 @@ pub struct Connection {
     output: Output,
     /// The peer closed its side (or the socket failed).
     pub eof: bool,
-    /// A request of this connection waits in the blocked registry; further
-    /// frames stay buffered until it is answered (clients never pipeline).
+    /// A request of this connection waits in the registry of waiting calls
+    /// (`blocking`); further frames stay buffered until it is answered
+    /// (clients never pipeline). Set from what that registry said after
+    /// the request's step, cleared when its answer is delivered.
     pub parked: bool,
+    /// Its client process is being searched for (`identify`): the frame
+    /// that needs it stays buffered until then.
+    pub awaiting_peer: bool,
     /// Close once the output is flushed (after a control request, a failed
     /// handshake or a protocol error).
     pub close_after_flush: bool,
@@ -113,6 +118,7 @@ impl Connection {
             output: Output::default(),
             eof: false,
             parked: false,
+            awaiting_peer: false,
             close_after_flush: false,
             name: String::new(),
             client,
@@ -224,7 +230,7 @@ impl Connection {
 
     /// Whether another frame of this connection may be handled now.
     pub fn takes_frames(&self) -> bool {
-        !(self.parked || self.close_after_flush || self.output_backlogged())
+        !(self.parked || self.awaiting_peer || self.close_after_flush || self.output_backlogged())
     }
 
     /// How many bytes to buffer before processing: the whole first frame

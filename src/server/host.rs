@@ -2,10 +2,11 @@
 //! itself: the Python package, whose master registers callables that may
 //! return anything (`register('Thing', Thing)`, `lambda: q`).
 //!
-//! The event loop never waits for the host. A `create` of a hosted typeid,
+//! No worker thread waits for the host. A `create` of a hosted typeid,
 //! or a call on a [`HostedObject`], becomes a [`HostRequest`] on a channel
-//! and parks its connection; the host answers on another channel and wakes
-//! the loop through its `mio::Waker`. The host runs each request on a
+//! and parks its connection in the one registry of waiting calls
+//! (`blocking`); the host answers on another channel and wakes worker 0,
+//! which turns the answer into a reply for the connection's own worker. The host runs each request on a
 //! thread of its own, so a slow method stalls only its own caller — as on
 //! CPython's thread-per-connection server.
 //!
@@ -14,23 +15,24 @@
 //! a Rust queue with the same items, served without the host from then on.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mio::{Token, Waker};
 use tracing::warn;
 
 use crate::objects::hosted::HostedObject;
-use crate::objects::{ClientId, ObjectId, ObjectTable, SharedObject, Wakes};
+use crate::objects::{ObjectId, ObjectTable, SharedObject, Wakes};
 use crate::pickle::decode;
 use crate::protocol::reply::format_traceback;
 use crate::protocol::{parse_request, Reply, Request};
 
+use super::blocking::{HostPurpose, HostWait};
+use super::core::Core;
 use super::dispatch::{self, Outcome};
+use super::mailbox::{ConnRef, Delivery};
 use super::peers::PeerProcess;
-use super::Server;
+use super::Shared;
 
 /// What the server asks of the host.
 #[derive(Debug)]
@@ -72,7 +74,8 @@ pub struct HostEnd {
     /// for requests, while others answer.
     requests: std::sync::Mutex<Receiver<HostRequest>>,
     answers: Sender<(u64, HostAnswer)>,
-    waker: Arc<Waker>,
+    /// Worker 0 takes the answers.
+    shared: Arc<Shared>,
 }
 
 /// The server has stopped: no more requests will come.
@@ -93,123 +96,87 @@ impl HostEnd {
     /// Answers the request `ticket`.
     pub fn answer(&self, ticket: u64, answer: HostAnswer) -> Result<(), ServerGone> {
         self.answers.send((ticket, answer)).map_err(|_| ServerGone)?;
-        self.waker.wake().map_err(|_| ServerGone)
+        self.shared.mailboxes[0].nudge();
+        Ok(())
     }
 }
 
 /// Stops a running server from another thread.
 #[derive(Clone)]
 pub struct Stopper {
-    pub(super) flag: Arc<AtomicBool>,
-    pub(super) waker: Arc<Waker>,
+    pub(super) shared: Arc<Shared>,
 }
 
 impl Stopper {
     pub fn stop(&self) {
-        self.flag.store(true, Ordering::SeqCst);
-        let _ = self.waker.wake();
+        self.shared.stop();
     }
 }
 
-/// What a parked connection waits for.
-enum Purpose {
-    Create { peer: Option<PeerProcess> },
-    Call { object: ObjectId },
-}
-
-struct Pending {
-    conn: Token,
-    /// Tokens are reused; the client id tells the same connection apart.
-    client: ClientId,
-    purpose: Purpose,
-}
-
 /// The server's end of the bridge.
-pub(super) struct HostLink {
+pub struct HostLink {
     requests: Sender<HostRequest>,
     answers: Receiver<(u64, HostAnswer)>,
-    pending: HashMap<u64, Pending>,
     next_ticket: u64,
     /// Built-in objects made for a host object its program keeps.
     shared: HashMap<u64, ObjectId>,
 }
 
 impl HostLink {
-    pub(super) fn new(waker: Arc<Waker>) -> (HostLink, HostEnd) {
+    pub(super) fn new(shared: Arc<Shared>) -> (HostLink, HostEnd) {
         let (request_tx, request_rx) = mpsc::channel();
         let (answer_tx, answer_rx) = mpsc::channel();
-        let link = HostLink {
-            requests: request_tx,
-            answers: answer_rx,
-            pending: HashMap::new(),
-            next_ticket: 1,
-            shared: HashMap::new(),
-        };
-        (link, HostEnd { requests: std::sync::Mutex::new(request_rx), answers: answer_tx, waker })
+        let link = HostLink { requests: request_tx, answers: answer_rx, next_ticket: 1, shared: HashMap::new() };
+        (link, HostEnd { requests: std::sync::Mutex::new(request_rx), answers: answer_tx, shared })
     }
 }
 
-impl Server {
-    /// Connects a host; the returned end receives the requests for the
-    /// typeids registered as `ExtraTypeid::Hosted` and for hosted objects.
-    pub fn host_end(&mut self) -> HostEnd {
-        let (link, end) = HostLink::new(self.waker.clone());
-        self.host = Some(link);
-        self.state.owners.embedded = true;
-        end
-    }
-
-    /// A handle that stops [`Server::run`] from another thread.
-    pub fn stopper(&self) -> Stopper {
-        Stopper { flag: self.stop_flag.clone(), waker: self.waker.clone() }
-    }
-
+impl Core {
     /// Hands a request to the host and parks the connection until the
     /// answer; without a host, answers with the error CPython would give
     /// for an unknown typeid.
-    pub(super) fn forward_to_host(&mut self, token: Token, frame: &[u8], typeid: &str, call_on: Option<(ObjectId, u64)>) {
-        let peer = if call_on.is_none() { self.peer_of(token) } else { None };
-        let Some(conn) = self.conns.get_mut(token.0).and_then(Option::as_mut) else { return };
+    pub(super) fn forward_to_host(
+        &mut self,
+        conn: ConnRef,
+        peer: Option<PeerProcess>,
+        frame: &[u8],
+        typeid: &str,
+        call_on: Option<(ObjectId, u64)>,
+        out: &mut Vec<Delivery>,
+    ) {
         let Some(host) = self.host.as_mut() else {
-            conn.send_frame(&Reply::traceback(&crate::protocol::PyException::key_error(format!("'{typeid}'"))).encode());
-            conn.close_after_flush = true;
+            let reply = Reply::traceback(&crate::protocol::PyException::key_error(format!("'{typeid}'")));
+            out.push(Delivery { conn, reply, close: true });
             return;
         };
         let ticket = host.next_ticket;
         host.next_ticket += 1;
         let (request, purpose) = match call_on {
-            None => (
-                HostRequest::Create { ticket, typeid: typeid.to_string(), frame: frame.to_vec() },
-                Purpose::Create { peer },
-            ),
-            Some((object, key)) => (
-                HostRequest::Call { ticket, key, frame: frame.to_vec() },
-                Purpose::Call { object },
-            ),
+            None => (HostRequest::Create { ticket, typeid: typeid.to_string(), frame: frame.to_vec() }, HostPurpose::Create { peer }),
+            Some((object, key)) => {
+                (HostRequest::Call { ticket, key, frame: frame.to_vec() }, HostPurpose::Call { object, peer })
+            }
         };
         if host.requests.send(request).is_err() {
-            conn.send_frame(&Reply::Traceback(format_traceback("RuntimeError: the host of this object has stopped")).encode());
-            conn.close_after_flush = call_on.is_none();
+            let reply = Reply::Traceback(format_traceback("RuntimeError: the host of this object has stopped"));
+            out.push(Delivery { conn, reply, close: call_on.is_none() });
             return;
         }
-        host.pending.insert(ticket, Pending { conn: token, client: conn.client, purpose });
-        conn.parked = true;
+        self.state.blocked.park_for_host(ticket, HostWait { conn, purpose });
     }
 
     /// Applies every answer the host has sent.
-    pub(super) fn on_host_answers(&mut self) {
+    pub(super) fn on_host_answers(&mut self, out: &mut Vec<Delivery>) {
         loop {
             let Some(host) = self.host.as_mut() else { return };
             let Ok((ticket, answer)) = host.answers.try_recv() else { return };
-            let Some(pending) = host.pending.remove(&ticket) else { continue };
-            let alive = self.conns.get(pending.conn.0).and_then(Option::as_ref).is_some_and(|c| c.client == pending.client && !c.eof);
-            if !alive {
+            let Some(wait) = self.state.blocked.take_host_wait(ticket) else {
                 // The client left meanwhile: keep nothing made for it.
                 if let HostAnswer::Hosted { key, .. } = answer {
                     let _ = host.requests.send(HostRequest::Release { key });
                 }
                 continue;
-            }
+            };
             let made = match answer {
                 HostAnswer::Reply(bytes) => Err(Reply::Pickled(bytes)),
                 HostAnswer::Hosted { typeid, key, exposed } => {
@@ -220,31 +187,22 @@ impl Server {
                     self.make_native(&typeid, shared, &create, &calls).map(|id| (id, typeid))
                 }
             };
-            let token = pending.conn;
-            match (pending.purpose, made) {
-                (Purpose::Create { .. }, Err(reply)) => self.finish_control(token, reply),
-                (Purpose::Create { peer }, Ok((id, typeid))) => {
+            let conn = wait.conn;
+            match (wait.purpose, made) {
+                (HostPurpose::Create { .. }, Err(reply)) => out.push(Delivery { conn, reply, close: true }),
+                (HostPurpose::Create { peer }, Ok((id, typeid))) => {
                     let reply = dispatch::created(&mut self.state, id, &typeid, peer);
-                    self.finish_control(token, reply);
+                    out.push(Delivery { conn, reply, close: true });
                 }
-                (Purpose::Call { object }, Err(reply)) => {
-                    self.apply(token, pending.client, object, Outcome::Reply { reply, wake: Wakes::new() });
+                (HostPurpose::Call { object, peer }, Err(reply)) => {
+                    self.apply(conn, peer, object, Outcome::Reply { reply, wake: Wakes::new() }, out);
                 }
-                (Purpose::Call { object }, Ok((id, typeid))) => {
+                (HostPurpose::Call { object, peer }, Ok((id, typeid))) => {
                     // `method_to_typeid`: the result is served as a new object.
                     let outcome = dispatch::proxy_to(&mut self.state, id, &typeid);
-                    self.apply(token, pending.client, object, outcome);
+                    self.apply(conn, peer, object, outcome, out);
                 }
             }
-        }
-    }
-
-    fn finish_control(&mut self, token: Token, reply: Reply) {
-        if let Some(conn) = self.conn(token) {
-            conn.send_frame_owned(reply.into_bytes());
-            conn.parked = false;
-            conn.close_after_flush = true;
-            self.resume.push_back(token);
         }
     }
 
@@ -256,7 +214,7 @@ impl Server {
         {
             return Ok(id);
         }
-        let limits = self.config.limits.pickle;
+        let limits = self.pickle_limits;
         let bad = |what: &str, e: &dyn std::fmt::Display| Err(Reply::Traceback(format_traceback(&format!("RuntimeError: host sent a bad {what}: {e}"))));
         let pickle = match decode(create, &limits) {
             Ok(p) => p,

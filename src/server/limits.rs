@@ -92,16 +92,17 @@ pub fn overdue(conn: &Connection, limits: &Limits, now: Instant) -> Option<&'sta
     None
 }
 
-impl super::Server {
-    /// Once a second: closes connections past a timeout, retries a failed
-    /// accept and reports connections refused over the limit.
+impl super::worker::Worker {
+    /// Once a second: closes connections past a timeout; on worker 0,
+    /// also retries a failed accept, reports connections refused over the
+    /// limit and forgets the sizes of freed objects.
     pub(super) fn sweep(&mut self) {
         let now = Instant::now();
         self.next_sweep = now + SWEEP_INTERVAL;
         if self.refused > 0 {
             tracing::warn!(
                 refused = self.refused,
-                max_connections = self.config.limits.max_connections,
+                max_connections = self.shared.config.limits.max_connections,
                 "connections refused over --max-connections"
             );
             self.refused = 0;
@@ -109,8 +110,13 @@ impl super::Server {
         if self.accept_failed {
             self.accept_all();
         }
-        self.memory.forget_freed(&self.state.objects);
-        let limits = self.config.limits;
+        if self.index() == 0 {
+            self.step(|core, _| {
+                let core = &mut *core;
+                core.memory.forget_freed(&core.state.objects)
+            });
+        }
+        let limits = self.shared.config.limits;
         let overdue: Vec<(mio::Token, &str)> = self
             .conns
             .iter()

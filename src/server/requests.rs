@@ -1,150 +1,159 @@
-//! What happens to a whole frame: a handshake step, a control request or
-//! a method call, and what the call's outcome does (a reply sent, a call
-//! parked, waiters woken and retried). `mod.rs` reads and writes the
-//! connections; this is the part that interprets what they carry.
-
-use std::time::Instant;
+//! What a worker does with a whole frame: a handshake step, a control
+//! request or a method call. Decoding and parsing happen on the worker,
+//! without the core's lock; one step under the lock applies the request
+//! (`core.rs`); the reply is encoded and written after it.
 
 use mio::Token;
 use tracing::{debug, info, warn};
 
-use crate::objects::{CallContext, ClientId, ObjectId, ObjectTable, WaitKey, Wakes};
-use crate::pickle::decode;
+use crate::pickle::{decode, Decoded};
 use crate::protocol::reply::format_traceback;
-use crate::protocol::{parse_request, Reply};
+use crate::protocol::{parse_request, Reply, Request};
 
-use super::blocking::Parked;
 use super::connection::Phase;
-use super::dispatch::{self, AfterControl, Outcome};
-use super::{host, Server};
+use super::core::ControlDone;
+use super::dispatch::AfterControl;
+use super::identify::{self, Quick};
+use super::peers::PeerProcess;
+use super::worker::Worker;
 
 /// A reply buffer that grew past this (a large reply) is not kept.
 const KEEP_REPLY_BUFFER: usize = 64 * 1024;
 
-impl Server {
-    pub(super) fn on_frame(&mut self, token: Token, frame: &[u8]) {
-        let limits = self.config.limits.pickle;
-        let Some(conn) = self.conns.get_mut(token.0).and_then(Option::as_mut) else { return };
+/// Decodes a request frame, or says what the client gets instead: the
+/// error its own server would have sent (a `#TRACEBACK`).
+fn decode_request<'a>(frame: &'a [u8], limits: &crate::pickle::DecodeLimits) -> Result<Decoded<'a>, Reply> {
+    decode(frame, limits).map_err(|e| Reply::Traceback(format_traceback(&format!("_pickle.UnpicklingError: {e}"))))
+}
+
+fn parse<'d, 'a>(pickle: &'d Decoded<'a>) -> Result<Request<'d, 'a>, Reply> {
+    parse_request(pickle).map_err(|line| Reply::Traceback(format_traceback(&line)))
+}
+
+impl Worker {
+    /// Handles one frame; returns `false` when it must be handled again
+    /// later (its connection waits for its client process to be found),
+    /// so the caller keeps it.
+    pub(super) fn on_frame(&mut self, token: Token, frame: &[u8]) -> bool {
+        let Some(conn) = self.conn(token) else { return true };
         match conn.phase {
             Phase::AwaitAnswer | Phase::AwaitPeerChallenge | Phase::AwaitPeerWelcome => {
-                if let Err(why) = conn.on_handshake_frame(&self.config.authkey, self.config.allow_legacy_md5, frame) {
+                let config = &self.shared.config;
+                let conn = self.conns[token.0].as_mut().expect("live");
+                if let Err(why) = conn.on_handshake_frame(&config.authkey, config.allow_legacy_md5, frame) {
                     warn!(conn = token.0, "authentication failed: {why}");
                 }
+                true
             }
-            Phase::AwaitControl => {
-                let (reply, after) = match decode(frame, &limits) {
-                    Err(e) => (Reply::Traceback(format_traceback(&format!("_pickle.UnpicklingError: {e}"))), AfterControl::Close),
-                    Ok(pickle) => match parse_request(&pickle) {
-                        Err(line) => (Reply::Traceback(format_traceback(&line)), AfterControl::Close),
-                        Ok(req) => {
-                            debug!(conn = token.0, request = req.method, "control request");
-                            // The serving connection of a process holding
-                            // references is identified too: its closing
-                            // is how a killed client is noticed at once.
-                            let changes_refs = match req.method {
-                                "create" | "incref" => true,
-                                "decref" | "accept_connection" => !self.state.owners.is_empty(),
-                                _ => false,
-                            };
-                            if req.method == "create"
-                                && let Some(typeid) = req.args.first().and_then(|&a| pickle.as_str(a))
-                                && self.state.registry.is_hosted(typeid)
-                            {
-                                let typeid = typeid.to_string();
-                                self.forward_to_host(token, frame, &typeid, None);
-                                return;
-                            }
-                            let peer = if changes_refs { self.peer_of(token) } else { None };
-                            if req.method == "accept_connection" {
-                                let name = req.args.first().and_then(|&a| pickle.as_str(a)).unwrap_or("");
-                                self.conns[token.0].as_mut().expect("live").name = name.to_string();
-                            }
-                            match self.memory.admit_control(&self.state.objects, &req, frame.len()) {
-                                Ok(()) => dispatch::control(&mut self.state, &req, peer),
-                                Err(e) => (Reply::Error(e), AfterControl::Close),
-                            }
-                        }
-                    },
-                };
-                let conn = self.conns[token.0].as_mut().expect("live");
-                conn.send_frame_owned(reply.encode());
-                match after {
-                    AfterControl::Serve => conn.phase = Phase::Serving,
-                    AfterControl::Close => conn.close_after_flush = true,
-                    AfterControl::Shutdown => {
-                        conn.close_after_flush = true;
-                        info!("shutdown requested by a client");
-                        self.stopping = true;
-                    }
-                }
-            }
+            Phase::AwaitControl => self.on_control(token, frame),
             Phase::Serving => {
-                let client = conn.client;
-                let mut object = 0;
-                let outcome = match decode(frame, &limits) {
-                    Err(e) => Outcome::Reply {
-                        reply: Reply::Traceback(format_traceback(&format!("_pickle.UnpicklingError: {e}"))),
-                        wake: Wakes::new(),
-                    },
-                    Ok(pickle) => match parse_request(&pickle) {
-                        Err(line) => Outcome::Reply { reply: Reply::Traceback(format_traceback(&line)), wake: Wakes::new() },
-                        Ok(req) => {
-                            let id = req.ident.and_then(|i| self.state.objects.parse_ident(i));
-                            if let Some((key, typeid)) = id.and_then(|id| host::hosted_target(&self.state.objects, id)) {
-                                let id = id.expect("hosted");
-                                conn.touch(id);
-                                self.forward_to_host(token, frame, &typeid, Some((id, key)));
-                                return;
-                            }
-                            if let Some(id) = id {
-                                conn.touch(id);
-                                object = id;
-                                if crate::protocol::token::names_proxy(&pickle) {
-                                    self.state.objects.get_mut(id).expect("exists").may_hold_proxies = true;
-                                }
-                            }
-                            self.memory.within_caps(&mut self.state, &req, id, frame.len(), |state| {
-                                dispatch::method_call(state, &req, id, client, Instant::now())
-                            })
-                        }
-                    },
-                };
-                self.apply(token, client, object, outcome);
+                self.on_call(token, frame);
+                true
             }
         }
     }
 
-    /// Sends a reply and wakes what it changed, or parks the call.
-    pub(super) fn apply(&mut self, token: Token, client: ClientId, object: ObjectId, outcome: Outcome) {
-        match outcome {
-            Outcome::Reply { reply, wake } => {
-                self.state.objects.refresh_holds(object, reply.carries_items());
-                if let Reply::Proxy { token: proxy, .. } = &reply
-                    && let Some(id) = self.state.objects.parse_ident(&proxy.id)
-                    && let Some(peer) = self.peer_of(token)
-                {
-                    // The reference the server took for the client's new
-                    // proxy, which that client drops once it holds its own.
-                    self.state.owners.acquired(peer, id);
-                }
-                self.send(token, reply);
-                if let Some(conn) = self.conn(token)
-                    && conn.parked {
-                        conn.parked = false;
-                        self.resume.push_back(token);
-                    }
-                for key in wake {
-                    self.wake(key);
-                }
+    fn on_control(&mut self, token: Token, frame: &[u8]) -> bool {
+        let limits = self.shared.config.limits.pickle;
+        let parsed = decode_request(frame, &limits);
+        let pickle = match parsed {
+            Ok(p) => p,
+            Err(reply) => return self.refuse_control(token, reply),
+        };
+        let req = match parse(&pickle) {
+            Ok(r) => r,
+            Err(reply) => return self.refuse_control(token, reply),
+        };
+        debug!(conn = token.0, request = req.method, "control request");
+        // References change hands (`create`, `incref`, `decref`), or a
+        // connection starts serving: its closing is how a killed client is
+        // noticed at once. The client's process must be known first.
+        let peer = if matches!(req.method, "create" | "incref" | "decref" | "accept_connection") {
+            match self.peer_of(token) {
+                Some(peer) => peer,
+                None => return false,
             }
-            Outcome::Park { key, call, wake } => {
-                let deadline = call.deadline();
-                self.state.blocked.park(Parked { conn: token, client, object, key, call, deadline });
-                if let Some(conn) = self.conn(token) {
-                    conn.parked = true;
-                }
-                for key in wake {
-                    self.wake(key);
+        } else {
+            None
+        };
+        if req.method == "accept_connection" {
+            let name = req.args.first().and_then(|&a| pickle.as_str(a)).unwrap_or("");
+            self.conns[token.0].as_mut().expect("live").name = name.to_string();
+        }
+        let me = self.conn_ref(token);
+        let done = self.step(|core, out| core.control(me, peer, &pickle, &req, frame, out));
+        let Some(conn) = self.conn(token) else { return true };
+        match done {
+            ControlDone::Answered(AfterControl::Serve) => conn.phase = Phase::Serving,
+            ControlDone::Answered(AfterControl::Close) => {}
+            ControlDone::Answered(AfterControl::Shutdown) => {
+                info!("shutdown requested by a client");
+                self.shared.stop();
+            }
+            ControlDone::Waiting => conn.parked = true,
+        }
+        true
+    }
+
+    /// Answers a control request that could not be read, and closes.
+    fn refuse_control(&mut self, token: Token, reply: Reply) -> bool {
+        self.send(token, reply);
+        if let Some(conn) = self.conn(token) {
+            conn.close_after_flush = true;
+        }
+        true
+    }
+
+    fn on_call(&mut self, token: Token, frame: &[u8]) {
+        let limits = self.shared.config.limits.pickle;
+        let pickle = match decode_request(frame, &limits) {
+            Ok(p) => p,
+            Err(reply) => return self.send(token, reply),
+        };
+        let req = match parse(&pickle) {
+            Ok(r) => r,
+            Err(reply) => return self.send(token, reply),
+        };
+        let me = self.conn_ref(token);
+        let peer = self.conns[token.0].as_ref().and_then(|c| c.peer.flatten());
+        let (object, parked) = self.step(|core, out| {
+            let id = req.ident.and_then(|i| core.state.objects.parse_ident(i));
+            core.call(me, peer, &pickle, &req, id, frame, out);
+            (id, core.state.blocked.is_parked(me.client))
+        });
+        if let Some(conn) = self.conn(token) {
+            if let Some(id) = object {
+                conn.touch(id);
+            }
+            // Read from the registry: a call parked and answered within
+            // its own step (it woke itself) is not parked.
+            conn.parked |= parked;
+        }
+    }
+
+    /// The client process behind `token`: `Some(peer)` when known (`peer`
+    /// itself `None` when not knowable), `None` while it is being searched
+    /// for (the connection is served again once found).
+    fn peer_of(&mut self, token: Token) -> Option<Option<PeerProcess>> {
+        let conn = self.conn(token)?;
+        if let Some(peer) = conn.peer {
+            return Some(peer);
+        }
+        if conn.awaiting_peer {
+            return None;
+        }
+        match identify::quick(&conn.stream) {
+            Quick::Known(peer) => {
+                conn.peer = Some(peer);
+                Some(peer)
+            }
+            Quick::Search { local, peer } => {
+                if self.request_peer_search(token, local, peer) {
+                    self.conn(token).expect("live").awaiting_peer = true;
+                    None
+                } else {
+                    self.conn(token).expect("live").peer = Some(None);
+                    Some(None)
                 }
             }
         }
@@ -157,59 +166,6 @@ impl Server {
             && spare.capacity() <= KEEP_REPLY_BUFFER
         {
             self.reply_buffer = spare;
-        }
-    }
-
-    /// Retries the requests parked on `key` after it was woken, oldest
-    /// first, until a pass completes none of them.
-    pub(super) fn wake(&mut self, key: WaitKey) {
-        loop {
-            let mut progressed = false;
-            for park_id in self.state.blocked.waiters(key) {
-                let Some(parked) = self.state.blocked.get_mut(park_id) else { continue };
-                let conn_token = parked.conn;
-                // A client that went away gets nothing: the item stays for
-                // the next getter instead of vanishing into a dead socket.
-                if self.conns.get(conn_token.0).and_then(Option::as_ref).is_none_or(|c| c.eof) {
-                    self.state.blocked.remove(park_id);
-                    continue;
-                }
-                let ctx = CallContext { client: parked.client, this: parked.object, now: Instant::now() };
-                let Some(entry) = self.state.objects.get_mut(parked.object) else {
-                    // The object was freed while a call waited on it.
-                    let p = self.state.blocked.remove(park_id).expect("present");
-                    let reply = Reply::traceback(&crate::protocol::PyException::key_error(format!(
-                        "'{}'",
-                        ObjectTable::ident(p.object)
-                    )));
-                    self.apply(p.conn, p.client, p.object, Outcome::Reply { reply, wake: Wakes::new() });
-                    continue;
-                };
-                let attempt = entry.object.attempt(&mut parked.call, &ctx);
-                if let crate::objects::Attempt::Block { on } = attempt
-                    && on == key {
-                        continue;
-                    }
-                let p = self.state.blocked.remove(park_id).expect("present");
-                let outcome = dispatch::resolve(&mut self.state, attempt, p.call);
-                progressed |= matches!(outcome, Outcome::Reply { .. });
-                self.apply(p.conn, p.client, p.object, outcome);
-            }
-            if !progressed || !self.state.blocked.has_waiters(key) {
-                break;
-            }
-        }
-    }
-
-    pub(super) fn expire_deadlines(&mut self, now: Instant) {
-        for mut parked in self.state.blocked.take_expired(now) {
-            let ctx = CallContext { client: parked.client, this: parked.object, now };
-            let Some(entry) = self.state.objects.get_mut(parked.object) else { continue };
-            let attempt = entry.object.timed_out(&mut parked.call, &ctx);
-            // A call that must still reacquire a lock parks again; its
-            // deadline() is None from now on (the SharedType contract).
-            let outcome = dispatch::resolve(&mut self.state, attempt, parked.call);
-            self.apply(parked.conn, parked.client, parked.object, outcome);
         }
     }
 }

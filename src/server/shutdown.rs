@@ -2,23 +2,28 @@
 //! accepted, requests already received are answered and their replies
 //! sent (for at most [`STOP_GRACE`]), then the process exits with 0.
 //!
-//! Calls parked at that moment (a `get` waiting for an item) get no reply:
-//! their connections close and the client sees `EOFError`. Objects live in
-//! memory only, so their contents (queued items included) end with the
-//! process; the log says how many items were dropped.
+//! Each worker drains its own connections. Calls parked at that moment (a
+//! `get` waiting for an item) get no reply: their connections close and
+//! the client sees `EOFError`. Objects live in memory only, so their
+//! contents (queued items included) end with the process; the log says
+//! how many items were dropped (`Server::run`).
 
 use std::time::{Duration, Instant};
 
 use mio::{Events, Token};
-use tracing::{info, warn};
+use tracing::warn;
 
 use super::limits::STOP_GRACE;
-use super::Server;
+use super::worker::{Worker, WAKE};
 
-impl Server {
+impl Worker {
+    /// Serves this worker's connections until none has a request or a
+    /// reply left (or the grace period ends).
     pub(super) fn drain(&mut self) {
-        let _ = self.poll.registry().deregister(&mut self.listener);
-        self.listener.cleanup();
+        if let Some(mut listener) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut listener);
+            listener.cleanup();
+        }
         let deadline = Instant::now() + STOP_GRACE;
         // Serve every connection until none has a request or a reply left:
         // a client whose replies piled up (so that it was not read further)
@@ -43,20 +48,13 @@ impl Server {
                 break;
             }
             let _ = self.poll.poll(&mut events, Some(Duration::from_millis(20)));
-            // Calls on objects hosted by the embedding program finish too.
-            self.on_host_answers();
-        }
-        let (mut items, mut holders) = (0usize, 0usize);
-        for id in self.state.objects.ids().collect::<Vec<_>>() {
-            let mut n = 0;
-            if let Some(e) = self.state.objects.get(id) {
-                e.object.for_each_item(&mut |_| n += 1);
+            // Answers from other workers and the host (calls on objects
+            // hosted by the embedding program finish too).
+            for event in events.iter() {
+                if event.token() == WAKE {
+                    self.on_wake();
+                }
             }
-            items += n;
-            holders += (n > 0) as usize;
-        }
-        if items > 0 {
-            info!(items, objects = holders, "stopping: stored items end with the process");
         }
     }
 

@@ -1,0 +1,476 @@
+//! One worker thread: a mio event loop over the connections it owns.
+//!
+//! A connection stays on the worker that adopted it. The worker reads its
+//! frames, handles them (`requests.rs`), writes the replies, and closes it;
+//! replies for it that other workers produced arrive in the worker's
+//! mailbox. Worker 0 also owns the listener and the signals, and runs the
+//! core's own timers.
+
+use std::collections::VecDeque;
+use std::io;
+use std::sync::Arc;
+use std::sync::mpsc::Sender;
+use std::time::{Duration, Instant};
+
+use mio::{Events, Interest, Poll, Token};
+use signal_hook_mio::v1_0::Signals;
+use tracing::{info, warn};
+
+use crate::objects::ClientId;
+
+use super::connection::{self, Connection, Phase};
+use super::core::Core;
+use super::identify::Lookup;
+use super::limits;
+use super::listener::{Listener, Stream};
+use super::mailbox::{ConnRef, Delivery, Mail};
+use super::Shared;
+
+pub(super) const LISTENER: Token = Token(usize::MAX - 1);
+pub(super) const SIGNALS: Token = Token(usize::MAX - 2);
+/// The worker's mailbox has mail, or the server is stopping.
+pub(super) const WAKE: Token = Token(usize::MAX - 3);
+/// Requests one connection may have answered before the others get a turn.
+const FRAMES_PER_TURN: usize = 32;
+
+pub(super) struct Worker {
+    index: usize,
+    pub(super) poll: Poll,
+    pub(super) shared: Arc<Shared>,
+    /// Worker 0's: where clients connect, and the signals that stop us.
+    pub(super) listener: Option<Listener>,
+    signals: Option<Signals>,
+    pub(super) conns: Vec<Option<Connection>>,
+    free_slots: Vec<usize>,
+    /// Connections with work left (buffered requests, an answered call):
+    /// served after the current events.
+    pub(super) resume: VecDeque<Token>,
+    /// When idle-connection limits are checked next.
+    pub(super) next_sweep: Instant,
+    /// Accepting failed (out of file descriptors): retried at each sweep,
+    /// since no new readiness event comes for connections already waiting.
+    pub(super) accept_failed: bool,
+    /// Connections refused over `--max-connections` since the last log line.
+    pub(super) refused: u64,
+    /// The client id the next accepted connection gets (worker 0 only).
+    next_client: ClientId,
+    /// The worker the next accepted connection goes to (worker 0 only).
+    next_worker: usize,
+    pub(super) scratch: connection::ReadScratch,
+    /// The buffer the last reply was written in, once the socket took it
+    /// whole: the next reply is written in it (no allocation per reply,
+    /// and memory that is still in cache).
+    pub(super) reply_buffer: Vec<u8>,
+    /// Replies a locked step left, sent once the lock is let go.
+    pub(super) out: Vec<Delivery>,
+    inbox: Vec<Mail>,
+    /// The earliest deadline of a call this worker's connections parked.
+    pub(super) next_deadline: Option<Instant>,
+    /// When the core's own timers are due (worker 0 only).
+    pub(super) next_core_timer: Option<Instant>,
+    finder: Option<Sender<Lookup>>,
+}
+
+impl Worker {
+    pub(super) fn new(index: usize, poll: Poll, shared: Arc<Shared>) -> Worker {
+        Worker {
+            index,
+            poll,
+            shared,
+            listener: None,
+            signals: None,
+            conns: Vec::new(),
+            free_slots: Vec::new(),
+            resume: VecDeque::new(),
+            next_sweep: Instant::now() + limits::SWEEP_INTERVAL,
+            accept_failed: false,
+            refused: 0,
+            next_client: 1,
+            next_worker: 0,
+            scratch: Default::default(),
+            reply_buffer: Vec::new(),
+            out: Vec::new(),
+            inbox: Vec::new(),
+            next_deadline: None,
+            next_core_timer: None,
+            finder: None,
+        }
+    }
+
+    pub(super) fn index(&self) -> usize {
+        self.index
+    }
+
+    pub(super) fn listen(&mut self, listener: Listener, signals: Option<Signals>) {
+        self.listener = Some(listener);
+        self.signals = signals;
+    }
+
+    pub(super) fn set_finder(&mut self, finder: Sender<Lookup>) {
+        self.finder = Some(finder);
+    }
+
+    pub(super) fn run(&mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        if self.index == 0 {
+            self.on_wake();
+        }
+        while !self.shared.is_stopping() {
+            let next = [self.next_deadline, self.next_core_timer, Some(self.next_sweep)].into_iter().flatten().min();
+            // Round up so a deadline is never polled for a zero-length wait
+            // again and again just before it passes.
+            let timeout = next.map(|d| d.saturating_duration_since(Instant::now()) + Duration::from_micros(200));
+            // Connections with work left only look for new events.
+            let timeout = if self.resume.is_empty() { timeout } else { Some(Duration::ZERO) };
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept_all(),
+                    SIGNALS => self.on_signal(),
+                    WAKE => self.on_wake(),
+                    // A reply's ACK makes the socket writable again: with
+                    // nothing waiting to be read, that is no reason to read
+                    // (a read that would only say EAGAIN).
+                    token if event.is_writable() && !event.is_readable() && !event.is_read_closed() && !event.is_error() => {
+                        self.on_writable(token)
+                    }
+                    token => {
+                        if (event.is_read_closed() || event.is_error())
+                            && let Some(conn) = self.conn(token)
+                        {
+                            conn.peer_hung_up = true;
+                        }
+                        self.service(token)
+                    }
+                }
+            }
+            // One clock reading for the timed work of this turn.
+            let now = Instant::now();
+            self.run_timers(now);
+            if now >= self.next_sweep {
+                self.sweep();
+            }
+            // One turn each for the connections waiting now; those that
+            // queue again wait for the next round (after a zero-wait poll).
+            for _ in 0..self.resume.len() {
+                let Some(token) = self.resume.pop_front() else { break };
+                self.service(token);
+            }
+        }
+        self.drain();
+        Ok(())
+    }
+
+    /// Runs `f` on the core under its lock, then updates what this worker
+    /// knows of the timers, and sends the replies `f` left.
+    pub(super) fn step<R>(&mut self, f: impl FnOnce(&mut Core, &mut Vec<Delivery>) -> R) -> R {
+        let wake_worker0;
+        let r = {
+            let mut core = self.shared.lock();
+            let r = f(&mut core, &mut self.out);
+            self.next_deadline = core.state.blocked.next_deadline(self.index);
+            if self.index == 0 {
+                self.next_core_timer = core.next_timer();
+                core.timers_sleep_until = self.next_core_timer;
+                wake_worker0 = false;
+            } else {
+                wake_worker0 = core.timers_need_worker0();
+            }
+            r
+        };
+        if wake_worker0 {
+            self.shared.mailboxes[0].nudge();
+        }
+        self.deliver();
+        r
+    }
+
+    /// The core's timed work that is due: deadlines of this worker's
+    /// parked calls, and on worker 0 the core's own timers.
+    fn run_timers(&mut self, now: Instant) {
+        let deadlines_due = self.next_deadline.is_some_and(|d| d <= now);
+        let core_due = self.next_core_timer.is_some_and(|t| t <= now);
+        if !(deadlines_due || core_due) {
+            return;
+        }
+        let index = self.index;
+        self.step(|core, out| {
+            core.expire_deadlines(index, now, out);
+            if index == 0 {
+                core.run_timers(now);
+            }
+        });
+    }
+
+    /// Sends the replies the last step left: this worker's own directly,
+    /// the others' through their workers' mailboxes.
+    pub(super) fn deliver(&mut self) {
+        if self.out.is_empty() {
+            return;
+        }
+        let mut out = std::mem::take(&mut self.out);
+        for d in out.drain(..) {
+            if d.conn.worker == self.index {
+                self.deliver_here(d);
+            } else {
+                self.shared.mailboxes[d.conn.worker].post(Mail::Deliver(d));
+            }
+        }
+        self.out = out;
+    }
+
+    fn deliver_here(&mut self, d: Delivery) {
+        let token = Token(d.conn.slot);
+        if self.conn(token).is_none_or(|c| c.client != d.conn.client) {
+            // The connection left meanwhile.
+            return;
+        }
+        self.send(token, d.reply);
+        let conn = self.conn(token).expect("checked");
+        if d.close {
+            conn.close_after_flush = true;
+        }
+        if conn.parked {
+            // Its call was answered: what it sent meanwhile, and its
+            // closing, are handled now.
+            conn.parked = false;
+            self.resume.push_back(token);
+        }
+    }
+
+    /// Mail from other threads; on worker 0, the host's answers too.
+    pub(super) fn on_wake(&mut self) {
+        let mut inbox = std::mem::take(&mut self.inbox);
+        self.shared.mailboxes[self.index].take(&mut inbox);
+        for mail in inbox.drain(..) {
+            match mail {
+                Mail::Deliver(d) => self.deliver_here(d),
+                Mail::Accepted(stream, client) => self.adopt(stream, client),
+                Mail::Peer(conn, found) => {
+                    let token = Token(conn.slot);
+                    if let Some(c) = self.conn(token)
+                        && c.client == conn.client
+                    {
+                        c.peer = Some(found);
+                        c.awaiting_peer = false;
+                        self.resume.push_back(token);
+                    }
+                }
+            }
+        }
+        self.inbox = inbox;
+        if self.index == 0 {
+            // Host answers, and timers another worker set.
+            self.step(|core, out| core.on_host_answers(out));
+        }
+    }
+
+    fn on_signal(&mut self) {
+        if let Some(signals) = self.signals.as_mut() {
+            for sig in signals.pending() {
+                info!(signal = sig, "stopping on signal");
+                self.shared.stop();
+            }
+        }
+    }
+
+    pub(super) fn accept_all(&mut self) {
+        let workers = self.shared.mailboxes.len();
+        loop {
+            let Some(listener) = self.listener.as_ref() else { return };
+            match listener.accept() {
+                Ok(Some(stream)) => {
+                    self.accept_failed = false;
+                    let live = &self.shared.live_connections;
+                    if live.load(std::sync::atomic::Ordering::Relaxed) >= self.shared.config.limits.max_connections {
+                        // Closed at once: the client sees EOF, instead of
+                        // waiting in the backlog for a slot.
+                        self.refused += 1;
+                        drop(stream);
+                        continue;
+                    }
+                    live.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let client = self.next_client;
+                    self.next_client += 1;
+                    // In turn: connections of one kind (a benchmark's
+                    // clients, a pool's workers) spread evenly.
+                    let target = self.next_worker;
+                    self.next_worker = (self.next_worker + 1) % workers;
+                    if target == self.index {
+                        self.adopt(stream, client);
+                    } else {
+                        self.shared.mailboxes[target].post(Mail::Accepted(stream, client));
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    // EMFILE and friends: log and try again on the next event.
+                    warn!(error = %e, "accept failed");
+                    self.accept_failed = true;
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Takes a new connection into this worker's poll set.
+    fn adopt(&mut self, stream: Stream, client: ClientId) {
+        let slot = self.free_slots.pop().unwrap_or_else(|| {
+            self.conns.push(None);
+            self.conns.len() - 1
+        });
+        let mut conn = Connection::new(stream, client);
+        let token = Token(slot);
+        if let Err(e) = self.poll.registry().register(&mut conn.stream, token, Interest::READABLE | Interest::WRITABLE) {
+            warn!(error = %e, "cannot register connection");
+            self.free_slots.push(slot);
+            self.shared.live_connections.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            return;
+        }
+        self.conns[slot] = Some(conn);
+        // The client may already have sent its answer.
+        self.resume.push_back(token);
+    }
+
+    pub(super) fn conn(&mut self, token: Token) -> Option<&mut Connection> {
+        self.conns.get_mut(token.0).and_then(Option::as_mut)
+    }
+
+    pub(super) fn conn_ref(&self, token: Token) -> ConnRef {
+        let client = self.conns[token.0].as_ref().map_or(0, |c| c.client);
+        ConnRef { worker: self.index, slot: token.0, client }
+    }
+
+    /// Asks the finder thread for the client process behind `token`.
+    pub(super) fn request_peer_search(&mut self, token: Token, local: std::net::SocketAddr, peer: std::net::SocketAddr) -> bool {
+        let conn = self.conn_ref(token);
+        self.finder.as_ref().is_some_and(|f| f.send(Lookup { conn, local, peer }).is_ok())
+    }
+
+    /// Reads, processes and writes for one connection, then drops it if it
+    /// is finished. A connection gets one turn of at most
+    /// [`FRAMES_PER_TURN`] requests; if it has more, it goes to the back of
+    /// the resume queue, so a client pipelining requests cannot starve the
+    /// others.
+    pub(super) fn service(&mut self, token: Token) {
+        let max_frame = self.shared.config.max_frame;
+        let Some(conn) = self.conns.get_mut(token.0).and_then(Option::as_mut) else { return };
+        conn.flush();
+        let limit = conn.frame_limit(max_frame);
+        let cap = if conn.output_backlogged() {
+            // Not even a byte: reading would let the client send more.
+            0
+        } else if conn.parked || conn.awaiting_peer || conn.close_after_flush {
+            // Only a little: enough to notice the client closing.
+            conn.buffered_input() + 1
+        } else {
+            conn.input_wanted(limit)
+        };
+        let mut come_back = false;
+        let mut fresh = 0;
+        if cap > conn.buffered_input() {
+            let filled = conn.fill(cap, &mut self.scratch);
+            come_back |= !filled.drained;
+            fresh = filled.fresh;
+        }
+        come_back |= self.process_frames(token, fresh);
+        if let Some(conn) = self.conn(token) {
+            conn.flush();
+            // Backlogged output stopped this turn short: the socket
+            // becoming writable must bring the connection back here.
+            conn.read_deferred = conn.output_backlogged();
+            if conn.is_finished() {
+                self.close(token);
+            } else if come_back && !conn.parked && !conn.awaiting_peer && !conn.output_backlogged() {
+                self.resume.push_back(token);
+            }
+        }
+    }
+
+    /// Sends what the socket now takes. A connection that stopped reading
+    /// or answering while its output was backlogged is served in full.
+    fn on_writable(&mut self, token: Token) {
+        let Some(conn) = self.conn(token) else { return };
+        if conn.read_deferred {
+            return self.service(token);
+        }
+        conn.flush();
+        if conn.is_finished() {
+            self.close(token);
+        }
+    }
+
+    /// Handles up to [`FRAMES_PER_TURN`] complete frames; returns whether
+    /// more may be waiting. The first `fresh` bytes of the scratch buffer
+    /// were just read for this connection (see [`Connection::fill`]):
+    /// their frames are handled in place, and the rest is kept in the
+    /// connection's input buffer. A frame that must wait for the client's
+    /// process to be found is kept too, and handled again then.
+    fn process_frames(&mut self, token: Token, fresh: usize) -> bool {
+        let max_frame = self.shared.config.max_frame;
+        let mut handled = 0;
+        if fresh > 0 {
+            let scratch = std::mem::take(&mut self.scratch.0);
+            let mut pos = 0;
+            while handled < FRAMES_PER_TURN {
+                let Some(conn) = self.conn(token) else { break };
+                if !conn.takes_frames() {
+                    break;
+                }
+                let Some((header_len, end)) = connection::complete_frame(&scratch[pos..fresh], conn.frame_limit(max_frame)) else { break };
+                if !self.on_frame(token, &scratch[pos + header_len..pos + end]) {
+                    break;
+                }
+                pos += end;
+                handled += 1;
+            }
+            if let Some(conn) = self.conn(token) {
+                conn.keep_input(&scratch[pos..fresh]);
+            }
+            self.scratch.0 = scratch;
+        }
+        for _ in handled..FRAMES_PER_TURN {
+            let Some(conn) = self.conn(token) else { return false };
+            if !conn.takes_frames() {
+                return false;
+            }
+            let limit = conn.frame_limit(max_frame);
+            match conn.next_frame(limit) {
+                Ok(None) => return false,
+                Ok(Some(range)) => {
+                    let input = conn.take_input();
+                    let consumed = self.on_frame(token, &input[range.clone()]);
+                    if let Some(conn) = self.conn(token) {
+                        conn.restore_input(input, if consumed { range.end } else { 0 });
+                    }
+                    if !consumed {
+                        return false;
+                    }
+                }
+                Err(e) => {
+                    warn!(conn = token.0, error = %e, "closing connection");
+                    conn.eof = true;
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    pub(super) fn close(&mut self, token: Token) {
+        let Some(mut conn) = self.conns.get_mut(token.0).and_then(Option::take) else { return };
+        let _ = self.poll.registry().deregister(&mut conn.stream);
+        self.free_slots.push(token.0);
+        self.shared.live_connections.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        let serving_peer = if conn.phase == Phase::Serving { conn.peer.flatten() } else { None };
+        if conn.parked || !conn.touched.is_empty() || serving_peer.is_some() {
+            let me = ConnRef { worker: self.index, slot: token.0, client: conn.client };
+            self.step(|core, out| core.connection_closed(me, serving_peer, &conn.touched, out));
+        }
+    }
+}
