@@ -12,7 +12,9 @@ Modes:
   roundtrip  put+get on the shared queue ``bench`` until the time is up;
              reports ops and each op's latency (microseconds)
   pool       the same against one of several --target, once per
-             ``GO INDEX SECONDS`` line, until stdin closes
+             ``GO INDEX SECONDS`` line, until stdin closes; with
+             --private, on a queue of its own (``m.Queue()`` from a
+             SyncManager; redis: a list named after the process)
   master     puts --count tasks on ``tasks``, then gets --count results
              from ``results``; reports the seconds taken
   worker     --count times: get a task, put it back as a result
@@ -67,6 +69,13 @@ class MPSystem:
         m = SyncManager(address=self.address, authkey=self.authkey)
         m.connect()
         return m
+
+    def private_queue(self):
+        """A queue only this process uses, as a SyncManager user makes
+        one: no other client contends for it."""
+        proxy = self.sync_manager().Queue()
+        self.keep.append(proxy)
+        return proxy
 
     def churn_one(self, manager, kind):
         if kind == 'dict':
@@ -136,6 +145,9 @@ class RedisSystem:
 
     def sync_manager(self):
         return None
+
+    def private_queue(self):
+        return RedisQueue(self.client(), 'bench-%d' % os.getpid())
 
     def churn_one(self, manager, kind):
         # What a Redis user does for a short-lived object: a key written
@@ -213,7 +225,8 @@ def mode_pool(systems, args):
     """Round trips against any of several systems, on command: the
     harness starts 64 of these once, connected to every system, and
     measures each N and system with the first N of them."""
-    queues = [s.queue('bench') for s in systems]
+    queues = [s.private_queue() if args.private else s.queue('bench')
+              for s in systems]
     for q in queues:
         warm_up(q, 1, args.warmup)
     print('READY', flush=True)
@@ -306,6 +319,8 @@ def main():
     p.add_argument('--host', default='127.0.0.1')
     p.add_argument('--payload', type=int, default=0,
                    help='roundtrip: item of this many bytes (0: a small int)')
+    p.add_argument('--private', action='store_true',
+                   help='pool: a queue of its own instead of the shared one')
     p.add_argument('--warmup', type=int, default=20)
     p.add_argument('--count', type=int, default=0)
     p.add_argument('--kind', choices=['dict', 'Queue'], default='dict')

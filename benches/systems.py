@@ -1,11 +1,19 @@
 """The systems under comparison: how each server is found, started on
 loopback, watched (CPU time and RSS from /proc) and stopped.
 
-- ``fastmanager``: target/release/fastmanager (FASTMANAGER_BIN overrides);
+- ``fastmanager``: target/release/fastmanager (FASTMANAGER_BIN overrides),
+  with ``--threads N`` when the harness is given ``--fm-threads N``;
+- ``fastmanager-t1``: the same binary with ``--threads 1`` (the one-loop
+  server), only when asked for;
 - ``cpython``: CPython's own manager server, as a user's master runs it
   (compat-tests/reference_server.py under the harness's interpreter);
 - ``redis``: redis-server from apt, persistence off;
-- ``floor``: benches/floor_server.rs (cargo example), fixed replies.
+- ``floor``: benches/floor_server.rs (cargo example), fixed replies, one
+  mio loop;
+- ``floor-threaded``: benches/floor_threaded.rs, the same replies, one OS
+  thread per connection.
+
+``use_bins(DIR)`` takes every binary from DIR instead of target/release.
 """
 import os
 import resource
@@ -22,7 +30,14 @@ REPO = HERE.parent
 REFERENCE_SERVER = REPO / 'compat-tests' / 'reference_server.py'
 
 # Order of the columns everywhere; fastmanager's ratios are to the others.
-SYSTEMS = ('fastmanager', 'floor', 'cpython', 'redis')
+SYSTEMS = ('fastmanager', 'fastmanager-t1', 'floor', 'floor-threaded',
+           'cpython', 'redis')
+# What a run measures unless told (fastmanager-t1 needs a server that
+# knows --threads).
+DEFAULT_SYSTEMS = ('fastmanager', 'floor', 'floor-threaded', 'cpython',
+                   'redis')
+FASTMANAGERS = ('fastmanager', 'fastmanager-t1')
+FLOORS = ('floor', 'floor-threaded')
 
 # The queues every workload uses (named, living as long as the server).
 QUEUES = ('bench', 'tasks', 'results', 'fill')
@@ -56,19 +71,36 @@ def free_port():
 # --------------------------------------------------------------------------
 # Finding (and if need be, building or installing) each system
 
+# --bins DIR: every binary comes from there, nothing is built.
+BINS = None
+
+
+def use_bins(directory):
+    global BINS
+    BINS = Path(directory).resolve()
+
+
 def fastmanager_bin():
+    if BINS:
+        return BINS / 'fastmanager'
     return Path(os.environ.get('FASTMANAGER_BIN') or
                 REPO / 'target' / 'release' / 'fastmanager')
 
 
-def floor_bin():
-    return REPO / 'target' / 'release' / 'examples' / 'floor_server'
+def example_bin(name):
+    """A cargo example (the floors, the load generator)."""
+    return (BINS or REPO / 'target' / 'release' / 'examples') / name
+
+
+def floor_bin(system='floor'):
+    return example_bin('floor_threaded' if system == 'floor-threaded'
+                       else 'floor_server')
 
 
 def loadgen_bin():
     """The Rust load generator (examples/loadgen.rs, built by
     `cargo build --release --examples`); used only when built."""
-    return REPO / 'target' / 'release' / 'examples' / 'loadgen'
+    return example_bin('loadgen')
 
 
 def cargo_build(args, what):
@@ -78,11 +110,12 @@ def cargo_build(args, what):
         raise BenchError('cargo %s failed' % ' '.join(args))
 
 
-def redis_server_bin():
+def redis_server_bin(install=True):
     """redis-server, installed from apt when missing (it is not a pip
-    package); the harness starts its own instance, never a system one."""
+    package) unless install is false (then None); the harness starts its
+    own instance, never a system one."""
     exe = shutil.which('redis-server')
-    if exe:
+    if exe or not install:
         return exe
     print('== installing redis-server (apt-get)', flush=True)
     sudo = [] if os.geteuid() == 0 else ['sudo']
@@ -99,11 +132,14 @@ def redis_server_bin():
     return exe
 
 
-def prepare(systems, build=True):
+def prepare(systems, build=True, fm_threads=None):
     """Makes sure every requested system can start; returns the command
-    prefix of each."""
+    prefix of each. fm_threads: the --threads given to `fastmanager`
+    (None: none, the server's default)."""
     found = {}
-    if 'fastmanager' in systems:
+    build = build and BINS is None
+    fms = [s for s in FASTMANAGERS if s in systems]
+    if fms:
         if build and 'FASTMANAGER_BIN' not in os.environ:
             cargo_build(['build', '--release', '--locked', '--quiet'],
                         'fastmanager')
@@ -111,16 +147,23 @@ def prepare(systems, build=True):
             raise BenchError('no fastmanager binary at %s' % fastmanager_bin())
         # Above the default --max-connections (4096): workload (e) holds
         # 10,000 idle connections.
-        found['fastmanager'] = [str(fastmanager_bin()), 'serve',
-                                '--max-connections', '20000']
-    if 'floor' in systems:
+        base = [str(fastmanager_bin()), 'serve', '--max-connections', '20000']
+        threads = {'fastmanager': fm_threads, 'fastmanager-t1': 1}
+        for name in fms:
+            found[name] = base + ([] if threads[name] is None
+                                  else ['--threads', str(threads[name])])
+    floors = [s for s in FLOORS if s in systems]
+    if floors:
         if build:
             cargo_build(['build', '--release', '--locked', '--quiet',
-                         '--example', 'floor_server', '--example', 'loadgen'],
-                        'the floor server and the Rust load generator')
-        if not floor_bin().exists():
-            raise BenchError('no floor server at %s' % floor_bin())
-        found['floor'] = [str(floor_bin())]
+                         '--example', 'floor_server', '--example',
+                         'floor_threaded', '--example', 'loadgen'],
+                        'the floor servers and the Rust load generator')
+        for name in floors:
+            if not floor_bin(name).exists():
+                raise BenchError('no %s server at %s' % (name,
+                                                         floor_bin(name)))
+            found[name] = [str(floor_bin(name))]
     if 'cpython' in systems:
         found['cpython'] = [sys.executable, str(REFERENCE_SERVER), 'serve']
     if 'redis' in systems:
@@ -147,7 +190,7 @@ class Server:
                 '--save', '', '--appendonly', 'no', '--protected-mode', 'no',
                 '--daemonize', 'no', '--maxclients', '30000',
                 '--loglevel', 'warning', '--dir', str(workdir)]
-        elif name == 'floor':
+        elif name in FLOORS:
             self.cmd = prefix + ['--address', address, '--authkey',
                                  self.authkey, '--payload-bytes',
                                  str(payload_bytes)]

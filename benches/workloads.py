@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from systems import BenchError, Server, loadgen_bin
+from systems import FLOORS, BenchError, Server, loadgen_bin
 
 HERE = Path(__file__).resolve().parent
 DRIVER = HERE / 'driver.py'
@@ -181,6 +181,9 @@ def roundtrip_result(server, results, cpu, wall, case, workload='roundtrip',
         (workload, case, 'p50_us'): percentile(lat, 0.50),
         (workload, case, 'p99_us'): percentile(lat, 0.99),
         (workload, case, 'cpu_ms_per_1k'): cpu * 1e3 / (ops / 1e3),
+        # How many cores the server kept busy: a multi-threaded server
+        # may use more than one, so CPU per op alone does not say it.
+        (workload, case, 'cores'): cpu / wall,
     }
     if payload:
         # Each op moves the payload in (put) and out (get); MB/s counts
@@ -192,11 +195,14 @@ def roundtrip_result(server, results, cpu, wall, case, workload='roundtrip',
 class Pool:
     """max(N) round-trip clients started once and connected to every
     system's server: spawning 64 Python processes per measurement would
-    cost more than the measurements. The first N of them run each figure."""
+    cost more than the measurements. The first N of them run each figure.
+    private: each client on a queue of its own, not the shared one."""
 
-    def __init__(self, servers, size, cfg, workdir):
-        self.servers, self.cfg = servers, cfg
-        self.drivers = [Driver(servers, 'pool', [], workdir)
+    def __init__(self, servers, size, cfg, workdir, workload='roundtrip',
+                 private=False):
+        self.servers, self.cfg, self.workload = servers, cfg, workload
+        args = ['--private'] if private else []
+        self.drivers = [Driver(servers, 'pool', args, workdir)
                         for _ in range(size)]
         deadline = time.time() + cfg.timeout
         try:
@@ -216,7 +222,8 @@ class Pool:
         cpu, wall = server.cpu_seconds() - cpu0, time.perf_counter() - t0
         deadline = time.time() + self.cfg.timeout
         results = [d.result(deadline) for d in drivers]
-        return roundtrip_result(server, results, cpu, wall, 'N=%d' % n)
+        return roundtrip_result(server, results, cpu, wall, 'N=%d' % n,
+                                self.workload)
 
     def close(self):
         for d in self.drivers:
@@ -224,10 +231,23 @@ class Pool:
 
 
 def s_roundtrip(names, prefixes, cfg, workdir, record):
-    """(a), interleaved within each N: every system in turn (rotated at
-    each repeat), all servers up and all clients connected throughout.
-    A failed measurement is recorded and the pool started afresh, with
-    that system's server restarted."""
+    """(a) on the one shared queue ``bench``."""
+    pool_session(names, prefixes, cfg, workdir, record, cfg.clients,
+                 'roundtrip', private=False)
+
+
+def s_roundtrip_private(names, prefixes, cfg, workdir, record):
+    """(a) with a queue of its own per client (``m.Queue()``)."""
+    pool_session(names, prefixes, cfg, workdir, record, cfg.private_clients,
+                 'roundtrip_private', private=True)
+
+
+def pool_session(names, prefixes, cfg, workdir, record, clients, workload,
+                 private):
+    """Round trips interleaved within each N: every system in turn
+    (rotated at each repeat), all servers up and all clients connected
+    throughout. A failed measurement is recorded and the pool started
+    afresh, with that system's server restarted."""
     servers = {}
     pool = None
     try:
@@ -235,11 +255,12 @@ def s_roundtrip(names, prefixes, cfg, workdir, record):
             servers[name] = Server(name, prefixes[name], workdir).start()
         for r in range(cfg.repeats):
             order = names[r % len(names):] + names[:r % len(names)]
-            for n in cfg.clients:
+            for n in clients:
                 for name in order:
                     if pool is None:
                         pool = Pool([servers[x] for x in names],
-                                    max(cfg.clients), cfg, workdir)
+                                    max(clients), cfg, workdir, workload,
+                                    private)
                     try:
                         figs = pool.measure(names.index(name), n)
                     except BenchError as e:
@@ -353,12 +374,12 @@ def w_loadgen(name, prefix, cfg, workdir):
     exe = loadgen_bin()
     # The floor answers every request with one fixed reply, `create`
     # included, so a real client cannot obtain a proxy from it.
-    if name in ('redis', 'floor') or not exe.exists():
+    if name == 'redis' or name in FLOORS or not exe.exists():
         return {}
     out = {}
     with Server(name, prefix, workdir).start() as server:
-        for n in cfg.clients:
-            cpu0 = server.cpu_seconds()
+        for n in cfg.loadgen_clients:
+            cpu0, t0 = server.cpu_seconds(), time.perf_counter()
             r = subprocess.run(
                 [str(exe), '--address', '127.0.0.1:%d' % server.port,
                  '--authkey', server.authkey, '--queue', 'bench',
@@ -367,7 +388,10 @@ def w_loadgen(name, prefix, cfg, workdir):
                 # Its own run lasts `duration` after set-up: a hang (seen
                 # once against CPython's server at N=64) fails fast.
                 timeout=min(cfg.timeout, 60 + 2 * cfg.duration))
+            # Its set-up (connections, proxies) falls in this window too,
+            # so CPU per request and cores are a little high.
             cpu = server.cpu_seconds() - cpu0
+            wall = time.perf_counter() - t0
             lines = [l for l in r.stdout.splitlines() if l.startswith('{')]
             if r.returncode != 0 or not lines:
                 raise BenchError('loadgen failed (exit %d)' % r.returncode)
@@ -378,6 +402,7 @@ def w_loadgen(name, prefix, cfg, workdir):
             out[('loadgen', case, 'p50_us')] = res['latency_us']['p50']
             out[('loadgen', case, 'cpu_ms_per_1k')] = \
                 cpu * 1e3 / (ops / 1e3) if ops else 0.0
+            out[('loadgen', case, 'cores')] = cpu / wall
     return out
 
 
@@ -396,6 +421,7 @@ def human_bytes(n):
 # record(name, repeat, figures, error)).
 SESSIONS = {
     'roundtrip': s_roundtrip,
+    'roundtrip_private': s_roundtrip_private,
 }
 
 # Workloads measured one system at a time, a fresh server each:
@@ -409,5 +435,8 @@ WORKLOADS = {
     'loadgen': w_loadgen,
 }
 
-ORDER = ('roundtrip', 'master_worker', 'payload', 'churn', 'idle', 'fill',
-         'loadgen')
+ORDER = ('roundtrip', 'roundtrip_private', 'master_worker', 'payload',
+         'churn', 'idle', 'fill', 'loadgen')
+# What `--workloads all` runs: (a) on private queues only when asked for
+# (--rt-private).
+DEFAULT = tuple(w for w in ORDER if w != 'roundtrip_private')

@@ -1,10 +1,10 @@
 """The benchmark harness still works: `benches/run.py --smoke` drives every
-system (fastmanager, the floor server, CPython's server, Redis) through
+system (fastmanager, both floor servers, CPython's server, Redis) through
 every workload with tiny sizes. No speed is asserted, only that each system
 answered and that results.json carries every figure for each of them.
 
 The harness installs what it lacks itself (redis-server from apt,
-benches/requirements.txt with pip) and builds the floor server example.
+benches/requirements.txt with pip) and builds the floor server examples.
 """
 import json
 import subprocess
@@ -14,7 +14,7 @@ import pytest
 
 from conftest import REPO, tail
 
-SYSTEMS = {'fastmanager', 'floor', 'cpython', 'redis'}
+SYSTEMS = {'fastmanager', 'floor', 'floor-threaded', 'cpython', 'redis'}
 WORKLOADS = {'roundtrip', 'master_worker', 'payload', 'churn', 'idle',
              'fill'}
 
