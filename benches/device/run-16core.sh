@@ -95,5 +95,25 @@ timeout 285 "$python" benches/run.py --no-install --no-chart --bins "$bins" \
     --systems-for "loadgen=$fms" \
     --duration "$duration" --repeats "$repeats" --timeout 60 \
     --out "$out" 2>&1 | tee -a "$log" || status=$?
+# The Rust load generator on one shared queue (every connection on
+# get_task), where the objects' lock is the hot spot, beside private ones.
+if [ "${SMALL:-0}" != 1 ]; then
+    port=47123
+    for threads in default 1; do
+        args=(serve --address 127.0.0.1:$port --authkey lg --register get_task=Queue)
+        [ "$threads" != default ] && args+=(--threads "$threads")
+        "$bins/fastmanager" "${args[@]}" 2>/dev/null &
+        server=$!
+        sleep 0.5
+        for c in 16 64 256; do
+            for queue in shared private; do
+                qa=(); [ "$queue" = shared ] && qa=(--queue get_task)
+                printf 'loadgen threads=%s connections=%s queue=%s: ' "$threads" "$c" "$queue" | tee -a "$log"
+                timeout 20 "$bins/loadgen" --address 127.0.0.1:$port --authkey lg --connections "$c" --seconds 2 --op put-get "${qa[@]}" 2>&1 | tee -a "$log" || true
+            done
+        done
+        kill "$server"; wait "$server" 2>/dev/null || true
+    done
+fi
 echo "== done: exit $status, $(date -Is)" | tee -a "$log"
 exit "$status"
