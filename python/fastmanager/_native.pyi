@@ -4,7 +4,9 @@ the bridge that hands calls on Python-hosted objects to Python threads.
 
 Kept by hand: when lib.rs exports something new, add it here.
 """
-from typing import Dict, List, Literal, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Literal, Optional, Sequence, Tuple, Union, final
+
+__all__ = ['NativeServer', 'cli', 'KINDS', 'KIND_METHODS']
 
 # The built-in kinds (SyncManager typeids) Rust creates without Python:
 # ``Queue``, ``dict``, ``Lock``, ...
@@ -19,24 +21,25 @@ KIND_METHODS: Dict[str, List[str]]
 #   ('call', ticket, key, frame)       a call on the object kept under key;
 #   ('release', key)                   nobody refers to that object any more.
 # ``frame`` is the client's request pickle, ``(ident, method, args, kwds)``.
-CreateRequest = Tuple[Literal['create'], int, str, bytes]
-CallRequest = Tuple[Literal['call'], int, int, bytes]
-ReleaseRequest = Tuple[Literal['release'], int]
-HostRequest = Union[CreateRequest, CallRequest, ReleaseRequest]
+_CreateRequest = Tuple[Literal['create'], int, str, bytes]
+_CallRequest = Tuple[Literal['call'], int, int, bytes]
+_ReleaseRequest = Tuple[Literal['release'], int]
+_HostRequest = Union[_CreateRequest, _CallRequest, _ReleaseRequest]
 
 
+@final
 class NativeServer:
     """A bound server. ``serve()`` runs it (in the calling thread, GIL
     released) until ``stop()`` or a client's ``shutdown`` request."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         address: str,
         authkey: bytes,
         registrations: Sequence[str] = ...,
         aliases: Sequence[Tuple[str, str, bool]] = ...,
         hosted: Sequence[Tuple[str, bool]] = ...,
-    ) -> None:
+    ) -> "NativeServer":
         """``address``: ``HOST:PORT`` or ``unix:PATH``; ``registrations``:
         ``NAME=KIND`` named objects; ``aliases``: ``(typeid, kind,
         public_only)``, built-in kinds under another typeid; ``hosted``:
@@ -57,7 +60,7 @@ class NativeServer:
     def stop(self) -> None:
         """Stops ``serve()``; callable from any thread."""
 
-    def next_request(self, timeout: float) -> Optional[HostRequest]:
+    def next_request(self, timeout: float) -> Optional[_HostRequest]:
         """The next host request, or None after ``timeout`` seconds.
         Raises EOFError once the server is gone."""
 
