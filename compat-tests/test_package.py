@@ -62,18 +62,22 @@ class Scenario:
     """``program`` (the master) and the ``workers`` it starts, from
     package/; ``expect``: lines its stdout must contain; ``rewrite``:
     which side the fastmanager run changes (``'master'`` or
-    ``'workers'``); ``unix``: serve on a Unix socket instead of TCP."""
+    ``'workers'``); ``unix``: serve on a Unix socket instead of TCP;
+    ``args``: the program's command line, with ``name`` (the test id) to
+    tell apart two scenarios of one program."""
 
     def __init__(self, program, workers=(), expect=(), rewrite='master',
-                 unix=False, xfail=None, newest_only=False):
+                 unix=False, xfail=None, newest_only=False, args=(),
+                 name=None):
         self.program, self.workers = program, tuple(workers)
+        self.args, self.name = tuple(args), name
         self.expect, self.rewrite, self.unix = tuple(expect), rewrite, unix
         self.xfail = xfail
         self.newest_only = newest_only
 
     @property
     def id(self):
-        name = self.program[:-len('.py')]
+        name = self.name or self.program[:-len('.py')]
         return name if self.rewrite == 'master' else name + '-fm-clients'
 
     def rewritten(self):
@@ -158,10 +162,11 @@ SCENARIOS = [
     # Newest only: CPython 3.12.1's own serve_forever can hang at exit in
     # this program (its accepter thread fails to start a thread at
     # interpreter shutdown), which would fail the stdlib run.
-    Scenario('serve_forever_local_python.py', expect=[
+    Scenario('serve_forever_local.py', expect=[
         'the client gets: from the master',
         'the master gets: from the client',
-    ], newest_only=True),
+    ], newest_only=True, args=['--kept-objects-in-python'],
+        name='serve_forever_local_python'),
     Scenario('serve_forever_local.py', expect=[
         'the client gets: from the master',
         'the master gets: from the client',
@@ -225,7 +230,8 @@ class Run:
         self.out, self.err = workdir / 'stdout.txt', workdir / 'stderr.txt'
         with open(self.out, 'wb') as out, open(self.err, 'wb') as err:
             proc = subprocess.Popen(
-                [python.path, scenario.program], cwd=str(workdir), env=env,
+                [python.path, scenario.program] + list(scenario.args),
+                cwd=str(workdir), env=env,
                 stdin=subprocess.DEVNULL, stdout=out, stderr=err,
                 start_new_session=True)
         try:

@@ -26,7 +26,10 @@ for py in "$(pyenv root 2>/dev/null || echo "$HOME/.pyenv")"/versions/3.*/bin/py
     fi
 done
 
-echo "== Rust unit tests"
+echo "== Rust unit and integration tests (debug: overflow checks and debug assertions on)"
+cargo test --locked --lib --tests
+
+echo "== Rust unit and integration tests (release: what ships)"
 cargo test --release --locked
 
 echo "== compat tests against the Rust server"

@@ -2,7 +2,11 @@
 thread of the master puts work into its own `tasks` queue and reads its
 own `results` queue directly, while a client (here a thread, connected
 like any worker) uses the same queues through the server. On CPython's
-server both sides touch one and the same queue.Queue."""
+server both sides touch one and the same queue.Queue.
+
+With `--kept-objects-in-python`, the manager class sets
+`kept_objects_in_rust = False`: fastmanager then serves the master's own
+queues as they are, so both sides meet there too."""
 import queue
 import sys
 import threading
@@ -22,6 +26,11 @@ class QueueManager(BaseManager):
 
 QueueManager.register('get_task', callable=lambda: tasks)
 QueueManager.register('get_result', callable=lambda: results)
+
+if '--kept-objects-in-python' in sys.argv[1:]:
+    # fastmanager: serve the kept queues as the Python objects themselves
+    # (ignored by CPython, whose serve_forever always does).
+    QueueManager.kept_objects_in_rust = False
 
 
 def master_and_client(address):

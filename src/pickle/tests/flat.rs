@@ -132,7 +132,11 @@ fn random_pickle(rng: &mut Rng) -> Vec<u8> {
         p.push(op::NONE); // trailing data
     }
     if let Some(at) = frame_at {
-        let left = (p.len() - at - 8) as u64 + rng.below(3) - 1;
+        // The declared length is the true one, one less or one more; one
+        // less than an empty frame's is meant to wrap to u64::MAX (a frame
+        // running far past the end), so the arithmetic wraps on purpose
+        // (a debug build would otherwise panic on the underflow).
+        let left = ((p.len() - at - 8) as u64 + rng.below(3)).wrapping_sub(1);
         p[at..at + 8].copy_from_slice(&left.to_le_bytes());
     }
     p
