@@ -15,10 +15,22 @@ use crate::protocol::{bind, PyException, Reply, Request, Value};
 
 use super::sequence::{int_arg, iterate, node_type_name, slice_arg, Slice};
 use super::value::{builtin_exception, float_repr, str_repr, type_name, PyStr, PyValue, ViewBudget};
-use super::{Attempt, CallContext, CallError, ObjectTable, PendingCall, SharedObject, SharedType};
+use super::{Attempt, CallContext, CallError, ObjectTable, PendingCall, SharedObject, SharedType, TypeInfo};
 
 /// `ArrayProxy._exposed_`.
 pub const EXPOSED: &[&str] = &["__len__", "__getitem__", "__setitem__"];
+
+/// SyncManager's `Array` typeid: its length is fixed and it stores numbers,
+/// not items, so no call grows it.
+pub const INFO: TypeInfo = TypeInfo {
+    typeid: "Array",
+    construct,
+    from_cli,
+    exposed: EXPOSED,
+    storing: &[],
+    iterating: &[],
+    factory: Some("multiprocessing.managers.Array"),
+};
 
 const TYPECODES: &str = "bBuwhHiIlLqQfd";
 
@@ -377,8 +389,8 @@ impl SharedType for SharedArray {
         "array.array"
     }
 
-    fn exposed(&self) -> &'static [&'static str] {
-        EXPOSED
+    fn info(&self) -> &'static TypeInfo {
+        &INFO
     }
 
     fn repr(&self, _ident: &str) -> Result<String, PyException> {

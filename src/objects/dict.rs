@@ -23,7 +23,7 @@ use crate::protocol::{PyException, Reply, Request, Value};
 use super::iterator::KeyIterator;
 use super::sequence::{dict_pickle, iterate, list_pickle, proxied, stored_str, tuple_pickle};
 use super::value::{DictKey, StoredValue, ViewBudget};
-use super::{Attempt, CallContext, CallError, Item, ObjectTable, PendingCall, SharedObject, SharedType};
+use super::{Attempt, CallContext, CallError, Item, ObjectTable, PendingCall, SharedObject, SharedType, TypeInfo};
 
 /// What CPython's `create` answers for a dict: `DictProxy._exposed_` (3.7
 /// to 3.13; 3.6 also lists `has_key`, which no Python 3 dict has) followed
@@ -33,6 +33,17 @@ pub const EXPOSED: &[&str] = &[
     "__contains__", "__delitem__", "__getitem__", "__iter__", "__len__", "__setitem__", "clear", "copy", "get",
     "items", "keys", "pop", "popitem", "setdefault", "update", "values", "__iter__",
 ];
+
+/// SyncManager's `dict` typeid.
+pub const INFO: TypeInfo = TypeInfo {
+    typeid: "dict",
+    construct,
+    from_cli,
+    exposed: EXPOSED,
+    storing: &["__setitem__", "update", "setdefault"],
+    iterating: &[],
+    factory: Some("builtins.dict"),
+};
 
 /// One entry: the key's hash identity, the key and the value.
 #[derive(Debug, Clone)]
@@ -307,8 +318,8 @@ impl SharedType for SharedDict {
         "dict"
     }
 
-    fn exposed(&self) -> &'static [&'static str] {
-        EXPOSED
+    fn info(&self) -> &'static TypeInfo {
+        &INFO
     }
 
     fn repr(&self, _ident: &str) -> Result<String, PyException> {

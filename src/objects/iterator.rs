@@ -19,11 +19,23 @@ use crate::protocol::{PyException, Reply, Request, Value};
 
 use super::sequence::{protocol_for, write_list};
 use super::value::builtin_exception;
-use super::{Attempt, CallContext, CallError, Item, ObjectTable, PendingCall, SharedObject, SharedType};
+use super::{Attempt, CallContext, CallError, Item, ObjectTable, PendingCall, SharedObject, SharedType, TypeInfo};
 
 /// `IteratorProxy._exposed_`. A dict's key iterator only has `__next__`:
 /// `send`, `throw` and `close` fail in the server, as in CPython.
 pub const EXPOSED: &[&str] = &["__next__", "send", "throw", "close"];
+
+/// SyncManager's `Iterator` typeid (registered without a callable: only a
+/// dict's `__iter__` makes one here).
+pub const INFO: TypeInfo = TypeInfo {
+    typeid: "Iterator",
+    construct,
+    from_cli,
+    exposed: EXPOSED,
+    storing: &[],
+    iterating: &[],
+    factory: None,
+};
 
 #[derive(Debug)]
 pub struct KeyIterator {
@@ -83,8 +95,8 @@ impl SharedType for KeyIterator {
         "dict_keyiterator"
     }
 
-    fn exposed(&self) -> &'static [&'static str] {
-        EXPOSED
+    fn info(&self) -> &'static TypeInfo {
+        &INFO
     }
 
     /// CPython pickles a key iterator as `iter([remaining keys])`.

@@ -25,13 +25,26 @@ use crate::protocol::{bind, is_truthy, PyException, Reply, Request, Value};
 
 use super::value::{builtin_exception, py_eq, sort_by_key, PyValue, StoredValue};
 use super::sequence::*;
-use super::{Attempt, CallContext, CallError, Item, ObjectTable, PendingCall, SharedObject, SharedType};
+use super::{Attempt, CallContext, CallError, Item, ObjectTable, PendingCall, SharedObject, SharedType, TypeInfo};
 
 /// `ListProxy._exposed_` (the same in every version from 3.6 to 3.13).
 pub const EXPOSED: &[&str] = &[
     "__add__", "__contains__", "__delitem__", "__getitem__", "__len__", "__mul__", "__reversed__", "__rmul__",
     "__setitem__", "append", "count", "extend", "index", "insert", "pop", "remove", "reverse", "sort", "__imul__",
 ];
+
+/// SyncManager's `list` typeid; a slice assignment and `extend` store each
+/// element of their argument (ListProxy's `+=` calls `extend`: the list
+/// exposes no `__iadd__`).
+pub const INFO: TypeInfo = TypeInfo {
+    typeid: "list",
+    construct,
+    from_cli,
+    exposed: EXPOSED,
+    storing: &["append", "extend", "insert", "__setitem__", "__imul__"],
+    iterating: &["extend", "__setitem__"],
+    factory: Some("builtins.list"),
+};
 
 /// Most elements a `*` or `*=` may produce; beyond, `MemoryError` (CPython
 /// would try, and fail or exhaust the host).
@@ -267,8 +280,8 @@ impl SharedType for SharedList {
         "list"
     }
 
-    fn exposed(&self) -> &'static [&'static str] {
-        EXPOSED
+    fn info(&self) -> &'static TypeInfo {
+        &INFO
     }
 
     fn repr(&self, _ident: &str) -> Result<String, PyException> {

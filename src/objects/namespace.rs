@@ -18,10 +18,21 @@ use crate::protocol::{PyException, Reply, Request, Value};
 
 use super::sequence::{node_type_name, protocol_for, stored_str, write_dict};
 use super::value::{StoredValue, ViewBudget};
-use super::{Attempt, CallContext, CallError, ObjectTable, PendingCall, SharedObject, SharedType};
+use super::{Attempt, CallContext, CallError, ObjectTable, PendingCall, SharedObject, SharedType, TypeInfo};
 
 /// `NamespaceProxy._exposed_`.
 pub const EXPOSED: &[&str] = &["__getattribute__", "__setattr__", "__delattr__"];
+
+/// SyncManager's `Namespace` typeid.
+pub const INFO: TypeInfo = TypeInfo {
+    typeid: "Namespace",
+    construct,
+    from_cli,
+    exposed: EXPOSED,
+    storing: &["__setattr__"],
+    iterating: &[],
+    factory: Some("multiprocessing.managers.Namespace"),
+};
 
 #[derive(Debug, Default)]
 pub struct SharedNamespace {
@@ -94,8 +105,8 @@ impl SharedType for SharedNamespace {
         "multiprocessing.managers.Namespace"
     }
 
-    fn exposed(&self) -> &'static [&'static str] {
-        EXPOSED
+    fn info(&self) -> &'static TypeInfo {
+        &INFO
     }
 
     fn repr(&self, _ident: &str) -> Result<String, PyException> {

@@ -9,12 +9,28 @@ use std::time::{Duration, Instant};
 use crate::protocol::args::timeout_seconds;
 use crate::protocol::{bind, is_truthy, PyException, Reply, Request, Value};
 
-use super::{Attempt, CallContext, CallError, Item, PendingCall, SharedType};
+use super::{Attempt, CallContext, CallError, Item, ObjectTable, PendingCall, SharedObject, SharedType, TypeInfo};
 
 /// `public_methods(queue.Queue())` on Python 3.13. Older clients never call
 /// `shutdown`; an AutoProxy built from this list simply has one more method.
 pub const EXPOSED: &[&str] =
     &["empty", "full", "get", "get_nowait", "join", "put", "put_nowait", "qsize", "shutdown", "task_done"];
+
+/// SyncManager's `Queue` typeid.
+pub const QUEUE: TypeInfo = TypeInfo {
+    typeid: "Queue",
+    construct,
+    from_cli,
+    exposed: EXPOSED,
+    storing: &["put", "put_nowait"],
+    iterating: &[],
+    factory: Some("queue.Queue"),
+};
+
+/// SyncManager's `JoinableQueue` typeid: `queue.Queue` too, so the same
+/// facts. The Python package maps `queue.Queue` to `Queue`, the first
+/// record naming it.
+pub const JOINABLE_QUEUE: TypeInfo = TypeInfo { typeid: "JoinableQueue", ..QUEUE };
 
 #[derive(Debug, Default)]
 pub struct SharedQueue {
@@ -109,8 +125,8 @@ impl SharedType for SharedQueue {
         "queue.Queue"
     }
 
-    fn exposed(&self) -> &'static [&'static str] {
-        EXPOSED
+    fn info(&self) -> &'static TypeInfo {
+        &QUEUE
     }
 
     /// A queue holds locks, so CPython fails to pickle it for `_getvalue()`.
@@ -220,6 +236,28 @@ impl SharedQueue {
             }
         }
     }
+}
+
+/// `Queue(maxsize=0)`.
+pub fn construct(req: &Request<'_, '_>, _table: &ObjectTable) -> Result<SharedObject, PyException> {
+    let b = bind(req, "Queue.__init__", ["maxsize"], 0)?;
+    let maxsize = match b.0[0] {
+        None => 0,
+        Some(n) => req
+            .pickle
+            .as_int(n)
+            .ok_or_else(|| PyException::type_error("'>' not supported: maxsize must be an integer"))?,
+    };
+    Ok(SharedObject::Queue(SharedQueue::new(maxsize)))
+}
+
+/// `--register NAME=Queue(MAXSIZE)`.
+pub fn from_cli(args: &str) -> Result<SharedObject, String> {
+    let maxsize = match args.trim() {
+        "" => 0,
+        a => a.parse::<i64>().map_err(|_| format!("maxsize must be an integer, got {a:?}"))?,
+    };
+    Ok(SharedObject::Queue(SharedQueue::new(maxsize)))
 }
 
 #[cfg(test)]

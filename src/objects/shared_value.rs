@@ -9,10 +9,21 @@ use crate::protocol::{bind, PyException, Reply, Request, Value};
 
 use super::sequence::{protocol_for, stored_str, synthesized, write_dict};
 use super::value::{StoredValue, ViewBudget};
-use super::{Attempt, CallContext, CallError, ObjectTable, PendingCall, SharedObject, SharedType};
+use super::{Attempt, CallContext, CallError, ObjectTable, PendingCall, SharedObject, SharedType, TypeInfo};
 
 /// `ValueProxy._exposed_`.
 pub const EXPOSED: &[&str] = &["get", "set"];
+
+/// SyncManager's `Value` typeid.
+pub const INFO: TypeInfo = TypeInfo {
+    typeid: "Value",
+    construct,
+    from_cli,
+    exposed: EXPOSED,
+    storing: &["set"],
+    iterating: &[],
+    factory: Some("multiprocessing.managers.Value"),
+};
 
 #[derive(Debug)]
 pub struct SharedValue {
@@ -39,8 +50,8 @@ impl SharedType for SharedValue {
         "multiprocessing.managers.Value"
     }
 
-    fn exposed(&self) -> &'static [&'static str] {
-        EXPOSED
+    fn info(&self) -> &'static TypeInfo {
+        &INFO
     }
 
     fn repr(&self, _ident: &str) -> Result<String, PyException> {

@@ -3,7 +3,7 @@
 
 use std::ops::Range;
 
-use crate::objects::Item;
+use crate::pickle::Item;
 use crate::pickle::{declared_protocol, embedded_body, PickleWriter};
 
 use super::exception::PyException;

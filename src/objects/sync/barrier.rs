@@ -14,13 +14,24 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use crate::objects::{Attempt, CallContext, CallError, ClientId, ObjectTable, PendingCall, SharedObject, SharedType};
+use crate::objects::{TypeInfo, Attempt, CallContext, CallError, ClientId, ObjectTable, PendingCall, SharedObject, SharedType};
 use crate::protocol::{bind, PyException, Reply, Request, Value};
 
 use super::{broken_barrier, cli_int, deadline_after, number, type_name, wait_timeout};
 
 /// `BarrierProxy._exposed_`.
 pub const EXPOSED: &[&str] = &["__getattribute__", "wait", "abort", "reset"];
+
+/// SyncManager's `Barrier` typeid.
+pub const INFO: TypeInfo = TypeInfo {
+    typeid: "Barrier",
+    construct: barrier_construct,
+    from_cli: barrier_from_cli,
+    exposed: EXPOSED,
+    storing: &[],
+    iterating: &[],
+    factory: Some("threading.Barrier"),
+};
 
 #[derive(Debug)]
 pub struct SharedBarrier {
@@ -93,8 +104,8 @@ impl SharedType for SharedBarrier {
         "threading.Barrier"
     }
 
-    fn exposed(&self) -> &'static [&'static str] {
-        EXPOSED
+    fn info(&self) -> &'static TypeInfo {
+        &INFO
     }
 
     /// 3.11+: `<threading.Barrier at 0x...: waiters=0/2>` or `...: broken>`.

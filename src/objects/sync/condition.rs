@@ -22,7 +22,7 @@ use std::collections::{HashSet, VecDeque};
 use std::time::Instant;
 
 use crate::objects::{
-    Attempt, CallContext, CallError, ClientId, ObjectId, ObjectTable, PendingCall, SharedObject, SharedType, WaitKey,
+    TypeInfo, Attempt, CallContext, CallError, ClientId, ObjectId, ObjectTable, PendingCall, SharedObject, SharedType, WaitKey,
 };
 use crate::pickle::{Decoded, NodeId};
 use crate::protocol::{bind, PyException, Reply, Request, Value};
@@ -32,6 +32,17 @@ use super::{cli_no_args, deadline_after, runtime_error, type_name, wait_timeout,
 
 /// `ConditionProxy._exposed_`.
 pub const EXPOSED: &[&str] = &["acquire", "release", "wait", "notify", "notify_all"];
+
+/// SyncManager's `Condition` typeid.
+pub const INFO: TypeInfo = TypeInfo {
+    typeid: "Condition",
+    construct: condition_construct,
+    from_cli: condition_from_cli,
+    exposed: EXPOSED,
+    storing: &[],
+    iterating: &[],
+    factory: Some("threading.Condition"),
+};
 
 /// Where a condition's own `RLock` is said to live, and the key its
 /// waiters wait under, relative to the condition's id.
@@ -169,8 +180,8 @@ impl SharedType for SharedCondition {
         "threading.Condition"
     }
 
-    fn exposed(&self) -> &'static [&'static str] {
-        EXPOSED
+    fn info(&self) -> &'static TypeInfo {
+        &INFO
     }
 
     /// `<Condition(<unlocked _thread.RLock object owner=0 count=0 at 0x...>, 0)>`:

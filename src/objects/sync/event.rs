@@ -3,13 +3,24 @@
 
 use std::time::Instant;
 
-use crate::objects::{Attempt, CallContext, CallError, ObjectTable, PendingCall, SharedObject, SharedType};
+use crate::objects::{TypeInfo, Attempt, CallContext, CallError, ObjectTable, PendingCall, SharedObject, SharedType};
 use crate::protocol::{bind, PyException, Reply, Request, Value};
 
 use super::{cli_no_args, deadline_after, wait_timeout};
 
 /// `EventProxy._exposed_`.
 pub const EXPOSED: &[&str] = &["is_set", "set", "clear", "wait"];
+
+/// SyncManager's `Event` typeid.
+pub const INFO: TypeInfo = TypeInfo {
+    typeid: "Event",
+    construct: event_construct,
+    from_cli: event_from_cli,
+    exposed: EXPOSED,
+    storing: &[],
+    iterating: &[],
+    factory: Some("threading.Event"),
+};
 
 #[derive(Debug, Default)]
 pub struct SharedEvent {
@@ -51,8 +62,8 @@ impl SharedType for SharedEvent {
         "threading.Event"
     }
 
-    fn exposed(&self) -> &'static [&'static str] {
-        EXPOSED
+    fn info(&self) -> &'static TypeInfo {
+        &INFO
     }
 
     /// 3.11+: `<threading.Event at 0x...: unset>`.

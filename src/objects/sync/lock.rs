@@ -8,13 +8,35 @@
 
 use std::time::Instant;
 
-use crate::objects::{Attempt, CallContext, CallError, ClientId, ObjectTable, PendingCall, SharedObject, SharedType, WaitKey, Wakes};
+use crate::objects::{TypeInfo, Attempt, CallContext, CallError, ClientId, ObjectTable, PendingCall, SharedObject, SharedType, WaitKey, Wakes};
 use crate::protocol::{bind, is_truthy, PyException, Reply, Request, Value};
 
 use super::{cli_no_args, deadline_after, number, runtime_error, type_name, Shared};
 
 /// `AcquirerProxy._exposed_`.
 pub const EXPOSED: &[&str] = &["acquire", "release"];
+
+/// SyncManager's `Lock` typeid.
+pub const LOCK: TypeInfo = TypeInfo {
+    typeid: "Lock",
+    construct: lock_construct,
+    from_cli: lock_from_cli,
+    exposed: EXPOSED,
+    storing: &[],
+    iterating: &[],
+    factory: Some("threading.Lock"),
+};
+
+/// SyncManager's `RLock` typeid.
+pub const RLOCK: TypeInfo = TypeInfo {
+    typeid: "RLock",
+    construct: rlock_construct,
+    from_cli: rlock_from_cli,
+    exposed: EXPOSED,
+    storing: &[],
+    iterating: &[],
+    factory: Some("threading.RLock"),
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LockKind {
@@ -233,8 +255,11 @@ impl SharedType for SharedLock {
         self.state.get().class_name()
     }
 
-    fn exposed(&self) -> &'static [&'static str] {
-        EXPOSED
+    fn info(&self) -> &'static TypeInfo {
+        match self.kind() {
+            LockKind::Lock => &LOCK,
+            LockKind::RLock => &RLOCK,
+        }
     }
 
     fn repr(&self, ident: &str) -> Result<String, PyException> {
