@@ -18,7 +18,6 @@ use crate::protocol::reply::format_traceback;
 use crate::protocol::{PyException, Reply, Request, Value};
 
 use super::sequence::{protocol_for, write_list};
-use super::value::builtin_exception;
 use super::{Attempt, CallContext, CallError, Item, ObjectTable, PendingCall, SharedObject, SharedType, TypeInfo};
 
 /// `IteratorProxy._exposed_`. A dict's key iterator only has `__next__`:
@@ -65,11 +64,11 @@ impl KeyIterator {
 
     fn next(&mut self) -> Reply {
         if self.exhausted {
-            return Reply::Error(stop_iteration());
+            return Reply::Error(PyException::stop_iteration());
         }
         if self.expected != Some(self.size.load(Ordering::Relaxed)) {
             self.expected = None;
-            return Reply::Error(builtin_exception("RuntimeError", "dictionary changed size during iteration"));
+            return Reply::Error(PyException::runtime_error("dictionary changed size during iteration"));
         }
         match self.keys.get(self.pos) {
             Some(k) => {
@@ -78,14 +77,10 @@ impl KeyIterator {
             }
             None => {
                 self.exhausted = true;
-                Reply::Error(stop_iteration())
+                Reply::Error(PyException::stop_iteration())
             }
         }
     }
-}
-
-fn stop_iteration() -> PyException {
-    PyException { module: "builtins", name: "StopIteration", message: None }
 }
 
 impl SharedType for KeyIterator {
@@ -152,7 +147,7 @@ impl SharedType for KeyIterator {
 /// `create('Iterator')`: CPython registers the typeid with no callable and
 /// `create_method=False`; a direct create fails its `len(args) == 1` check.
 pub fn construct(_req: &Request<'_, '_>, _table: &ObjectTable) -> Result<SharedObject, PyException> {
-    Err(PyException { module: "builtins", name: "AssertionError", message: None })
+    Err(PyException::assertion_error())
 }
 
 pub fn from_cli(_args: &str) -> Result<SharedObject, String> {

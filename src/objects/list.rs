@@ -23,7 +23,7 @@
 use crate::pickle::{NodeId, PickleWriter};
 use crate::protocol::{bind, is_truthy, PyException, Reply, Request, Value};
 
-use super::value::{builtin_exception, py_eq, sort_by_key, PyValue, StoredValue};
+use super::value::{py_eq, sort_by_key, PyValue, StoredValue};
 use super::sequence::*;
 use super::{Attempt, CallContext, CallError, Item, ObjectTable, PendingCall, SharedObject, SharedType, TypeInfo};
 
@@ -316,10 +316,6 @@ impl SharedType for SharedList {
     }
 }
 
-fn index_error(message: &str) -> PyException {
-    builtin_exception("IndexError", message)
-}
-
 impl SharedList {
     pub fn new(items: Vec<StoredValue>) -> SharedList {
         SharedList { items }
@@ -354,10 +350,10 @@ impl SharedList {
         let n = match n {
             Repeat::Times(n) => (*n).max(0) as u128,
             Repeat::TooMany if self.items.is_empty() => 0,
-            Repeat::TooMany => return Err(builtin_exception("MemoryError", "")),
+            Repeat::TooMany => return Err(PyException::memory_error("")),
         };
         if self.items.len() as u128 * n > MAX_REPEAT {
-            return Err(builtin_exception("MemoryError", ""));
+            return Err(PyException::memory_error(""));
         }
         Ok((0..n).flat_map(|_| self.items.iter()).collect())
     }
@@ -373,9 +369,9 @@ impl SharedList {
             ListCall::GetItem(index) => match *index {
                 Index::Int(i) => match self.position(i) {
                     Some(p) => ret_item(self.items[p].pickle().clone()),
-                    None => return Err(index_error("list index out of range")),
+                    None => return Err(PyException::index_error("list index out of range")),
                 },
-                Index::Huge => return Err(index_error("cannot fit 'int' into an index-sized integer")),
+                Index::Huge => return Err(PyException::index_error("cannot fit 'int' into an index-sized integer")),
                 Index::Slice(s) => {
                     let refs: Vec<&Item> =
                         s.positions(self.items.len())?.into_iter().map(|p| self.items[p].pickle()).collect();
@@ -388,9 +384,9 @@ impl SharedList {
                         Some(p) => {
                             self.items.remove(p);
                         }
-                        None => return Err(index_error("list assignment index out of range")),
+                        None => return Err(PyException::index_error("list assignment index out of range")),
                     },
-                    Index::Huge => return Err(index_error("cannot fit 'int' into an index-sized integer")),
+                    Index::Huge => return Err(PyException::index_error("cannot fit 'int' into an index-sized integer")),
                     Index::Slice(s) => {
                         let (start, stop, step, n) = s.indices(self.items.len())?;
                         if step == 1 {
@@ -416,9 +412,9 @@ impl SharedList {
                 match *index {
                     Index::Int(i) => match self.position(i) {
                         Some(p) => self.items[p] = values.pop().expect("one value"),
-                        None => return Err(index_error("list assignment index out of range")),
+                        None => return Err(PyException::index_error("list assignment index out of range")),
                     },
-                    Index::Huge => return Err(index_error("cannot fit 'int' into an index-sized integer")),
+                    Index::Huge => return Err(PyException::index_error("cannot fit 'int' into an index-sized integer")),
                     Index::Slice(s) => {
                         let (start, stop, step, n) = s.indices(self.items.len())?;
                         if step == 1 {
@@ -493,7 +489,7 @@ impl SharedList {
             }
             ListCall::Pop(index) => {
                 if self.items.is_empty() {
-                    return Err(index_error("pop from empty list"));
+                    return Err(PyException::index_error("pop from empty list"));
                 }
                 let p = match *index {
                     Index::Int(i) => self.position(i),
@@ -501,7 +497,7 @@ impl SharedList {
                 };
                 match p {
                     Some(p) => ret_item(self.items.remove(p).pickle().clone()),
-                    None => return Err(index_error("pop index out of range")),
+                    None => return Err(PyException::index_error("pop index out of range")),
                 }
             }
             ListCall::Remove(x) => match self.items.iter().position(|s| py_eq(s.view(), x)) {

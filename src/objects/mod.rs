@@ -63,6 +63,13 @@ pub struct CallContext {
     pub now: Instant,
 }
 
+/// A deadline `seconds` from `now`, for every call that waits. Zero or less
+/// (a negative `timeout` the type let through) is now; past ~30 years, or
+/// NaN, a timeout is as good as none (and would overflow `Instant`).
+pub(crate) fn deadline_after(now: Instant, seconds: f64) -> Option<Instant> {
+    (seconds < 1e9).then(|| now + std::time::Duration::from_secs_f64(seconds.max(0.0)))
+}
+
 /// What happened when a call was tried.
 #[derive(Debug)]
 pub enum Attempt {

@@ -4,12 +4,12 @@
 //! `shutdown`.
 
 use std::collections::VecDeque;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::protocol::args::timeout_seconds;
 use crate::protocol::{bind, is_truthy, PyException, Reply, Request, Value};
 
-use super::{Attempt, CallContext, CallError, Item, ObjectTable, PendingCall, SharedObject, SharedType, TypeInfo};
+use super::{deadline_after, Attempt, CallContext, CallError, Item, ObjectTable, PendingCall, SharedObject, SharedType, TypeInfo};
 
 /// `public_methods(queue.Queue())` on Python 3.13. Older clients never call
 /// `shutdown`; an AutoProxy built from this list simply has one more method.
@@ -55,11 +55,6 @@ pub enum QueueCall {
     Shutdown { immediate: bool },
 }
 
-fn deadline_after(now: Instant, seconds: Option<f64>) -> Option<Instant> {
-    // Past ~30 years a timeout is as good as none (and would overflow).
-    seconds.filter(|s| *s < 1e9).map(|s| now + Duration::from_secs_f64(s))
-}
-
 /// Reads `method(args, kwds)` the way `queue.Queue`'s signatures do.
 pub fn parse_call(req: &Request<'_, '_>, now: Instant) -> Result<QueueCall, CallError> {
     let p = req.pickle;
@@ -69,7 +64,7 @@ pub fn parse_call(req: &Request<'_, '_>, now: Instant) -> Result<QueueCall, Call
             let block = b.0[1].is_none_or(|n| is_truthy(p, n));
             let timeout = if block { timeout_seconds(p, b.0[2])? } else { None };
             let item = Some(stored_item(req, b.0[0]));
-            QueueCall::Put { item, block, deadline: deadline_after(now, timeout) }
+            QueueCall::Put { item, block, deadline: timeout.and_then(|t| deadline_after(now, t)) }
         }
         "put_nowait" => {
             let b = bind(req, "put_nowait", ["item"], 1)?;
@@ -79,7 +74,7 @@ pub fn parse_call(req: &Request<'_, '_>, now: Instant) -> Result<QueueCall, Call
             let b = bind(req, "get", ["block", "timeout"], 0)?;
             let block = b.0[0].is_none_or(|n| is_truthy(p, n));
             let timeout = if block { timeout_seconds(p, b.0[1])? } else { None };
-            QueueCall::Get { block, deadline: deadline_after(now, timeout) }
+            QueueCall::Get { block, deadline: timeout.and_then(|t| deadline_after(now, t)) }
         }
         "get_nowait" => {
             bind(req, "get_nowait", [], 0)?;

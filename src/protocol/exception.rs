@@ -47,6 +47,41 @@ impl PyException {
         PyException::new("builtins", "AttributeError", Some(message.into()))
     }
 
+    pub fn index_error(message: impl Into<String>) -> PyException {
+        PyException::new("builtins", "IndexError", Some(message.into()))
+    }
+
+    pub fn overflow_error(message: impl Into<String>) -> PyException {
+        PyException::new("builtins", "OverflowError", Some(message.into()))
+    }
+
+    pub fn runtime_error(message: impl Into<String>) -> PyException {
+        PyException::new("builtins", "RuntimeError", Some(message.into()))
+    }
+
+    pub fn recursion_error(message: impl Into<String>) -> PyException {
+        PyException::new("builtins", "RecursionError", Some(message.into()))
+    }
+
+    pub fn memory_error(message: impl Into<String>) -> PyException {
+        PyException::new("builtins", "MemoryError", Some(message.into()))
+    }
+
+    /// Raised without arguments, as an exhausted iterator does.
+    pub fn stop_iteration() -> PyException {
+        PyException::new("builtins", "StopIteration", None)
+    }
+
+    /// A bare `AssertionError()`, as CPython's failed `assert` raises it.
+    pub fn assertion_error() -> PyException {
+        PyException::new("builtins", "AssertionError", None)
+    }
+
+    /// `threading.BrokenBarrierError()`, raised without arguments.
+    pub fn broken_barrier() -> PyException {
+        PyException::new("threading", "BrokenBarrierError", None)
+    }
+
     /// The last line of a Python traceback for this exception.
     pub fn traceback_line(&self) -> String {
         match &self.message {

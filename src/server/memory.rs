@@ -72,11 +72,7 @@ pub fn object_size(objects: &ObjectTable, id: ObjectId) -> usize {
 }
 
 fn memory_error(what: &str, flag: &str, cap: usize) -> PyException {
-    PyException {
-        module: "builtins",
-        name: "MemoryError",
-        message: Some(format!("fastmanager: {what} would exceed {flag} ({cap} bytes); nothing was changed")),
-    }
+    PyException::memory_error(format!("fastmanager: {what} would exceed {flag} ({cap} bytes); nothing was changed"))
 }
 
 impl MemoryBudget {

@@ -17,7 +17,7 @@ use std::time::Instant;
 use crate::objects::{TypeInfo, Attempt, CallContext, CallError, ClientId, ObjectTable, PendingCall, SharedObject, SharedType};
 use crate::protocol::{bind, PyException, Reply, Request, Value};
 
-use super::{broken_barrier, cli_int, deadline_after, number, type_name, wait_timeout};
+use super::{cli_int, deadline_after, number, type_name, wait_timeout};
 
 /// `BarrierProxy._exposed_`.
 pub const EXPOSED: &[&str] = &["__getattribute__", "wait", "abort", "reset"];
@@ -92,7 +92,7 @@ impl SharedBarrier {
         let (_, result) = self.results.remove(&ticket)?;
         Some(match result {
             Some(index) => Attempt::reply(Reply::Return(Value::Int(index as i64))),
-            None => Attempt::error(broken_barrier()),
+            None => Attempt::error(PyException::broken_barrier()),
         })
     }
 }
@@ -165,7 +165,7 @@ impl SharedType for SharedBarrier {
                     return self.collect(t).unwrap_or(Attempt::Block { on: ctx.this });
                 }
                 if self.broken {
-                    return Attempt::error(broken_barrier());
+                    return Attempt::error(PyException::broken_barrier());
                 }
                 let index = self.waiting.len() as u64;
                 if index + 1 >= self.parties {
@@ -175,7 +175,7 @@ impl SharedType for SharedBarrier {
                 }
                 if timeout.is_some_and(|t| t <= 0.0) {
                     self.break_barrier();
-                    return Attempt::Done { reply: Reply::Error(broken_barrier()), wake: smallvec::smallvec![ctx.this] };
+                    return Attempt::Done { reply: Reply::Error(PyException::broken_barrier()), wake: smallvec::smallvec![ctx.this] };
                 }
                 let t = self.next_ticket;
                 self.next_ticket += 1;
@@ -208,14 +208,14 @@ impl SharedType for SharedBarrier {
     /// A waiter whose timeout passes breaks the barrier.
     fn timed_out(&mut self, call: &mut BarrierCall, ctx: &CallContext) -> Attempt {
         let BarrierCall::Wait { ticket: Some(t), .. } = call else {
-            return Attempt::error(broken_barrier());
+            return Attempt::error(PyException::broken_barrier());
         };
         if let Some(done) = self.collect(*t) {
             return done;
         }
         self.waiting.retain(|(ticket, _, _)| ticket != t);
         self.break_barrier();
-        Attempt::Done { reply: Reply::Error(broken_barrier()), wake: smallvec::smallvec![ctx.this] }
+        Attempt::Done { reply: Reply::Error(PyException::broken_barrier()), wake: smallvec::smallvec![ctx.this] }
     }
 
     fn client_gone(&mut self, client: ClientId, _ctx: &CallContext) -> Vec<crate::objects::WaitKey> {

@@ -28,7 +28,7 @@ use crate::pickle::{Decoded, NodeId};
 use crate::protocol::{bind, PyException, Reply, Request, Value};
 
 use super::lock::{attempt_acquire, attempt_release, parse_acquire, Acquire};
-use super::{cli_no_args, deadline_after, runtime_error, type_name, wait_timeout, LockKind, LockState, Shared};
+use super::{cli_no_args, deadline_after, type_name, wait_timeout, LockKind, LockState, Shared};
 
 /// `ConditionProxy._exposed_`.
 pub const EXPOSED: &[&str] = &["acquire", "release", "wait", "notify", "notify_all"];
@@ -122,7 +122,7 @@ impl SharedCondition {
             WaitPhase::Start => {
                 let mut lock = self.lock.get();
                 if !lock.is_owned(ctx.client) {
-                    return Attempt::error(runtime_error("cannot wait on un-acquired lock"));
+                    return Attempt::error(PyException::runtime_error("cannot wait on un-acquired lock"));
                 }
                 if timeout.is_some_and(|t| t <= 0.0) {
                     // CPython releases, polls its waiter lock once and
@@ -150,7 +150,7 @@ impl SharedCondition {
 
     fn notify(&mut self, n: &Result<u64, PyException>, ctx: &CallContext) -> Attempt {
         if !self.lock.get().is_owned(ctx.client) {
-            return Attempt::error(runtime_error("cannot notify on un-acquired lock"));
+            return Attempt::error(PyException::runtime_error("cannot notify on un-acquired lock"));
         }
         if self.waiters.is_empty() {
             return Attempt::reply(Reply::none());

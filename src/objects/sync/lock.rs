@@ -11,7 +11,7 @@ use std::time::Instant;
 use crate::objects::{TypeInfo, Attempt, CallContext, CallError, ClientId, ObjectTable, PendingCall, SharedObject, SharedType, WaitKey, Wakes};
 use crate::protocol::{bind, is_truthy, PyException, Reply, Request, Value};
 
-use super::{cli_no_args, deadline_after, number, runtime_error, type_name, Shared};
+use super::{cli_no_args, deadline_after, number, type_name, Shared};
 
 /// `AcquirerProxy._exposed_`.
 pub const EXPOSED: &[&str] = &["acquire", "release"];
@@ -79,9 +79,9 @@ impl LockState {
     /// One release by `client`; `Ok(true)` when the lock became free.
     pub fn release(&mut self, client: ClientId) -> Result<bool, PyException> {
         match self.kind {
-            LockKind::Lock if self.count == 0 => Err(runtime_error("release unlocked lock")),
+            LockKind::Lock if self.count == 0 => Err(PyException::runtime_error("release unlocked lock")),
             LockKind::RLock if self.count == 0 || self.owner != Some(client) => {
-                Err(runtime_error("cannot release un-acquired lock"))
+                Err(PyException::runtime_error("cannot release un-acquired lock"))
             }
             _ => {
                 self.count -= 1;
