@@ -12,6 +12,32 @@ pub struct PyException {
     pub message: Option<String>,
 }
 
+/// `builtins` exceptions that carry one message, one constructor each.
+macro_rules! builtin_errors {
+    ($($constructor:ident => $name:literal),+ $(,)?) => {
+        impl PyException {
+            $(
+                #[doc = concat!("`", $name, "(message)`.")]
+                pub fn $constructor(message: impl Into<String>) -> PyException {
+                    PyException::new("builtins", $name, Some(message.into()))
+                }
+            )+
+        }
+    };
+}
+
+builtin_errors! {
+    value_error => "ValueError",
+    type_error => "TypeError",
+    key_error => "KeyError",
+    attribute_error => "AttributeError",
+    index_error => "IndexError",
+    overflow_error => "OverflowError",
+    runtime_error => "RuntimeError",
+    recursion_error => "RecursionError",
+    memory_error => "MemoryError",
+}
+
 impl PyException {
     fn new(module: &'static str, name: &'static str, message: Option<String>) -> PyException {
         PyException { module, name, message }
@@ -29,42 +55,6 @@ impl PyException {
     /// that causes it.
     pub fn queue_shut_down() -> PyException {
         PyException::new("queue", "ShutDown", None)
-    }
-
-    pub fn value_error(message: impl Into<String>) -> PyException {
-        PyException::new("builtins", "ValueError", Some(message.into()))
-    }
-
-    pub fn type_error(message: impl Into<String>) -> PyException {
-        PyException::new("builtins", "TypeError", Some(message.into()))
-    }
-
-    pub fn key_error(message: impl Into<String>) -> PyException {
-        PyException::new("builtins", "KeyError", Some(message.into()))
-    }
-
-    pub fn attribute_error(message: impl Into<String>) -> PyException {
-        PyException::new("builtins", "AttributeError", Some(message.into()))
-    }
-
-    pub fn index_error(message: impl Into<String>) -> PyException {
-        PyException::new("builtins", "IndexError", Some(message.into()))
-    }
-
-    pub fn overflow_error(message: impl Into<String>) -> PyException {
-        PyException::new("builtins", "OverflowError", Some(message.into()))
-    }
-
-    pub fn runtime_error(message: impl Into<String>) -> PyException {
-        PyException::new("builtins", "RuntimeError", Some(message.into()))
-    }
-
-    pub fn recursion_error(message: impl Into<String>) -> PyException {
-        PyException::new("builtins", "RecursionError", Some(message.into()))
-    }
-
-    pub fn memory_error(message: impl Into<String>) -> PyException {
-        PyException::new("builtins", "MemoryError", Some(message.into()))
     }
 
     /// Raised without arguments, as an exhausted iterator does.

@@ -14,5 +14,5 @@ pub mod token;
 pub use args::{bind, is_truthy, Bound};
 pub use exception::PyException;
 pub use reply::{Reply, Value};
-pub use request::{parse_request, Request};
+pub use request::{parse_request, Request, RequestError};
 pub use token::{Address, Token};

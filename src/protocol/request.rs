@@ -14,32 +14,42 @@ pub struct Request<'p, 'a> {
     pub kwds: Vec<(&'p str, NodeId)>,
 }
 
-/// Checks the shape of a request. The error text is the last line of the
-/// traceback CPython's server would send for the same malformed request.
-pub fn parse_request<'p, 'a>(pickle: &'p Decoded<'a>) -> Result<Request<'p, 'a>, String> {
+/// Why a frame is not a request. Each message is the last line of the
+/// traceback CPython's server sends for the same malformed request, so the
+/// server answers `format_traceback(&error)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    /// Not a 4-tuple.
+    #[error("ValueError: not enough values to unpack (expected 4)")]
+    NotFourFields,
+    #[error("TypeError: ident must be a str")]
+    Ident,
+    #[error("TypeError: attribute name must be string")]
+    Method,
+    #[error("TypeError: argument after * must be an iterable")]
+    Args,
+    #[error("TypeError: argument after ** must be a mapping")]
+    Kwds,
+    #[error("TypeError: keywords must be strings")]
+    Keyword,
+}
+
+/// Checks the shape of a request.
+pub fn parse_request<'p, 'a>(pickle: &'p Decoded<'a>) -> Result<Request<'p, 'a>, RequestError> {
     let root = pickle.root();
-    let fields = pickle
-        .as_tuple(root)
-        .filter(|f| f.len() == 4)
-        .ok_or_else(|| "ValueError: not enough values to unpack (expected 4)".to_string())?;
+    let fields = pickle.as_tuple(root).filter(|f| f.len() == 4).ok_or(RequestError::NotFourFields)?;
     let ident = if pickle.is_none(fields[0]) {
         None
     } else {
-        Some(pickle.as_str(fields[0]).ok_or_else(|| "TypeError: ident must be a str".to_string())?)
+        Some(pickle.as_str(fields[0]).ok_or(RequestError::Ident)?)
     };
-    let method = pickle
-        .as_str(fields[1])
-        .ok_or_else(|| "TypeError: attribute name must be string".to_string())?;
-    let args = pickle
-        .as_tuple(fields[2])
-        .ok_or_else(|| "TypeError: argument after * must be an iterable".to_string())?;
+    let method = pickle.as_str(fields[1]).ok_or(RequestError::Method)?;
+    let args = pickle.as_tuple(fields[2]).ok_or(RequestError::Args)?;
     let mut kwds = Vec::new();
     if !pickle.is_none(fields[3]) {
-        let pairs = pickle
-            .as_dict(fields[3])
-            .ok_or_else(|| "TypeError: argument after ** must be a mapping".to_string())?;
+        let pairs = pickle.as_dict(fields[3]).ok_or(RequestError::Kwds)?;
         for &(k, v) in pairs {
-            let key = pickle.as_str(k).ok_or_else(|| "TypeError: keywords must be strings".to_string())?;
+            let key = pickle.as_str(k).ok_or(RequestError::Keyword)?;
             kwds.push((key, v));
         }
     }
