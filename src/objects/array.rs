@@ -11,7 +11,7 @@
 //! objects with `__index__`/`__float__` (numpy scalars) are refused.
 
 use crate::pickle::{bigint_to_f64, Decoded, Node, NodeId, ObjectKind, PickleWriter};
-use crate::protocol::{bind, PyException, Reply, Request, Value};
+use crate::protocol::{bind, PyException, Reply, Request, ReplyValue};
 
 use super::sequence::{int_arg, iterate, node_type_name, slice_arg, Slice};
 use super::value::{float_repr, str_repr, type_name, PyStr, PyValue, ViewBudget};
@@ -325,12 +325,12 @@ impl SharedArray {
 
     fn call(&mut self, call: &mut ArrayCall) -> Result<Reply, PyException> {
         Ok(match call {
-            ArrayCall::Len => Reply::Return(Value::Int(self.items.len() as i64)),
+            ArrayCall::Len => Reply::Return(ReplyValue::Int(self.items.len() as i64)),
             ArrayCall::GetItem(ArrayIndex::Int(i)) => match self.position(*i) {
                 Some(p) => {
                     let mut w = PickleWriter::new(4);
                     write_elem(&mut w, self.items[p]);
-                    Reply::Return(Value::Item(w.finish().into()))
+                    Reply::Return(ReplyValue::Item(w.finish().into()))
                 }
                 None => return Err(PyException::index_error("array index out of range")),
             },
@@ -339,7 +339,7 @@ impl SharedArray {
             }
             ArrayCall::GetItem(ArrayIndex::Slice(s)) => {
                 let items: Vec<Elem> = s.positions(self.items.len())?.into_iter().map(|p| self.items[p]).collect();
-                Reply::Return(Value::Item(array_pickle(self.typecode, &items).into()))
+                Reply::Return(ReplyValue::Item(array_pickle(self.typecode, &items).into()))
             }
             ArrayCall::SetItem(ArrayIndex::Int(i), values) => match self.position(*i) {
                 Some(p) => {
@@ -413,7 +413,7 @@ impl SharedType for SharedArray {
     }
 
     fn getvalue(&self) -> Reply {
-        Reply::Return(Value::Item(array_pickle(self.typecode, &self.items).into()))
+        Reply::Return(ReplyValue::Item(array_pickle(self.typecode, &self.items).into()))
     }
 
     fn parse_call(&self, req: &Request<'_, '_>, _ctx: &CallContext) -> Result<ArrayCall, CallError> {

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crate::pickle::{Decoded, Node, NodeId, ObjectOp};
-use crate::protocol::{PyException, Reply, Request, Value};
+use crate::protocol::{PyException, Reply, Request, ReplyValue};
 
 use super::iterator::KeyIterator;
 use super::sequence::{dict_pickle, iterate, list_pickle, proxied, stored_str, tuple_pickle};
@@ -301,7 +301,7 @@ pub fn parse_call(req: &Request<'_, '_>) -> Result<DictCall, CallError> {
 }
 
 fn ret(item: Item) -> Reply {
-    Reply::Return(Value::Item(item))
+    Reply::Return(ReplyValue::Item(item))
 }
 
 impl SharedType for SharedDict {
@@ -434,7 +434,7 @@ impl SharedDict {
     fn call(&mut self, call: &mut DictCall) -> Reply {
         let missing = |l: &Lookup| Reply::ErrorItem { module: "builtins", name: "KeyError", arg: l.item.clone() };
         match call {
-            DictCall::Contains(key) => Reply::Return(Value::Bool(self.index.contains_key(key))),
+            DictCall::Contains(key) => Reply::Return(ReplyValue::Bool(self.index.contains_key(key))),
             DictCall::GetItem(l) => match self.get(&l.key) {
                 Some(e) => ret(e.v.pickle().clone()),
                 None => missing(l),
@@ -444,7 +444,7 @@ impl SharedDict {
                 None => missing(l),
             },
             DictCall::Iter => unreachable!("answered in attempt"),
-            DictCall::Len => Reply::Return(Value::Int(self.len() as i64)),
+            DictCall::Len => Reply::Return(ReplyValue::Int(self.len() as i64)),
             DictCall::SetItem(entry) => {
                 let (key, k, v) = entry.take().expect("attempted once");
                 self.insert(key, k, v);

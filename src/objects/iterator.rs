@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use crate::pickle::PickleWriter;
 use crate::protocol::reply::format_traceback;
-use crate::protocol::{PyException, Reply, Request, Value};
+use crate::protocol::{PyException, Reply, Request, ReplyValue};
 
 use super::sequence::{protocol_for, write_list};
 use super::{Attempt, CallContext, CallError, Item, ObjectTable, PendingCall, SharedObject, SharedType, TypeInfo};
@@ -73,7 +73,7 @@ impl KeyIterator {
         match self.keys.get(self.pos) {
             Some(k) => {
                 self.pos += 1;
-                Reply::Return(Value::Item(k.clone()))
+                Reply::Return(ReplyValue::Item(k.clone()))
             }
             None => {
                 self.exhausted = true;
@@ -102,7 +102,7 @@ impl SharedType for KeyIterator {
         write_list(&mut w, rest);
         w.tuple1();
         w.reduce();
-        Reply::Return(Value::Item(w.finish().into()))
+        Reply::Return(ReplyValue::Item(w.finish().into()))
     }
 
     fn parse_call(&self, req: &Request<'_, '_>, _ctx: &CallContext) -> Result<IteratorCall, CallError> {

@@ -21,7 +21,7 @@
 //!   integers) are refused as CPython refuses floats.
 
 use crate::pickle::{NodeId, PickleWriter};
-use crate::protocol::{bind, is_truthy, PyException, Reply, Request, Value};
+use crate::protocol::{bind, is_truthy, PyException, Reply, Request, ReplyValue};
 
 use super::value::{py_eq, sort_by_key, PyValue, StoredValue};
 use super::sequence::*;
@@ -83,7 +83,7 @@ pub enum ListCall {
 impl PendingCall for ListCall {}
 
 fn ret_item(item: Item) -> Reply {
-    Reply::Return(Value::Item(item))
+    Reply::Return(ReplyValue::Item(item))
 }
 
 // ---------------------------------------------------------------------------
@@ -364,8 +364,8 @@ impl SharedList {
                 let refs: Vec<&Item> = self.items.iter().chain(other.iter()).map(|s| s.pickle()).collect();
                 ret_item(list_pickle(&refs))
             }
-            ListCall::Contains(x) => Reply::Return(Value::Bool(self.items.iter().any(|s| py_eq(s.view(), x)))),
-            ListCall::Len => Reply::Return(Value::Int(self.items.len() as i64)),
+            ListCall::Contains(x) => Reply::Return(ReplyValue::Bool(self.items.iter().any(|s| py_eq(s.view(), x)))),
+            ListCall::Len => Reply::Return(ReplyValue::Int(self.items.len() as i64)),
             ListCall::GetItem(index) => match *index {
                 Index::Int(i) => match self.position(i) {
                     Some(p) => ret_item(self.items[p].pickle().clone()),
@@ -466,7 +466,7 @@ impl SharedList {
                 Reply::none()
             }
             ListCall::Count(x) => {
-                Reply::Return(Value::Int(self.items.iter().filter(|s| py_eq(s.view(), x)).count() as i64))
+                Reply::Return(ReplyValue::Int(self.items.iter().filter(|s| py_eq(s.view(), x)).count() as i64))
             }
             ListCall::Extend(values) => {
                 self.items.append(values);
@@ -477,7 +477,7 @@ impl SharedList {
                 let clamp = |i: i64| if i < 0 { (i.saturating_add(len)).max(0) } else { i.min(len) };
                 let (start, stop) = (clamp(*start) as usize, clamp(*stop) as usize);
                 match (start..stop.max(start)).find(|&i| py_eq(self.items[i].view(), value)) {
-                    Some(i) => Reply::Return(Value::Int(i as i64)),
+                    Some(i) => Reply::Return(ReplyValue::Int(i as i64)),
                     None => return Err(PyException::value_error(format!("{} is not in list", value.repr()?))),
                 }
             }

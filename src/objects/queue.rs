@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use std::time::Instant;
 
 use crate::protocol::args::timeout_seconds;
-use crate::protocol::{bind, is_truthy, PyException, Reply, Request, Value};
+use crate::protocol::{bind, is_truthy, PyException, Reply, Request, ReplyValue};
 
 use super::{deadline_after, Attempt, CallContext, CallError, Item, ObjectTable, PendingCall, SharedObject, SharedType, TypeInfo};
 
@@ -202,14 +202,14 @@ impl SharedQueue {
                 done(Reply::none(), true)
             }
             QueueCall::Get { block, .. } => match self.items.pop_front() {
-                Some(item) => done(Reply::Return(Value::Item(item)), true),
+                Some(item) => done(Reply::Return(ReplyValue::Item(item)), true),
                 None if self.is_shutdown => error(PyException::queue_shut_down()),
                 None if *block => Step::Block,
                 None => error(PyException::queue_empty()),
             },
-            QueueCall::Qsize => done(Reply::Return(Value::Int(self.items.len() as i64)), false),
-            QueueCall::Empty => done(Reply::Return(Value::Bool(self.items.is_empty())), false),
-            QueueCall::Full => done(Reply::Return(Value::Bool(self.is_full())), false),
+            QueueCall::Qsize => done(Reply::Return(ReplyValue::Int(self.items.len() as i64)), false),
+            QueueCall::Empty => done(Reply::Return(ReplyValue::Bool(self.items.is_empty())), false),
+            QueueCall::Full => done(Reply::Return(ReplyValue::Bool(self.is_full())), false),
             QueueCall::TaskDone => {
                 if self.unfinished_tasks == 0 {
                     return error(PyException::value_error("task_done() called too many times"));
@@ -286,7 +286,7 @@ mod tests {
         }
         for want in [b"1", b"2"] {
             match q.try_call(&mut QueueCall::Get { block: true, deadline: None }) {
-                Step::Done(Reply::Return(Value::Item(i)), _) => assert_eq!(&i[..], want),
+                Step::Done(Reply::Return(ReplyValue::Item(i)), _) => assert_eq!(&i[..], want),
                 other => panic!("{other:?}"),
             }
         }

@@ -55,3 +55,21 @@ pub fn parse_request<'p, 'a>(pickle: &'p Decoded<'a>) -> Result<Request<'p, 'a>,
     }
     Ok(Request { pickle, ident, method, args, kwds })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pickle::{decode, DecodeLimits};
+
+    fn error_of(bytes: &[u8]) -> String {
+        let d = decode(bytes, &DecodeLimits::default()).unwrap();
+        parse_request(&d).err().expect("malformed").to_string()
+    }
+
+    #[test]
+    fn errors_print_cpythons_last_traceback_line() {
+        // (1, 2) and (1, 'm', (), {}), protocol 4.
+        assert_eq!(error_of(b"\x80\x04K\x01K\x02\x86."), "ValueError: not enough values to unpack (expected 4)");
+        assert_eq!(error_of(b"\x80\x04(K\x01\x8c\x01m)}t."), "TypeError: ident must be a str");
+    }
+}

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use crate::objects::{TypeInfo, Attempt, CallContext, CallError, ClientId, ObjectTable, PendingCall, SharedObject, SharedType};
-use crate::protocol::{bind, PyException, Reply, Request, Value};
+use crate::protocol::{bind, PyException, Reply, Request, ReplyValue};
 
 use super::{cli_int, deadline_after, number, type_name, wait_timeout};
 
@@ -91,7 +91,7 @@ impl SharedBarrier {
     fn collect(&mut self, ticket: u64) -> Option<Attempt> {
         let (_, result) = self.results.remove(&ticket)?;
         Some(match result {
-            Some(index) => Attempt::reply(Reply::Return(Value::Int(index as i64))),
+            Some(index) => Attempt::reply(Reply::Return(ReplyValue::Int(index as i64))),
             None => Attempt::error(PyException::broken_barrier()),
         })
     }
@@ -171,7 +171,7 @@ impl SharedType for SharedBarrier {
                 if index + 1 >= self.parties {
                     // The last party releases the others.
                     self.end_round(Some);
-                    return Attempt::changed(Reply::Return(Value::Int(index as i64)), ctx);
+                    return Attempt::changed(Reply::Return(ReplyValue::Int(index as i64)), ctx);
                 }
                 if timeout.is_some_and(|t| t <= 0.0) {
                     self.break_barrier();
@@ -195,9 +195,9 @@ impl SharedType for SharedBarrier {
                 Attempt::changed(Reply::none(), ctx)
             }
             BarrierCall::GetAttribute(name) => Attempt::reply(match name.as_str() {
-                "parties" => Reply::Return(Value::Int(self.parties as i64)),
-                "n_waiting" => Reply::Return(Value::Int(self.n_waiting() as i64)),
-                "broken" => Reply::Return(Value::Bool(self.broken)),
+                "parties" => Reply::Return(ReplyValue::Int(self.parties as i64)),
+                "n_waiting" => Reply::Return(ReplyValue::Int(self.n_waiting() as i64)),
+                "broken" => Reply::Return(ReplyValue::Bool(self.broken)),
                 other => Reply::Error(PyException::attribute_error(format!(
                     "'Barrier' object has no attribute '{other}'"
                 ))),
@@ -280,7 +280,7 @@ mod tests {
 
     fn index(a: &Attempt) -> Option<i64> {
         match a {
-            Attempt::Done { reply: Reply::Return(Value::Int(i)), .. } => Some(*i),
+            Attempt::Done { reply: Reply::Return(ReplyValue::Int(i)), .. } => Some(*i),
             _ => None,
         }
     }

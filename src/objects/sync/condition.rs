@@ -25,7 +25,7 @@ use crate::objects::{
     TypeInfo, Attempt, CallContext, CallError, ClientId, ObjectId, ObjectTable, PendingCall, SharedObject, SharedType, WaitKey,
 };
 use crate::pickle::{Decoded, NodeId};
-use crate::protocol::{bind, PyException, Reply, Request, Value};
+use crate::protocol::{bind, PyException, Reply, Request, ReplyValue};
 
 use super::lock::{attempt_acquire, attempt_release, parse_acquire, Acquire};
 use super::{cli_no_args, deadline_after, type_name, wait_timeout, LockKind, LockState, Shared};
@@ -109,7 +109,7 @@ impl SharedCondition {
     /// Reacquires after a wait: the reply, or waiting for the lock.
     fn reacquire(&mut self, client: ClientId, saved: u64, result: bool, key: WaitKey) -> Attempt {
         if self.lock.get().try_acquire_restore(client, saved) {
-            Attempt::reply(Reply::Return(Value::Bool(result)))
+            Attempt::reply(Reply::Return(ReplyValue::Bool(result)))
         } else {
             Attempt::Block { on: key }
         }
@@ -127,7 +127,7 @@ impl SharedCondition {
                 if timeout.is_some_and(|t| t <= 0.0) {
                     // CPython releases, polls its waiter lock once and
                     // reacquires: nothing to notice in between.
-                    return Attempt::reply(Reply::Return(Value::Bool(false)));
+                    return Attempt::reply(Reply::Return(ReplyValue::Bool(false)));
                 }
                 let saved = lock.release_save();
                 drop(lock);
@@ -256,12 +256,12 @@ impl SharedType for SharedCondition {
                         (saved, notified)
                     }
                     WaitPhase::Reacquire { saved, result } => (saved, result),
-                    WaitPhase::Start => return Attempt::reply(Reply::Return(Value::Bool(false))),
+                    WaitPhase::Start => return Attempt::reply(Reply::Return(ReplyValue::Bool(false))),
                 };
                 *phase = WaitPhase::Reacquire { saved, result };
                 self.reacquire(ctx.client, saved, result, lock_key)
             }
-            _ => Attempt::reply(Reply::Return(Value::Bool(false))),
+            _ => Attempt::reply(Reply::Return(ReplyValue::Bool(false))),
         }
     }
 
@@ -343,7 +343,7 @@ mod tests {
     }
 
     fn is_return(a: &Attempt, want: bool) -> bool {
-        matches!(a, Attempt::Done { reply: Reply::Return(Value::Bool(b)), .. } if *b == want)
+        matches!(a, Attempt::Done { reply: Reply::Return(ReplyValue::Bool(b)), .. } if *b == want)
     }
 
     #[test]

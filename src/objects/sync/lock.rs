@@ -9,7 +9,7 @@
 use std::time::Instant;
 
 use crate::objects::{TypeInfo, Attempt, CallContext, CallError, ClientId, ObjectTable, PendingCall, SharedObject, SharedType, WaitKey, Wakes};
-use crate::protocol::{bind, is_truthy, PyException, Reply, Request, Value};
+use crate::protocol::{bind, is_truthy, PyException, Reply, Request, ReplyValue};
 
 use super::{cli_no_args, deadline_after, number, type_name, Shared};
 
@@ -196,11 +196,11 @@ pub fn parse_acquire(req: &Request<'_, '_>, now: Instant) -> Result<Acquire, PyE
 /// Tries an acquire of `state` by `client`; a blocked one waits on `key`.
 pub fn attempt_acquire(state: &mut LockState, call: &Acquire, client: ClientId, key: WaitKey) -> Attempt {
     if state.try_acquire(client) {
-        Attempt::reply(Reply::Return(Value::Bool(true)))
+        Attempt::reply(Reply::Return(ReplyValue::Bool(true)))
     } else if call.blocking {
         Attempt::Block { on: key }
     } else {
-        Attempt::reply(Reply::Return(Value::Bool(false)))
+        Attempt::reply(Reply::Return(ReplyValue::Bool(false)))
     }
 }
 
@@ -286,7 +286,7 @@ impl SharedType for SharedLock {
     }
 
     fn timed_out(&mut self, _call: &mut LockCall, _ctx: &CallContext) -> Attempt {
-        Attempt::reply(Reply::Return(Value::Bool(false)))
+        Attempt::reply(Reply::Return(ReplyValue::Bool(false)))
     }
 
     /// RLocks owned by a client whose connection closes are released.

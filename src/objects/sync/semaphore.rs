@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 use crate::objects::{TypeInfo, Attempt, CallContext, CallError, ObjectTable, PendingCall, SharedObject, SharedType};
-use crate::protocol::{bind, is_truthy, PyException, Reply, Request, Value};
+use crate::protocol::{bind, is_truthy, PyException, Reply, Request, ReplyValue};
 
 use super::{cli_int, deadline_after, integer, number, type_name};
 
@@ -151,11 +151,11 @@ impl SharedType for SharedSemaphore {
             SemaphoreCall::Acquire { blocking, .. } => {
                 if self.value > 0 {
                     self.value -= 1;
-                    Attempt::reply(Reply::Return(Value::Bool(true)))
+                    Attempt::reply(Reply::Return(ReplyValue::Bool(true)))
                 } else if *blocking {
                     Attempt::Block { on: ctx.this }
                 } else {
-                    Attempt::reply(Reply::Return(Value::Bool(false)))
+                    Attempt::reply(Reply::Return(ReplyValue::Bool(false)))
                 }
             }
             SemaphoreCall::Release { n } => {
@@ -169,7 +169,7 @@ impl SharedType for SharedSemaphore {
     }
 
     fn timed_out(&mut self, _call: &mut SemaphoreCall, _ctx: &CallContext) -> Attempt {
-        Attempt::reply(Reply::Return(Value::Bool(false)))
+        Attempt::reply(Reply::Return(ReplyValue::Bool(false)))
     }
 }
 
@@ -228,7 +228,7 @@ mod tests {
 
     fn returned(a: &Attempt) -> Option<bool> {
         match a {
-            Attempt::Done { reply: Reply::Return(Value::Bool(b)), .. } => Some(*b),
+            Attempt::Done { reply: Reply::Return(ReplyValue::Bool(b)), .. } => Some(*b),
             _ => None,
         }
     }
