@@ -122,8 +122,8 @@ pub fn convert(tc: char, v: &PyValue) -> Result<Elem, PyException> {
             let negative_big = matches!(v, PyValue::BigInt(b) if b.last().is_some_and(|x| x & 0x80 != 0));
             let range = |lo: i64, hi: i64, name: &str| -> Result<Elem, PyException> {
                 match n {
-                    Ok(i) if i > hi => Err(PyException::overflow_error(&format!("{name} is greater than maximum"))),
-                    Ok(i) if i < lo => Err(PyException::overflow_error(&format!("{name} is less than minimum"))),
+                    Ok(i) if i > hi => Err(PyException::overflow_error(format!("{name} is greater than maximum"))),
+                    Ok(i) if i < lo => Err(PyException::overflow_error(format!("{name} is less than minimum"))),
                     Ok(i) => Ok(Elem::Int(i)),
                     Err(_) => Err(PyException::overflow_error("Python int too large to convert to C long")),
                 }

@@ -330,9 +330,7 @@ fn write_token(w: &mut PickleWriter, t: &Token) {
 
 /// A traceback text in the shape of `traceback.format_exc()`. The frames
 /// are the server's, which the client only shows inside `RemoteError`.
-/// `last_line` is text or an error whose Display is that line
-/// (`RequestError`).
-pub fn format_traceback(last_line: impl std::fmt::Display) -> String {
+pub fn format_traceback(last_line: &str) -> String {
     format!(
         "Traceback (most recent call last):\n  File \"fastmanager/server\", line 0, in serve_client\n{last_line}\n"
     )

@@ -14,24 +14,42 @@ pub struct Request<'p, 'a> {
     pub kwds: Vec<(&'p str, NodeId)>,
 }
 
-/// Why a frame is not a request. Each message is the last line of the
-/// traceback CPython's server sends for the same malformed request, so the
-/// server answers `format_traceback(&error)`.
+/// Why a frame is not a request. Each is shown as the last line of the
+/// traceback CPython's server sends for the same malformed request; the
+/// error derefs to that line, so the server answers
+/// `format_traceback(&error)` as it did when this was a `String`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{}", self.line())]
 pub enum RequestError {
     /// Not a 4-tuple.
-    #[error("ValueError: not enough values to unpack (expected 4)")]
     NotFourFields,
-    #[error("TypeError: ident must be a str")]
     Ident,
-    #[error("TypeError: attribute name must be string")]
     Method,
-    #[error("TypeError: argument after * must be an iterable")]
     Args,
-    #[error("TypeError: argument after ** must be a mapping")]
     Kwds,
-    #[error("TypeError: keywords must be strings")]
     Keyword,
+}
+
+impl RequestError {
+    /// The traceback's last line, as CPython's `serve_client` ends it.
+    pub fn line(self) -> &'static str {
+        match self {
+            RequestError::NotFourFields => "ValueError: not enough values to unpack (expected 4)",
+            RequestError::Ident => "TypeError: ident must be a str",
+            RequestError::Method => "TypeError: attribute name must be string",
+            RequestError::Args => "TypeError: argument after * must be an iterable",
+            RequestError::Kwds => "TypeError: argument after ** must be a mapping",
+            RequestError::Keyword => "TypeError: keywords must be strings",
+        }
+    }
+}
+
+impl std::ops::Deref for RequestError {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        self.line()
+    }
 }
 
 /// Checks the shape of a request.
