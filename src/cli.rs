@@ -9,7 +9,8 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use crate::registry::Registration;
 use crate::pickle::DecodeLimits;
-use crate::server::{Config, Limits, ListenAddress, Server};
+use crate::address::ListenAddress;
+use crate::server::{Config, Limits, Server};
 
 #[derive(Parser)]
 #[command(name = "fastmanager", version, about = "A Rust server for CPython's multiprocessing.managers protocol")]

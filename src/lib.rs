@@ -9,9 +9,12 @@
 //! - [`objects`]: the shared objects, one file per type, each behind a small API;
 //! - [`server`]: the mio event loop, connections, dispatch and parked requests;
 //! - [`registry`]: which typeids exist and which named objects the server hosts;
+//! - [`address`]: the `HOST:PORT` / `unix:PATH` address the server listens
+//!   on and the client connects to;
 //! - [`cli`]: the `fastmanager` command line;
 //! - [`client`]: a Rust client for the same protocol (Rust workers and masters).
 
+pub mod address;
 pub mod cli;
 pub mod client;
 pub mod objects;

@@ -5,74 +5,16 @@
 use std::collections::HashMap;
 use std::fmt;
 
-use crate::objects::{ObjectId, ObjectTable, SharedObject, SharedQueue};
-use crate::protocol::args::bind;
+use crate::objects::{ObjectId, ObjectTable, SharedObject};
 use crate::protocol::{PyException, Request};
 
-/// How to make one typeid's objects.
-pub struct TypeInfo {
-    /// SyncManager's typeid, also the KIND name of `--register`.
-    pub typeid: &'static str,
-    /// `create(typeid, *args, **kwds)`: the constructor's arguments are in
-    /// `req.args`/`req.kwds`; `table` resolves proxies passed as arguments.
-    pub construct: fn(&Request<'_, '_>, &ObjectTable) -> Result<SharedObject, PyException>,
-    /// `--register NAME=KIND(ARGS)`: `ARGS` is the text in parentheses
-    /// (empty without them).
-    pub from_cli: fn(&str) -> Result<SharedObject, String>,
-}
+/// Each type's record (constructors, exposed and storing methods) lives
+/// with the type; these names stay here for the registry's callers.
+pub use crate::objects::type_info::{type_info, TypeInfo, TYPES};
 
-fn queue_construct(req: &Request<'_, '_>, _table: &ObjectTable) -> Result<SharedObject, PyException> {
-    let b = bind(req, "Queue.__init__", ["maxsize"], 0)?;
-    let maxsize = match b.0[0] {
-        None => 0,
-        Some(n) => req
-            .pickle
-            .as_int(n)
-            .ok_or_else(|| PyException::type_error("'>' not supported: maxsize must be an integer"))?,
-    };
-    Ok(SharedObject::Queue(SharedQueue::new(maxsize)))
-}
-
-fn queue_from_cli(args: &str) -> Result<SharedObject, String> {
-    let maxsize = match args.trim() {
-        "" => 0,
-        a => a.parse::<i64>().map_err(|_| format!("maxsize must be an integer, got {a:?}"))?,
-    };
-    Ok(SharedObject::Queue(SharedQueue::new(maxsize)))
-}
-
-/// Every typeid SyncManager registers that this server implements.
-pub const TYPES: &[TypeInfo] = &[
-    TypeInfo { typeid: "Queue", construct: queue_construct, from_cli: queue_from_cli },
-    // SyncManager's JoinableQueue is queue.Queue too.
-    TypeInfo { typeid: "JoinableQueue", construct: queue_construct, from_cli: queue_from_cli },
-    TypeInfo { typeid: "Lock", construct: crate::objects::sync::lock::lock_construct, from_cli: crate::objects::sync::lock::lock_from_cli },
-    TypeInfo { typeid: "RLock", construct: crate::objects::sync::lock::rlock_construct, from_cli: crate::objects::sync::lock::rlock_from_cli },
-    TypeInfo { typeid: "Semaphore", construct: crate::objects::sync::semaphore::semaphore_construct, from_cli: crate::objects::sync::semaphore::semaphore_from_cli },
-    TypeInfo { typeid: "BoundedSemaphore", construct: crate::objects::sync::semaphore::bounded_semaphore_construct, from_cli: crate::objects::sync::semaphore::bounded_semaphore_from_cli },
-    TypeInfo { typeid: "Condition", construct: crate::objects::sync::condition::condition_construct, from_cli: crate::objects::sync::condition::condition_from_cli },
-    TypeInfo { typeid: "Event", construct: crate::objects::sync::event::event_construct, from_cli: crate::objects::sync::event::event_from_cli },
-    TypeInfo { typeid: "Barrier", construct: crate::objects::sync::barrier::barrier_construct, from_cli: crate::objects::sync::barrier::barrier_from_cli },
-    TypeInfo { typeid: "dict", construct: crate::objects::dict::construct, from_cli: crate::objects::dict::from_cli },
-    TypeInfo { typeid: "list", construct: crate::objects::list::construct, from_cli: crate::objects::list::from_cli },
-    TypeInfo { typeid: "Namespace", construct: crate::objects::namespace::construct, from_cli: crate::objects::namespace::from_cli },
-    TypeInfo { typeid: "Value", construct: crate::objects::shared_value::construct, from_cli: crate::objects::shared_value::from_cli },
-    TypeInfo { typeid: "Array", construct: crate::objects::array::construct, from_cli: crate::objects::array::from_cli },
-    TypeInfo { typeid: "Iterator", construct: crate::objects::iterator::construct, from_cli: crate::objects::iterator::from_cli },
-    // One entry per typeid; a type's construct/from_cli functions live in
-    // its own objects/ file.
-];
-
-/// The methods an object of built-in `kind` exposes (made from a sample
-/// `--register` argument where the kind needs one).
+/// The methods an object of built-in `kind` exposes.
 pub fn exposed_methods(kind: &str) -> Option<&'static [&'static str]> {
-    let info = type_info(kind)?;
-    let sample = ["", "i,0", "1"].iter().find_map(|args| (info.from_cli)(args).ok())?;
-    Some(sample.exposed())
-}
-
-fn type_info(typeid: &str) -> Option<&'static TypeInfo> {
-    TYPES.iter().find(|t| t.typeid == typeid)
+    type_info(kind).map(|t| t.exposed)
 }
 
 /// Why a `--register` value was refused.

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use arbitrary::Arbitrary;
 use fastmanager::objects::{CallContext, ObjectCall, ObjectId, ObjectTable};
 use fastmanager::pickle::{decode, DecodeLimits, PickleWriter};
-use fastmanager::protocol::{parse_request, Address, Reply, Value};
+use fastmanager::protocol::{parse_request, Address, Reply, ReplyValue};
 use fastmanager::registry::{Registry, TYPES};
 use fastmanager::server::blocking::Blocked;
 use fastmanager::server::dispatch::{self, Outcome, State};
@@ -93,8 +93,8 @@ fuzz_target!(|steps: Vec<Step>| {
                 }
                 let (reply, _) = dispatch::control(&mut state, &req, None);
                 // `(ident, exposed)`: the new object.
-                if let Reply::Return(Value::Tuple(parts)) = &reply
-                    && let Some(Value::Str(ident)) = parts.first()
+                if let Reply::Return(ReplyValue::Tuple(parts)) = &reply
+                    && let Some(ReplyValue::Str(ident)) = parts.first()
                     && let Some(id) = state.objects.parse_ident(ident)
                 {
                     ids.push(id);

@@ -11,7 +11,8 @@ use std::time::Duration;
 use fastmanager::protocol::Address;
 use fastmanager::registry::{ExtraTypeid, Registration};
 use fastmanager::server::host::{HostAnswer, HostEnd, HostRequest, Stopper};
-use fastmanager::server::{Config, ListenAddress, Server};
+use fastmanager::address::ListenAddress;
+use fastmanager::server::{Config, Server};
 use pyo3::exceptions::{PyEOFError, PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple};
@@ -149,15 +150,26 @@ fn cli(py: Python<'_>, argv: Vec<String>) -> u8 {
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<NativeServer>()?;
     m.add_function(wrap_pyfunction!(cli, m)?)?;
-    m.add("KINDS", fastmanager::registry::TYPES.iter().map(|t| t.typeid).collect::<Vec<_>>())?;
+    // Every fact below is read from the types' records
+    // (`fastmanager::objects::TYPES`), so Python keeps no copy of them.
+    let types = fastmanager::objects::TYPES;
+    m.add("KINDS", types.iter().map(|t| t.typeid).collect::<Vec<_>>())?;
     // kind -> the method names its Rust objects expose: Python hosts a
     // result itself when CPython would expose a method Rust lacks.
     let methods = pyo3::types::PyDict::new(m.py());
-    for t in fastmanager::registry::TYPES {
-        if let Some(names) = fastmanager::registry::exposed_methods(t.typeid) {
-            methods.set_item(t.typeid, names.to_vec())?;
-        }
+    for t in types {
+        methods.set_item(t.typeid, t.exposed.to_vec())?;
     }
     m.add("KIND_METHODS", methods)?;
+    // kind -> the callable SyncManager registers for it, as
+    // `module.qualname`: a typeid registered with that callable is served
+    // by the Rust kind without calling Python.
+    let factories = pyo3::types::PyDict::new(m.py());
+    for t in types {
+        if let Some(factory) = t.factory {
+            factories.set_item(t.typeid, factory)?;
+        }
+    }
+    m.add("KIND_FACTORIES", factories)?;
     Ok(())
 }

@@ -11,6 +11,7 @@ Python object in this process, and each call on it runs on a thread of
 its own, as on CPython's thread-per-connection server.
 """
 import array
+import importlib
 import pickle
 import queue
 import sys
@@ -74,24 +75,30 @@ def native_recipe(obj):
     return None
 
 
-# The stdlib callables SyncManager registers, and the built-in kind each
-# makes: a typeid registered with one of them is served by Rust directly,
-# without calling Python at all.
-NATIVE_FACTORIES = {
-    queue.Queue: 'Queue',
-    dict: 'dict',
-    list: 'list',
-    threading.Event: 'Event',
-    threading.Lock: 'Lock',
-    threading.RLock: 'RLock',
-    threading.Semaphore: 'Semaphore',
-    threading.BoundedSemaphore: 'BoundedSemaphore',
-    threading.Condition: 'Condition',
-    threading.Barrier: 'Barrier',
-    _mpm.Namespace: 'Namespace',
-    _mpm.Value: 'Value',
-    _mpm.Array: 'Array',
-}
+def _resolve(path):
+    """The object a ``module.qualname`` names."""
+    module, _, name = path.rpartition('.')
+    obj = importlib.import_module(module)
+    for part in name.split('.'):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _native_factories():
+    """The stdlib callables SyncManager registers, and the built-in kind
+    each makes, as the extension lists them (``KIND_FACTORIES``): a typeid
+    registered with one of them is served by Rust directly, without
+    calling Python at all. A callable several kinds share (``queue.Queue``
+    for Queue and JoinableQueue) makes the first kind listed."""
+    factories = {}
+    for kind in _native.KINDS:
+        path = _native.KIND_FACTORIES.get(kind)
+        if path is not None:
+            factories.setdefault(_resolve(path), kind)
+    return factories
+
+
+NATIVE_FACTORIES = _native_factories()
 
 
 def _native_methods(kind):

@@ -9,7 +9,7 @@ use std::os::unix::net::UnixStream;
 
 use super::error::{ClientError, Result};
 use crate::protocol::Address;
-use crate::server::ListenAddress;
+use crate::address::ListenAddress;
 use crate::wire::handshake::{
     answer_challenge, Challenge, FAILURE, PRE_AUTH_FRAME_LIMIT, WELCOME,
 };

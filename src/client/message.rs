@@ -145,8 +145,8 @@ mod tests {
 
     #[test]
     fn replies_of_the_server_are_read() {
-        use crate::protocol::{Address, PyException, Reply, Token, Value};
-        let ok = Reply::Return(Value::Tuple(vec![Value::Int(3), Value::Str("x".into())])).encode();
+        use crate::protocol::{Address, PyException, Reply, Token, ReplyValue};
+        let ok = Reply::Return(ReplyValue::Tuple(vec![ReplyValue::Int(3), ReplyValue::Str("x".into())])).encode();
         assert!(matches!(decode_reply(&ok).unwrap(), Answer::Value(v) if v == PyValue::tuple([3.into(), "x".into()])));
         let empty = Reply::Error(PyException::queue_empty()).encode();
         assert!(matches!(decode_reply(&empty), Err(ClientError::Empty)));

@@ -11,14 +11,26 @@
 //! objects with `__index__`/`__float__` (numpy scalars) are refused.
 
 use crate::pickle::{bigint_to_f64, Decoded, Node, NodeId, ObjectKind, PickleWriter};
-use crate::protocol::{bind, PyException, Reply, Request, Value};
+use crate::protocol::{bind, PyException, Reply, Request, ReplyValue};
 
 use super::sequence::{int_arg, iterate, node_type_name, slice_arg, Slice};
-use super::value::{builtin_exception, float_repr, str_repr, type_name, PyStr, PyValue, ViewBudget};
-use super::{Attempt, CallContext, CallError, ObjectTable, PendingCall, SharedObject, SharedType};
+use super::value::{float_repr, str_repr, type_name, PyStr, PyValue, ViewBudget};
+use super::{Attempt, CallContext, CallError, ObjectTable, PendingCall, SharedObject, SharedType, TypeInfo};
 
 /// `ArrayProxy._exposed_`.
 pub const EXPOSED: &[&str] = &["__len__", "__getitem__", "__setitem__"];
+
+/// SyncManager's `Array` typeid: its length is fixed and it stores numbers,
+/// not items, so no call grows it.
+pub const INFO: TypeInfo = TypeInfo {
+    typeid: "Array",
+    construct,
+    from_cli,
+    exposed: EXPOSED,
+    storing: &[],
+    iterating: &[],
+    factory: Some("multiprocessing.managers.Array"),
+};
 
 const TYPECODES: &str = "bBuwhHiIlLqQfd";
 
@@ -54,10 +66,6 @@ pub enum ArrayIndex {
 
 impl PendingCall for ArrayCall {}
 
-fn overflow(m: &str) -> PyException {
-    builtin_exception("OverflowError", m)
-}
-
 /// A big int's value when it fits `u64` (`None` if negative or larger).
 fn big_as_u64(le: &[u8]) -> Option<u64> {
     if le.last().is_some_and(|x| x & 0x80 != 0) {
@@ -80,7 +88,7 @@ pub fn convert(tc: char, v: &PyValue) -> Result<Elem, PyException> {
                 PyValue::BigInt(b) => {
                     let f = bigint_to_f64(b);
                     if f.is_infinite() {
-                        return Err(overflow("int too large to convert to float"));
+                        return Err(PyException::overflow_error("int too large to convert to float"));
                     }
                     f
                 }
@@ -114,10 +122,10 @@ pub fn convert(tc: char, v: &PyValue) -> Result<Elem, PyException> {
             let negative_big = matches!(v, PyValue::BigInt(b) if b.last().is_some_and(|x| x & 0x80 != 0));
             let range = |lo: i64, hi: i64, name: &str| -> Result<Elem, PyException> {
                 match n {
-                    Ok(i) if i > hi => Err(overflow(&format!("{name} is greater than maximum"))),
-                    Ok(i) if i < lo => Err(overflow(&format!("{name} is less than minimum"))),
+                    Ok(i) if i > hi => Err(PyException::overflow_error(format!("{name} is greater than maximum"))),
+                    Ok(i) if i < lo => Err(PyException::overflow_error(format!("{name} is less than minimum"))),
                     Ok(i) => Ok(Elem::Int(i)),
-                    Err(_) => Err(overflow("Python int too large to convert to C long")),
+                    Err(_) => Err(PyException::overflow_error("Python int too large to convert to C long")),
                 }
             };
             match tc {
@@ -127,28 +135,28 @@ pub fn convert(tc: char, v: &PyValue) -> Result<Elem, PyException> {
                 'H' => range(0, 65535, "unsigned short"),
                 'i' => range(i32::MIN as i64, i32::MAX as i64, "signed integer"),
                 'I' => match n {
-                    Ok(i) if i < 0 => Err(overflow("can't convert negative value to unsigned int")),
-                    Ok(i) if i > u32::MAX as i64 => Err(overflow("unsigned int is greater than maximum")),
+                    Ok(i) if i < 0 => Err(PyException::overflow_error("can't convert negative value to unsigned int")),
+                    Ok(i) if i > u32::MAX as i64 => Err(PyException::overflow_error("unsigned int is greater than maximum")),
                     Ok(i) => Ok(Elem::Int(i)),
-                    Err(_) if negative_big => Err(overflow("can't convert negative value to unsigned int")),
-                    Err(_) => Err(overflow("Python int too large to convert to C unsigned long")),
+                    Err(_) if negative_big => Err(PyException::overflow_error("can't convert negative value to unsigned int")),
+                    Err(_) => Err(PyException::overflow_error("Python int too large to convert to C unsigned long")),
                 },
-                'l' => n.map(Elem::Int).map_err(|_| overflow("Python int too large to convert to C long")),
-                'q' => n.map(Elem::Int).map_err(|_| overflow("int too big to convert")),
+                'l' => n.map(Elem::Int).map_err(|_| PyException::overflow_error("Python int too large to convert to C long")),
+                'q' => n.map(Elem::Int).map_err(|_| PyException::overflow_error("int too big to convert")),
                 'L' => match n {
-                    Ok(i) if i < 0 => Err(overflow("can't convert negative value to unsigned int")),
+                    Ok(i) if i < 0 => Err(PyException::overflow_error("can't convert negative value to unsigned int")),
                     Ok(i) => Ok(Elem::Int(i)),
                     Err(Some(u)) => Ok(Elem::UInt(u)),
-                    Err(None) if negative_big => Err(overflow("can't convert negative value to unsigned int")),
-                    Err(None) => Err(overflow("Python int too large to convert to C unsigned long")),
+                    Err(None) if negative_big => Err(PyException::overflow_error("can't convert negative value to unsigned int")),
+                    Err(None) => Err(PyException::overflow_error("Python int too large to convert to C unsigned long")),
                 },
                 _ => match n {
                     // 'Q'
-                    Ok(i) if i < 0 => Err(overflow("can't convert negative int to unsigned")),
+                    Ok(i) if i < 0 => Err(PyException::overflow_error("can't convert negative int to unsigned")),
                     Ok(i) => Ok(Elem::Int(i)),
                     Err(Some(u)) => Ok(Elem::UInt(u)),
-                    Err(None) if negative_big => Err(overflow("can't convert negative int to unsigned")),
-                    Err(None) => Err(overflow("int too big to convert")),
+                    Err(None) if negative_big => Err(PyException::overflow_error("can't convert negative int to unsigned")),
+                    Err(None) => Err(PyException::overflow_error("int too big to convert")),
                 },
             }
         }
@@ -308,10 +316,6 @@ fn index_arg(d: &Decoded, id: NodeId) -> Result<ArrayIndex, PyException> {
     }
 }
 
-fn index_error(m: &str) -> PyException {
-    builtin_exception("IndexError", m)
-}
-
 impl SharedArray {
     fn position(&self, i: i64) -> Option<usize> {
         let len = self.items.len() as i64;
@@ -321,31 +325,31 @@ impl SharedArray {
 
     fn call(&mut self, call: &mut ArrayCall) -> Result<Reply, PyException> {
         Ok(match call {
-            ArrayCall::Len => Reply::Return(Value::Int(self.items.len() as i64)),
+            ArrayCall::Len => Reply::Return(ReplyValue::Int(self.items.len() as i64)),
             ArrayCall::GetItem(ArrayIndex::Int(i)) => match self.position(*i) {
                 Some(p) => {
                     let mut w = PickleWriter::new(4);
                     write_elem(&mut w, self.items[p]);
-                    Reply::Return(Value::Item(w.finish().into()))
+                    Reply::Return(ReplyValue::Item(w.finish().into()))
                 }
-                None => return Err(index_error("array index out of range")),
+                None => return Err(PyException::index_error("array index out of range")),
             },
             ArrayCall::GetItem(ArrayIndex::Huge) => {
-                return Err(index_error("cannot fit 'int' into an index-sized integer"));
+                return Err(PyException::index_error("cannot fit 'int' into an index-sized integer"));
             }
             ArrayCall::GetItem(ArrayIndex::Slice(s)) => {
                 let items: Vec<Elem> = s.positions(self.items.len())?.into_iter().map(|p| self.items[p]).collect();
-                Reply::Return(Value::Item(array_pickle(self.typecode, &items).into()))
+                Reply::Return(ReplyValue::Item(array_pickle(self.typecode, &items).into()))
             }
             ArrayCall::SetItem(ArrayIndex::Int(i), values) => match self.position(*i) {
                 Some(p) => {
                     self.items[p] = values[0];
                     Reply::none()
                 }
-                None => return Err(index_error("array assignment index out of range")),
+                None => return Err(PyException::index_error("array assignment index out of range")),
             },
             ArrayCall::SetItem(ArrayIndex::Huge, _) => {
-                return Err(index_error("cannot fit 'int' into an index-sized integer"));
+                return Err(PyException::index_error("cannot fit 'int' into an index-sized integer"));
             }
             ArrayCall::SetItem(ArrayIndex::Slice(s), values) => {
                 let (start, stop, step, n) = s.indices(self.items.len())?;
@@ -377,8 +381,8 @@ impl SharedType for SharedArray {
         "array.array"
     }
 
-    fn exposed(&self) -> &'static [&'static str] {
-        EXPOSED
+    fn info(&self) -> &'static TypeInfo {
+        &INFO
     }
 
     fn repr(&self, _ident: &str) -> Result<String, PyException> {
@@ -409,7 +413,7 @@ impl SharedType for SharedArray {
     }
 
     fn getvalue(&self) -> Reply {
-        Reply::Return(Value::Item(array_pickle(self.typecode, &self.items).into()))
+        Reply::Return(ReplyValue::Item(array_pickle(self.typecode, &self.items).into()))
     }
 
     fn parse_call(&self, req: &Request<'_, '_>, _ctx: &CallContext) -> Result<ArrayCall, CallError> {

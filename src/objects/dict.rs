@@ -18,12 +18,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crate::pickle::{Decoded, Node, NodeId, ObjectOp};
-use crate::protocol::{PyException, Reply, Request, Value};
+use crate::protocol::{PyException, Reply, Request, ReplyValue};
 
 use super::iterator::KeyIterator;
 use super::sequence::{dict_pickle, iterate, list_pickle, proxied, stored_str, tuple_pickle};
 use super::value::{DictKey, StoredValue, ViewBudget};
-use super::{Attempt, CallContext, CallError, Item, ObjectTable, PendingCall, SharedObject, SharedType};
+use super::{Attempt, CallContext, CallError, Item, ObjectTable, PendingCall, SharedObject, SharedType, TypeInfo};
 
 /// What CPython's `create` answers for a dict: `DictProxy._exposed_` (3.7
 /// to 3.13; 3.6 also lists `has_key`, which no Python 3 dict has) followed
@@ -33,6 +33,17 @@ pub const EXPOSED: &[&str] = &[
     "__contains__", "__delitem__", "__getitem__", "__iter__", "__len__", "__setitem__", "clear", "copy", "get",
     "items", "keys", "pop", "popitem", "setdefault", "update", "values", "__iter__",
 ];
+
+/// SyncManager's `dict` typeid.
+pub const INFO: TypeInfo = TypeInfo {
+    typeid: "dict",
+    construct,
+    from_cli,
+    exposed: EXPOSED,
+    storing: &["__setitem__", "update", "setdefault"],
+    iterating: &[],
+    factory: Some("builtins.dict"),
+};
 
 /// One entry: the key's hash identity, the key and the value.
 #[derive(Debug, Clone)]
@@ -290,7 +301,7 @@ pub fn parse_call(req: &Request<'_, '_>) -> Result<DictCall, CallError> {
 }
 
 fn ret(item: Item) -> Reply {
-    Reply::Return(Value::Item(item))
+    Reply::Return(ReplyValue::Item(item))
 }
 
 impl SharedType for SharedDict {
@@ -307,8 +318,8 @@ impl SharedType for SharedDict {
         "dict"
     }
 
-    fn exposed(&self) -> &'static [&'static str] {
-        EXPOSED
+    fn info(&self) -> &'static TypeInfo {
+        &INFO
     }
 
     fn repr(&self, _ident: &str) -> Result<String, PyException> {
@@ -423,7 +434,7 @@ impl SharedDict {
     fn call(&mut self, call: &mut DictCall) -> Reply {
         let missing = |l: &Lookup| Reply::ErrorItem { module: "builtins", name: "KeyError", arg: l.item.clone() };
         match call {
-            DictCall::Contains(key) => Reply::Return(Value::Bool(self.index.contains_key(key))),
+            DictCall::Contains(key) => Reply::Return(ReplyValue::Bool(self.index.contains_key(key))),
             DictCall::GetItem(l) => match self.get(&l.key) {
                 Some(e) => ret(e.v.pickle().clone()),
                 None => missing(l),
@@ -433,7 +444,7 @@ impl SharedDict {
                 None => missing(l),
             },
             DictCall::Iter => unreachable!("answered in attempt"),
-            DictCall::Len => Reply::Return(Value::Int(self.len() as i64)),
+            DictCall::Len => Reply::Return(ReplyValue::Int(self.len() as i64)),
             DictCall::SetItem(entry) => {
                 let (key, k, v) = entry.take().expect("attempted once");
                 self.insert(key, k, v);

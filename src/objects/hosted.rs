@@ -11,7 +11,20 @@ use std::sync::Mutex;
 
 use crate::protocol::{PyException, Request};
 
-use super::{Attempt, CallContext, CallError, ObjectTable, PendingCall, SharedObject, SharedType};
+use super::{Attempt, CallContext, CallError, ObjectTable, PendingCall, SharedObject, SharedType, TypeInfo};
+
+/// Not a typeid of its own (each hosted typeid is the program's) and not
+/// in `type_info::TYPES`: the host makes these objects, and its calls never
+/// reach the memory caps, so it stores nothing as far as the server knows.
+pub const INFO: TypeInfo = TypeInfo {
+    typeid: "hosted",
+    construct,
+    from_cli: |_| Err("hosted objects are created by their host".into()),
+    exposed: &[],
+    storing: &[],
+    iterating: &[],
+    factory: None,
+};
 
 #[derive(Debug)]
 pub struct HostedObject {
@@ -56,6 +69,11 @@ impl SharedType for HostedObject {
         "hosted"
     }
 
+    fn info(&self) -> &'static TypeInfo {
+        &INFO
+    }
+
+    /// The host's list for this object's typeid, not a fixed one.
     fn exposed(&self) -> &'static [&'static str] {
         self.exposed
     }

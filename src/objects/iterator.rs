@@ -15,15 +15,26 @@ use std::sync::Arc;
 
 use crate::pickle::PickleWriter;
 use crate::protocol::reply::format_traceback;
-use crate::protocol::{PyException, Reply, Request, Value};
+use crate::protocol::{PyException, Reply, Request, ReplyValue};
 
 use super::sequence::{protocol_for, write_list};
-use super::value::builtin_exception;
-use super::{Attempt, CallContext, CallError, Item, ObjectTable, PendingCall, SharedObject, SharedType};
+use super::{Attempt, CallContext, CallError, Item, ObjectTable, PendingCall, SharedObject, SharedType, TypeInfo};
 
 /// `IteratorProxy._exposed_`. A dict's key iterator only has `__next__`:
 /// `send`, `throw` and `close` fail in the server, as in CPython.
 pub const EXPOSED: &[&str] = &["__next__", "send", "throw", "close"];
+
+/// SyncManager's `Iterator` typeid (registered without a callable: only a
+/// dict's `__iter__` makes one here).
+pub const INFO: TypeInfo = TypeInfo {
+    typeid: "Iterator",
+    construct,
+    from_cli,
+    exposed: EXPOSED,
+    storing: &[],
+    iterating: &[],
+    factory: None,
+};
 
 #[derive(Debug)]
 pub struct KeyIterator {
@@ -53,27 +64,23 @@ impl KeyIterator {
 
     fn next(&mut self) -> Reply {
         if self.exhausted {
-            return Reply::Error(stop_iteration());
+            return Reply::Error(PyException::stop_iteration());
         }
         if self.expected != Some(self.size.load(Ordering::Relaxed)) {
             self.expected = None;
-            return Reply::Error(builtin_exception("RuntimeError", "dictionary changed size during iteration"));
+            return Reply::Error(PyException::runtime_error("dictionary changed size during iteration"));
         }
         match self.keys.get(self.pos) {
             Some(k) => {
                 self.pos += 1;
-                Reply::Return(Value::Item(k.clone()))
+                Reply::Return(ReplyValue::Item(k.clone()))
             }
             None => {
                 self.exhausted = true;
-                Reply::Error(stop_iteration())
+                Reply::Error(PyException::stop_iteration())
             }
         }
     }
-}
-
-fn stop_iteration() -> PyException {
-    PyException { module: "builtins", name: "StopIteration", message: None }
 }
 
 impl SharedType for KeyIterator {
@@ -83,8 +90,8 @@ impl SharedType for KeyIterator {
         "dict_keyiterator"
     }
 
-    fn exposed(&self) -> &'static [&'static str] {
-        EXPOSED
+    fn info(&self) -> &'static TypeInfo {
+        &INFO
     }
 
     /// CPython pickles a key iterator as `iter([remaining keys])`.
@@ -95,7 +102,7 @@ impl SharedType for KeyIterator {
         write_list(&mut w, rest);
         w.tuple1();
         w.reduce();
-        Reply::Return(Value::Item(w.finish().into()))
+        Reply::Return(ReplyValue::Item(w.finish().into()))
     }
 
     fn parse_call(&self, req: &Request<'_, '_>, _ctx: &CallContext) -> Result<IteratorCall, CallError> {
@@ -140,7 +147,7 @@ impl SharedType for KeyIterator {
 /// `create('Iterator')`: CPython registers the typeid with no callable and
 /// `create_method=False`; a direct create fails its `len(args) == 1` check.
 pub fn construct(_req: &Request<'_, '_>, _table: &ObjectTable) -> Result<SharedObject, PyException> {
-    Err(PyException { module: "builtins", name: "AssertionError", message: None })
+    Err(PyException::assertion_error())
 }
 
 pub fn from_cli(_args: &str) -> Result<SharedObject, String> {

@@ -21,17 +21,30 @@
 //!   integers) are refused as CPython refuses floats.
 
 use crate::pickle::{NodeId, PickleWriter};
-use crate::protocol::{bind, is_truthy, PyException, Reply, Request, Value};
+use crate::protocol::{bind, is_truthy, PyException, Reply, Request, ReplyValue};
 
-use super::value::{builtin_exception, py_eq, sort_by_key, PyValue, StoredValue};
+use super::value::{py_eq, sort_by_key, PyValue, StoredValue};
 use super::sequence::*;
-use super::{Attempt, CallContext, CallError, Item, ObjectTable, PendingCall, SharedObject, SharedType};
+use super::{Attempt, CallContext, CallError, Item, ObjectTable, PendingCall, SharedObject, SharedType, TypeInfo};
 
 /// `ListProxy._exposed_` (the same in every version from 3.6 to 3.13).
 pub const EXPOSED: &[&str] = &[
     "__add__", "__contains__", "__delitem__", "__getitem__", "__len__", "__mul__", "__reversed__", "__rmul__",
     "__setitem__", "append", "count", "extend", "index", "insert", "pop", "remove", "reverse", "sort", "__imul__",
 ];
+
+/// SyncManager's `list` typeid; a slice assignment and `extend` store each
+/// element of their argument (ListProxy's `+=` calls `extend`: the list
+/// exposes no `__iadd__`).
+pub const INFO: TypeInfo = TypeInfo {
+    typeid: "list",
+    construct,
+    from_cli,
+    exposed: EXPOSED,
+    storing: &["append", "extend", "insert", "__setitem__", "__imul__"],
+    iterating: &["extend", "__setitem__"],
+    factory: Some("builtins.list"),
+};
 
 /// Most elements a `*` or `*=` may produce; beyond, `MemoryError` (CPython
 /// would try, and fail or exhaust the host).
@@ -70,7 +83,7 @@ pub enum ListCall {
 impl PendingCall for ListCall {}
 
 fn ret_item(item: Item) -> Reply {
-    Reply::Return(Value::Item(item))
+    Reply::Return(ReplyValue::Item(item))
 }
 
 // ---------------------------------------------------------------------------
@@ -267,8 +280,8 @@ impl SharedType for SharedList {
         "list"
     }
 
-    fn exposed(&self) -> &'static [&'static str] {
-        EXPOSED
+    fn info(&self) -> &'static TypeInfo {
+        &INFO
     }
 
     fn repr(&self, _ident: &str) -> Result<String, PyException> {
@@ -301,10 +314,6 @@ impl SharedType for SharedList {
     fn timed_out(&mut self, _call: &mut ListCall, _ctx: &CallContext) -> Attempt {
         unreachable!("list calls never block")
     }
-}
-
-fn index_error(message: &str) -> PyException {
-    builtin_exception("IndexError", message)
 }
 
 impl SharedList {
@@ -341,10 +350,10 @@ impl SharedList {
         let n = match n {
             Repeat::Times(n) => (*n).max(0) as u128,
             Repeat::TooMany if self.items.is_empty() => 0,
-            Repeat::TooMany => return Err(builtin_exception("MemoryError", "")),
+            Repeat::TooMany => return Err(PyException::memory_error("")),
         };
         if self.items.len() as u128 * n > MAX_REPEAT {
-            return Err(builtin_exception("MemoryError", ""));
+            return Err(PyException::memory_error(""));
         }
         Ok((0..n).flat_map(|_| self.items.iter()).collect())
     }
@@ -355,14 +364,14 @@ impl SharedList {
                 let refs: Vec<&Item> = self.items.iter().chain(other.iter()).map(|s| s.pickle()).collect();
                 ret_item(list_pickle(&refs))
             }
-            ListCall::Contains(x) => Reply::Return(Value::Bool(self.items.iter().any(|s| py_eq(s.view(), x)))),
-            ListCall::Len => Reply::Return(Value::Int(self.items.len() as i64)),
+            ListCall::Contains(x) => Reply::Return(ReplyValue::Bool(self.items.iter().any(|s| py_eq(s.view(), x)))),
+            ListCall::Len => Reply::Return(ReplyValue::Int(self.items.len() as i64)),
             ListCall::GetItem(index) => match *index {
                 Index::Int(i) => match self.position(i) {
                     Some(p) => ret_item(self.items[p].pickle().clone()),
-                    None => return Err(index_error("list index out of range")),
+                    None => return Err(PyException::index_error("list index out of range")),
                 },
-                Index::Huge => return Err(index_error("cannot fit 'int' into an index-sized integer")),
+                Index::Huge => return Err(PyException::index_error("cannot fit 'int' into an index-sized integer")),
                 Index::Slice(s) => {
                     let refs: Vec<&Item> =
                         s.positions(self.items.len())?.into_iter().map(|p| self.items[p].pickle()).collect();
@@ -375,9 +384,9 @@ impl SharedList {
                         Some(p) => {
                             self.items.remove(p);
                         }
-                        None => return Err(index_error("list assignment index out of range")),
+                        None => return Err(PyException::index_error("list assignment index out of range")),
                     },
-                    Index::Huge => return Err(index_error("cannot fit 'int' into an index-sized integer")),
+                    Index::Huge => return Err(PyException::index_error("cannot fit 'int' into an index-sized integer")),
                     Index::Slice(s) => {
                         let (start, stop, step, n) = s.indices(self.items.len())?;
                         if step == 1 {
@@ -403,9 +412,9 @@ impl SharedList {
                 match *index {
                     Index::Int(i) => match self.position(i) {
                         Some(p) => self.items[p] = values.pop().expect("one value"),
-                        None => return Err(index_error("list assignment index out of range")),
+                        None => return Err(PyException::index_error("list assignment index out of range")),
                     },
-                    Index::Huge => return Err(index_error("cannot fit 'int' into an index-sized integer")),
+                    Index::Huge => return Err(PyException::index_error("cannot fit 'int' into an index-sized integer")),
                     Index::Slice(s) => {
                         let (start, stop, step, n) = s.indices(self.items.len())?;
                         if step == 1 {
@@ -457,7 +466,7 @@ impl SharedList {
                 Reply::none()
             }
             ListCall::Count(x) => {
-                Reply::Return(Value::Int(self.items.iter().filter(|s| py_eq(s.view(), x)).count() as i64))
+                Reply::Return(ReplyValue::Int(self.items.iter().filter(|s| py_eq(s.view(), x)).count() as i64))
             }
             ListCall::Extend(values) => {
                 self.items.append(values);
@@ -468,7 +477,7 @@ impl SharedList {
                 let clamp = |i: i64| if i < 0 { (i.saturating_add(len)).max(0) } else { i.min(len) };
                 let (start, stop) = (clamp(*start) as usize, clamp(*stop) as usize);
                 match (start..stop.max(start)).find(|&i| py_eq(self.items[i].view(), value)) {
-                    Some(i) => Reply::Return(Value::Int(i as i64)),
+                    Some(i) => Reply::Return(ReplyValue::Int(i as i64)),
                     None => return Err(PyException::value_error(format!("{} is not in list", value.repr()?))),
                 }
             }
@@ -480,7 +489,7 @@ impl SharedList {
             }
             ListCall::Pop(index) => {
                 if self.items.is_empty() {
-                    return Err(index_error("pop from empty list"));
+                    return Err(PyException::index_error("pop from empty list"));
                 }
                 let p = match *index {
                     Index::Int(i) => self.position(i),
@@ -488,7 +497,7 @@ impl SharedList {
                 };
                 match p {
                     Some(p) => ret_item(self.items.remove(p).pickle().clone()),
-                    None => return Err(index_error("pop index out of range")),
+                    None => return Err(PyException::index_error("pop index out of range")),
                 }
             }
             ListCall::Remove(x) => match self.items.iter().position(|s| py_eq(s.view(), x)) {

@@ -8,14 +8,14 @@
 //! blocked clients in `blocking.c`.
 //!
 //! To add a type: write `objects/<type>.rs` with a struct implementing
-//! [`SharedType`], list it in the `shared_types!` invocation below, and give
-//! it a typeid in `registry.rs`.
+//! [`SharedType`] and its [`TypeInfo`] record (constructors, exposed and
+//! storing methods), list the struct in the `shared_types!` invocation
+//! below and the record in `type_info::TYPES`.
 
 // One line per type module.
 pub mod array;
 pub mod dict;
 pub mod hosted;
-pub mod item;
 pub mod iterator;
 pub mod list;
 pub mod namespace;
@@ -24,6 +24,7 @@ pub mod sequence;
 pub mod shared_value;
 pub mod sync;
 pub mod table;
+pub mod type_info;
 pub mod value;
 
 use std::fmt::Debug;
@@ -33,10 +34,11 @@ use crate::protocol::{PyException, Reply, Request};
 
 pub use queue::{QueueCall, SharedQueue};
 pub use table::{Entry, ObjectId, ObjectTable};
+pub use type_info::{type_info, TypeInfo, TYPES};
 
-/// A client's item: a standalone pickle, kept as the bytes that arrived and
-/// copied into replies without being decoded again (see `item.rs`).
-pub use item::Item;
+/// A client's item: a standalone pickle (`pickle::Item`), named here too
+/// because every type stores them.
+pub use crate::pickle::Item;
 
 /// One client connection, as objects see it: lock ownership belongs to the
 /// connection, because each client thread has its own, as in CPython.
@@ -59,6 +61,13 @@ pub struct CallContext {
     /// The called object's id: its default wait key.
     pub this: ObjectId,
     pub now: Instant,
+}
+
+/// A deadline `seconds` from `now`, for every call that waits. Zero or less
+/// (a negative `timeout` the type let through) is now; past ~30 years, or
+/// NaN, a timeout is as good as none (and would overflow `Instant`).
+pub(crate) fn deadline_after(now: Instant, seconds: f64) -> Option<Instant> {
+    (seconds < 1e9).then(|| now + std::time::Duration::from_secs_f64(seconds.max(0.0)))
 }
 
 /// What happened when a call was tried.
@@ -122,9 +131,15 @@ pub trait SharedType: Debug {
     /// The Python class CPython would host, as `module.qualname`.
     fn class_name(&self) -> &'static str;
 
+    /// The facts of this object's typeid (a JoinableQueue answers Queue's:
+    /// one class, the same facts).
+    fn info(&self) -> &'static TypeInfo;
+
     /// The public methods, as CPython's proxy type or `public_methods(obj)`
     /// lists them.
-    fn exposed(&self) -> &'static [&'static str];
+    fn exposed(&self) -> &'static [&'static str] {
+        self.info().exposed
+    }
 
     /// `repr(obj)` as CPython prints it; `ident` is the object's id in hex.
     fn repr(&self, ident: &str) -> Result<String, PyException> {
@@ -186,6 +201,10 @@ macro_rules! shared_types {
         impl SharedObject {
             pub fn class_name(&self) -> &'static str {
                 match self { $(SharedObject::$variant(o) => o.class_name(),)+ }
+            }
+
+            pub fn info(&self) -> &'static TypeInfo {
+                match self { $(SharedObject::$variant(o) => o.info(),)+ }
             }
 
             pub fn exposed(&self) -> &'static [&'static str] {

@@ -14,14 +14,25 @@
 use std::collections::HashMap;
 
 use crate::pickle::{Decoded, NodeId, PickleWriter};
-use crate::protocol::{PyException, Reply, Request, Value};
+use crate::protocol::{PyException, Reply, Request, ReplyValue};
 
 use super::sequence::{node_type_name, protocol_for, stored_str, write_dict};
 use super::value::{StoredValue, ViewBudget};
-use super::{Attempt, CallContext, CallError, ObjectTable, PendingCall, SharedObject, SharedType};
+use super::{Attempt, CallContext, CallError, ObjectTable, PendingCall, SharedObject, SharedType, TypeInfo};
 
 /// `NamespaceProxy._exposed_`.
 pub const EXPOSED: &[&str] = &["__getattribute__", "__setattr__", "__delattr__"];
+
+/// SyncManager's `Namespace` typeid.
+pub const INFO: TypeInfo = TypeInfo {
+    typeid: "Namespace",
+    construct,
+    from_cli,
+    exposed: EXPOSED,
+    storing: &["__setattr__"],
+    iterating: &[],
+    factory: Some("multiprocessing.managers.Namespace"),
+};
 
 #[derive(Debug, Default)]
 pub struct SharedNamespace {
@@ -94,8 +105,8 @@ impl SharedType for SharedNamespace {
         "multiprocessing.managers.Namespace"
     }
 
-    fn exposed(&self) -> &'static [&'static str] {
-        EXPOSED
+    fn info(&self) -> &'static TypeInfo {
+        &INFO
     }
 
     fn repr(&self, _ident: &str) -> Result<String, PyException> {
@@ -117,7 +128,7 @@ impl SharedType for SharedNamespace {
         w.newobj();
         write_dict(&mut w, ordered.iter().map(|(_, (_, k, v))| (k.pickle(), v.pickle())));
         w.build();
-        Reply::Return(Value::Item(w.finish().into()))
+        Reply::Return(ReplyValue::Item(w.finish().into()))
     }
 
     fn parse_call(&self, req: &Request<'_, '_>, _ctx: &CallContext) -> Result<NamespaceCall, CallError> {
@@ -136,7 +147,7 @@ impl SharedType for SharedNamespace {
     fn attempt(&mut self, call: &mut NamespaceCall, _ctx: &CallContext) -> Attempt {
         match call {
             NamespaceCall::Get(name) => match self.attrs.get(name.as_str()) {
-                Some((_, _, v)) => Attempt::reply(Reply::Return(Value::Item(v.pickle().clone()))),
+                Some((_, _, v)) => Attempt::reply(Reply::Return(ReplyValue::Item(v.pickle().clone()))),
                 None => Attempt::error(no_attribute(name)),
             },
             NamespaceCall::Set(name, value) => {

@@ -4,17 +4,33 @@
 //! `shutdown`.
 
 use std::collections::VecDeque;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::protocol::args::timeout_seconds;
-use crate::protocol::{bind, is_truthy, PyException, Reply, Request, Value};
+use crate::protocol::{bind, is_truthy, PyException, Reply, Request, ReplyValue};
 
-use super::{Attempt, CallContext, CallError, Item, PendingCall, SharedType};
+use super::{deadline_after, Attempt, CallContext, CallError, Item, ObjectTable, PendingCall, SharedObject, SharedType, TypeInfo};
 
 /// `public_methods(queue.Queue())` on Python 3.13. Older clients never call
 /// `shutdown`; an AutoProxy built from this list simply has one more method.
 pub const EXPOSED: &[&str] =
     &["empty", "full", "get", "get_nowait", "join", "put", "put_nowait", "qsize", "shutdown", "task_done"];
+
+/// SyncManager's `Queue` typeid.
+pub const QUEUE: TypeInfo = TypeInfo {
+    typeid: "Queue",
+    construct,
+    from_cli,
+    exposed: EXPOSED,
+    storing: &["put", "put_nowait"],
+    iterating: &[],
+    factory: Some("queue.Queue"),
+};
+
+/// SyncManager's `JoinableQueue` typeid: `queue.Queue` too, so the same
+/// facts. The Python package maps `queue.Queue` to `Queue`, the first
+/// record naming it.
+pub const JOINABLE_QUEUE: TypeInfo = TypeInfo { typeid: "JoinableQueue", ..QUEUE };
 
 #[derive(Debug, Default)]
 pub struct SharedQueue {
@@ -39,11 +55,6 @@ pub enum QueueCall {
     Shutdown { immediate: bool },
 }
 
-fn deadline_after(now: Instant, seconds: Option<f64>) -> Option<Instant> {
-    // Past ~30 years a timeout is as good as none (and would overflow).
-    seconds.filter(|s| *s < 1e9).map(|s| now + Duration::from_secs_f64(s))
-}
-
 /// Reads `method(args, kwds)` the way `queue.Queue`'s signatures do.
 pub fn parse_call(req: &Request<'_, '_>, now: Instant) -> Result<QueueCall, CallError> {
     let p = req.pickle;
@@ -53,7 +64,7 @@ pub fn parse_call(req: &Request<'_, '_>, now: Instant) -> Result<QueueCall, Call
             let block = b.0[1].is_none_or(|n| is_truthy(p, n));
             let timeout = if block { timeout_seconds(p, b.0[2])? } else { None };
             let item = Some(stored_item(req, b.0[0]));
-            QueueCall::Put { item, block, deadline: deadline_after(now, timeout) }
+            QueueCall::Put { item, block, deadline: timeout.and_then(|t| deadline_after(now, t)) }
         }
         "put_nowait" => {
             let b = bind(req, "put_nowait", ["item"], 1)?;
@@ -63,7 +74,7 @@ pub fn parse_call(req: &Request<'_, '_>, now: Instant) -> Result<QueueCall, Call
             let b = bind(req, "get", ["block", "timeout"], 0)?;
             let block = b.0[0].is_none_or(|n| is_truthy(p, n));
             let timeout = if block { timeout_seconds(p, b.0[1])? } else { None };
-            QueueCall::Get { block, deadline: deadline_after(now, timeout) }
+            QueueCall::Get { block, deadline: timeout.and_then(|t| deadline_after(now, t)) }
         }
         "get_nowait" => {
             bind(req, "get_nowait", [], 0)?;
@@ -109,8 +120,8 @@ impl SharedType for SharedQueue {
         "queue.Queue"
     }
 
-    fn exposed(&self) -> &'static [&'static str] {
-        EXPOSED
+    fn info(&self) -> &'static TypeInfo {
+        &QUEUE
     }
 
     /// A queue holds locks, so CPython fails to pickle it for `_getvalue()`.
@@ -191,14 +202,14 @@ impl SharedQueue {
                 done(Reply::none(), true)
             }
             QueueCall::Get { block, .. } => match self.items.pop_front() {
-                Some(item) => done(Reply::Return(Value::Item(item)), true),
+                Some(item) => done(Reply::Return(ReplyValue::Item(item)), true),
                 None if self.is_shutdown => error(PyException::queue_shut_down()),
                 None if *block => Step::Block,
                 None => error(PyException::queue_empty()),
             },
-            QueueCall::Qsize => done(Reply::Return(Value::Int(self.items.len() as i64)), false),
-            QueueCall::Empty => done(Reply::Return(Value::Bool(self.items.is_empty())), false),
-            QueueCall::Full => done(Reply::Return(Value::Bool(self.is_full())), false),
+            QueueCall::Qsize => done(Reply::Return(ReplyValue::Int(self.items.len() as i64)), false),
+            QueueCall::Empty => done(Reply::Return(ReplyValue::Bool(self.items.is_empty())), false),
+            QueueCall::Full => done(Reply::Return(ReplyValue::Bool(self.is_full())), false),
             QueueCall::TaskDone => {
                 if self.unfinished_tasks == 0 {
                     return error(PyException::value_error("task_done() called too many times"));
@@ -220,6 +231,28 @@ impl SharedQueue {
             }
         }
     }
+}
+
+/// `Queue(maxsize=0)`.
+pub fn construct(req: &Request<'_, '_>, _table: &ObjectTable) -> Result<SharedObject, PyException> {
+    let b = bind(req, "Queue.__init__", ["maxsize"], 0)?;
+    let maxsize = match b.0[0] {
+        None => 0,
+        Some(n) => req
+            .pickle
+            .as_int(n)
+            .ok_or_else(|| PyException::type_error("'>' not supported: maxsize must be an integer"))?,
+    };
+    Ok(SharedObject::Queue(SharedQueue::new(maxsize)))
+}
+
+/// `--register NAME=Queue(MAXSIZE)`.
+pub fn from_cli(args: &str) -> Result<SharedObject, String> {
+    let maxsize = match args.trim() {
+        "" => 0,
+        a => a.parse::<i64>().map_err(|_| format!("maxsize must be an integer, got {a:?}"))?,
+    };
+    Ok(SharedObject::Queue(SharedQueue::new(maxsize)))
 }
 
 #[cfg(test)]
@@ -253,7 +286,7 @@ mod tests {
         }
         for want in [b"1", b"2"] {
             match q.try_call(&mut QueueCall::Get { block: true, deadline: None }) {
-                Step::Done(Reply::Return(Value::Item(i)), _) => assert_eq!(&i[..], want),
+                Step::Done(Reply::Return(ReplyValue::Item(i)), _) => assert_eq!(&i[..], want),
                 other => panic!("{other:?}"),
             }
         }

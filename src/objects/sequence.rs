@@ -11,7 +11,7 @@ use crate::pickle::{DecodeLimits, Decoded, Node, NodeId, ObjectKind, PickleWrite
 use crate::protocol::PyException;
 
 use super::list::MAX_REPEAT;
-use super::value::{builtin_exception, type_name, PyStr, PyValue, StoredValue, ViewBudget};
+use super::value::{type_name, PyStr, PyValue, StoredValue, ViewBudget};
 use super::{Item, ObjectTable, SharedObject};
 
 /// An index argument: an int, or a slice.
@@ -166,7 +166,7 @@ pub(crate) fn index_arg(d: &Decoded, id: NodeId) -> Result<Index, PyException> {
 pub(crate) fn ssize_arg(d: &Decoded, id: NodeId) -> Result<i64, PyException> {
     match int_arg(d, id) {
         Some(Ok(i)) => Ok(i),
-        Some(Err(_)) => Err(builtin_exception("OverflowError", "Python int too large to convert to C ssize_t")),
+        Some(Err(_)) => Err(PyException::overflow_error("Python int too large to convert to C ssize_t")),
         None => Err(PyException::type_error(format!(
             "'{}' object cannot be interpreted as an integer",
             node_type_name(d, id)
@@ -277,7 +277,7 @@ pub(crate) fn wtf8(c: u32) -> Vec<u8> {
 
 pub(crate) fn check_size(n: u128) -> Result<(), PyException> {
     if n > MAX_REPEAT {
-        return Err(builtin_exception("MemoryError", "too many elements for the server"));
+        return Err(PyException::memory_error("too many elements for the server"));
     }
     Ok(())
 }

@@ -5,14 +5,25 @@
 //! pickled as CPython pickles it.
 
 use crate::pickle::PickleWriter;
-use crate::protocol::{bind, PyException, Reply, Request, Value};
+use crate::protocol::{bind, PyException, Reply, Request, ReplyValue};
 
 use super::sequence::{protocol_for, stored_str, synthesized, write_dict};
 use super::value::{StoredValue, ViewBudget};
-use super::{Attempt, CallContext, CallError, ObjectTable, PendingCall, SharedObject, SharedType};
+use super::{Attempt, CallContext, CallError, ObjectTable, PendingCall, SharedObject, SharedType, TypeInfo};
 
 /// `ValueProxy._exposed_`.
 pub const EXPOSED: &[&str] = &["get", "set"];
+
+/// SyncManager's `Value` typeid.
+pub const INFO: TypeInfo = TypeInfo {
+    typeid: "Value",
+    construct,
+    from_cli,
+    exposed: EXPOSED,
+    storing: &["set"],
+    iterating: &[],
+    factory: Some("multiprocessing.managers.Value"),
+};
 
 #[derive(Debug)]
 pub struct SharedValue {
@@ -39,8 +50,8 @@ impl SharedType for SharedValue {
         "multiprocessing.managers.Value"
     }
 
-    fn exposed(&self) -> &'static [&'static str] {
-        EXPOSED
+    fn info(&self) -> &'static TypeInfo {
+        &INFO
     }
 
     fn repr(&self, _ident: &str) -> Result<String, PyException> {
@@ -56,7 +67,7 @@ impl SharedType for SharedValue {
         w.newobj();
         write_dict(&mut w, [(tk.pickle(), t), (vk.pickle(), v)]);
         w.build();
-        Reply::Return(Value::Item(w.finish().into()))
+        Reply::Return(ReplyValue::Item(w.finish().into()))
     }
 
     fn parse_call(&self, req: &Request<'_, '_>, _ctx: &CallContext) -> Result<ValueCall, CallError> {
@@ -75,7 +86,7 @@ impl SharedType for SharedValue {
 
     fn attempt(&mut self, call: &mut ValueCall, _ctx: &CallContext) -> Attempt {
         match call {
-            ValueCall::Get => Attempt::reply(Reply::Return(Value::Item(self.value.pickle().clone()))),
+            ValueCall::Get => Attempt::reply(Reply::Return(ReplyValue::Item(self.value.pickle().clone()))),
             ValueCall::Set(v) => {
                 self.value = v.take().expect("a set is attempted once");
                 Attempt::reply(Reply::none())

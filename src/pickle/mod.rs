@@ -7,6 +7,7 @@
 //! - [`Decoded::standalone`] cuts any node out as its own pickle: normally the
 //!   item's opcode range copied verbatim (FRAMEs dropped, memo indices
 //!   compacted), else a re-encoding of the arena.
+//! - [`Item`] keeps one standalone pickle (a stored value) as bytes.
 //! - [`PickleWriter`] writes reply pickles and [`PickleWriter::embed`]s
 //!   stored items into them.
 
@@ -14,6 +15,7 @@ mod builtins;
 mod compat;
 mod decode;
 mod error;
+mod item;
 mod lexer;
 mod node;
 pub mod opcodes;
@@ -24,6 +26,9 @@ mod writer;
 
 pub use decode::{DecodeLimits, decode};
 pub use error::PickleError;
+/// A client's item: a standalone pickle, kept as the bytes that arrived and
+/// copied into replies without being decoded again (see `item.rs`).
+pub use item::Item;
 pub use node::{Decoded, Global, Items, Node, NodeId, Object, ObjectKind, ObjectOp};
 pub use text::{bigint_from_magnitude, bigint_to_decimal, bigint_to_f64};
 pub use writer::{PickleWriter, declared_protocol, embedded_body};

@@ -12,6 +12,32 @@ pub struct PyException {
     pub message: Option<String>,
 }
 
+/// `builtins` exceptions that carry one message, one constructor each.
+macro_rules! builtin_errors {
+    ($($constructor:ident => $name:literal),+ $(,)?) => {
+        impl PyException {
+            $(
+                #[doc = concat!("`", $name, "(message)`.")]
+                pub fn $constructor(message: impl Into<String>) -> PyException {
+                    PyException::new("builtins", $name, Some(message.into()))
+                }
+            )+
+        }
+    };
+}
+
+builtin_errors! {
+    value_error => "ValueError",
+    type_error => "TypeError",
+    key_error => "KeyError",
+    attribute_error => "AttributeError",
+    index_error => "IndexError",
+    overflow_error => "OverflowError",
+    runtime_error => "RuntimeError",
+    recursion_error => "RecursionError",
+    memory_error => "MemoryError",
+}
+
 impl PyException {
     fn new(module: &'static str, name: &'static str, message: Option<String>) -> PyException {
         PyException { module, name, message }
@@ -31,20 +57,19 @@ impl PyException {
         PyException::new("queue", "ShutDown", None)
     }
 
-    pub fn value_error(message: impl Into<String>) -> PyException {
-        PyException::new("builtins", "ValueError", Some(message.into()))
+    /// Raised without arguments, as an exhausted iterator does.
+    pub fn stop_iteration() -> PyException {
+        PyException::new("builtins", "StopIteration", None)
     }
 
-    pub fn type_error(message: impl Into<String>) -> PyException {
-        PyException::new("builtins", "TypeError", Some(message.into()))
+    /// A bare `AssertionError()`, as CPython's failed `assert` raises it.
+    pub fn assertion_error() -> PyException {
+        PyException::new("builtins", "AssertionError", None)
     }
 
-    pub fn key_error(message: impl Into<String>) -> PyException {
-        PyException::new("builtins", "KeyError", Some(message.into()))
-    }
-
-    pub fn attribute_error(message: impl Into<String>) -> PyException {
-        PyException::new("builtins", "AttributeError", Some(message.into()))
+    /// `threading.BrokenBarrierError()`, raised without arguments.
+    pub fn broken_barrier() -> PyException {
+        PyException::new("threading", "BrokenBarrierError", None)
     }
 
     /// The last line of a Python traceback for this exception.

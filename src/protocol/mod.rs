@@ -13,6 +13,9 @@ pub mod token;
 
 pub use args::{bind, is_truthy, Bound};
 pub use exception::PyException;
-pub use reply::{Reply, Value};
-pub use request::{parse_request, Request};
+pub use reply::{Reply, ReplyValue};
+/// The old name, for `server/dispatch.rs` until its rewrite lands; new code
+/// says `ReplyValue` (`Value` also names the `Value` typeid's objects).
+pub use reply::ReplyValue as Value;
+pub use request::{parse_request, Request, RequestError};
 pub use token::{Address, Token};

@@ -3,7 +3,7 @@
 
 use std::ops::Range;
 
-use crate::objects::Item;
+use crate::pickle::Item;
 use crate::pickle::{declared_protocol, embedded_body, PickleWriter};
 
 use super::exception::PyException;
@@ -12,13 +12,13 @@ use super::token::{Address, Token};
 /// A value a reply carries. Items stored by clients are embedded as the
 /// bytes they arrived in; everything else is built here.
 #[derive(Debug, Clone)]
-pub enum Value {
+pub enum ReplyValue {
     None,
     Bool(bool),
     Int(i64),
     Float(f64),
     Str(String),
-    Tuple(Vec<Value>),
+    Tuple(Vec<ReplyValue>),
     Item(Item),
 }
 
@@ -26,7 +26,7 @@ pub enum Value {
 #[derive(Debug, Clone)]
 pub enum Reply {
     /// `('#RETURN', value)`
-    Return(Value),
+    Return(ReplyValue),
     /// `('#ERROR', exception)`: the client raises the exception.
     Error(PyException),
     /// `('#ERROR', module.name(arg))` whose one argument is a stored item:
@@ -45,7 +45,7 @@ pub enum Reply {
 
 impl Reply {
     pub fn none() -> Reply {
-        Reply::Return(Value::None)
+        Reply::Return(ReplyValue::None)
     }
 
     /// A `#TRACEBACK` whose last line is `exc`, shaped like `format_exc()`.
@@ -171,18 +171,18 @@ impl Reply {
     }
 }
 
-fn highest_item_protocol(v: &Value) -> u8 {
+fn highest_item_protocol(v: &ReplyValue) -> u8 {
     let mut highest = 0;
     v.visit_items(&mut |item| highest = highest.max(declared_protocol(item)));
     highest
 }
 
-impl Value {
+impl ReplyValue {
     /// Calls `f` on every stored item in this value, in order.
     fn visit_items(&self, f: &mut dyn FnMut(&Item)) {
         match self {
-            Value::Item(item) => f(item),
-            Value::Tuple(vs) => vs.iter().for_each(|v| v.visit_items(f)),
+            ReplyValue::Item(item) => f(item),
+            ReplyValue::Tuple(vs) => vs.iter().for_each(|v| v.visit_items(f)),
             _ => {}
         }
     }
@@ -263,15 +263,15 @@ impl ReplyWriter {
     }
 }
 
-fn write_value(w: &mut ReplyWriter, v: &Value) {
+fn write_value(w: &mut ReplyWriter, v: &ReplyValue) {
     match v {
-        Value::None => w.w.none(),
-        Value::Bool(b) => w.w.bool(*b),
-        Value::Int(i) => w.w.int(*i),
-        Value::Float(f) => w.w.float(*f),
-        Value::Str(s) => w.w.str(s),
-        Value::Item(item) => w.embed(item),
-        Value::Tuple(vs) => match vs.len() {
+        ReplyValue::None => w.w.none(),
+        ReplyValue::Bool(b) => w.w.bool(*b),
+        ReplyValue::Int(i) => w.w.int(*i),
+        ReplyValue::Float(f) => w.w.float(*f),
+        ReplyValue::Str(s) => w.w.str(s),
+        ReplyValue::Item(item) => w.embed(item),
+        ReplyValue::Tuple(vs) => match vs.len() {
             0 => w.w.empty_tuple(),
             1 => {
                 write_value(w, &vs[0]);

@@ -1,7 +1,6 @@
 //! Where clients connect: a TCP or a Unix socket, and the streams accepted
 //! from either, behind one type so the rest of the server does not care.
 
-use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
@@ -12,43 +11,9 @@ use mio::{Interest, Registry, Token};
 
 use crate::protocol::Address;
 
-/// A listening address as given on the command line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ListenAddress {
-    /// `HOST:PORT`; the host is kept as written, for tokens.
-    Tcp { host: String, port: u16 },
-    /// `unix:PATH`
-    Unix(PathBuf),
-}
-
-impl std::str::FromStr for ListenAddress {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        if let Some(path) = s.strip_prefix("unix:") {
-            if path.is_empty() {
-                return Err("unix: address needs a path, e.g. unix:/tmp/fm.sock".into());
-            }
-            return Ok(ListenAddress::Unix(PathBuf::from(path)));
-        }
-        let (host, port) = s.rsplit_once(':').ok_or_else(|| format!("expected HOST:PORT or unix:PATH, got {s:?}"))?;
-        let port = port.parse::<u16>().map_err(|_| format!("invalid port in {s:?}"))?;
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        if host.is_empty() {
-            return Err(format!("missing host in {s:?}"));
-        }
-        Ok(ListenAddress::Tcp { host: host.to_string(), port })
-    }
-}
-
-impl fmt::Display for ListenAddress {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ListenAddress::Tcp { host, port } => write!(f, "{host}:{port}"),
-            ListenAddress::Unix(p) => write!(f, "unix:{}", p.display()),
-        }
-    }
-}
+/// Parsed outside the server (`crate::address`), as the client parses
+/// it too; named here for the server's callers.
+pub use crate::address::ListenAddress;
 
 pub enum Listener {
     Tcp(TcpListener),

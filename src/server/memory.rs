@@ -37,17 +37,18 @@ use super::dispatch::{Outcome, State};
 /// its container and the decoded view dict and list items keep.
 pub const ITEM_OVERHEAD: usize = 64;
 
-/// Methods that can store items. Everything else only reads or removes.
-const STORING: &[&str] = &[
-    "put", "put_nowait", // Queue
-    "append", "extend", "insert", "__setitem__", "__iadd__", "__imul__", // list
-    "update", "setdefault", // dict (and __setitem__)
-    "__setattr__", // Namespace
-    "set",         // Value
-];
+/// Whether a call to `method` on object `id` can store items: its type's
+/// record says (`TypeInfo::storing`). Everything else only reads or removes.
+fn stores(objects: &ObjectTable, id: ObjectId, method: &str) -> bool {
+    objects.get(id).is_some_and(|e| e.object.info().stores(method))
+}
 
-/// Calls that store each element of an iterable argument as an item.
-const ITERATING: &[&str] = &["create", "extend", "__iadd__", "__setitem__"];
+/// Whether a call stores each element of an iterable argument as an item.
+/// `create` (`id` 0) always counts so: its typeid may be an alias, and a
+/// constructor stores what its argument holds (`list('abc')`).
+fn iterates(objects: &ObjectTable, id: ObjectId, method: &str) -> bool {
+    method == "create" || objects.get(id).is_some_and(|e| e.object.info().iterates(method))
+}
 
 /// The caps, and what the server knows about each object's size.
 #[derive(Debug)]
@@ -71,11 +72,7 @@ pub fn object_size(objects: &ObjectTable, id: ObjectId) -> usize {
 }
 
 fn memory_error(what: &str, flag: &str, cap: usize) -> PyException {
-    PyException {
-        module: "builtins",
-        name: "MemoryError",
-        message: Some(format!("fastmanager: {what} would exceed {flag} ({cap} bytes); nothing was changed")),
-    }
+    PyException::memory_error(format!("fastmanager: {what} would exceed {flag} ({cap} bytes); nothing was changed"))
 }
 
 impl MemoryBudget {
@@ -94,7 +91,7 @@ impl MemoryBudget {
             }
             None => self.measure(objects, id),
         };
-        if !STORING.contains(&req.method) {
+        if !stores(objects, id, req.method) {
             return Ok(0);
         }
         let growth = self.estimate(objects, id, req, request_len);
@@ -212,7 +209,7 @@ impl MemoryBudget {
         for n in 0..d.len() as NodeId {
             growth = growth.saturating_add(expansion(d, n, objects));
         }
-        if ITERATING.contains(&req.method) {
+        if iterates(objects, id, req.method) {
             // `l.extend('abc')` stores one item per character.
             for &a in req.args {
                 let elements = match d.node(a) {

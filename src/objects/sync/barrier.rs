@@ -14,13 +14,24 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use crate::objects::{Attempt, CallContext, CallError, ClientId, ObjectTable, PendingCall, SharedObject, SharedType};
-use crate::protocol::{bind, PyException, Reply, Request, Value};
+use crate::objects::{TypeInfo, Attempt, CallContext, CallError, ClientId, ObjectTable, PendingCall, SharedObject, SharedType};
+use crate::protocol::{bind, PyException, Reply, Request, ReplyValue};
 
-use super::{broken_barrier, cli_int, deadline_after, number, type_name, wait_timeout};
+use super::{cli_int, deadline_after, number, type_name, wait_timeout};
 
 /// `BarrierProxy._exposed_`.
 pub const EXPOSED: &[&str] = &["__getattribute__", "wait", "abort", "reset"];
+
+/// SyncManager's `Barrier` typeid.
+pub const INFO: TypeInfo = TypeInfo {
+    typeid: "Barrier",
+    construct: barrier_construct,
+    from_cli: barrier_from_cli,
+    exposed: EXPOSED,
+    storing: &[],
+    iterating: &[],
+    factory: Some("threading.Barrier"),
+};
 
 #[derive(Debug)]
 pub struct SharedBarrier {
@@ -80,8 +91,8 @@ impl SharedBarrier {
     fn collect(&mut self, ticket: u64) -> Option<Attempt> {
         let (_, result) = self.results.remove(&ticket)?;
         Some(match result {
-            Some(index) => Attempt::reply(Reply::Return(Value::Int(index as i64))),
-            None => Attempt::error(broken_barrier()),
+            Some(index) => Attempt::reply(Reply::Return(ReplyValue::Int(index as i64))),
+            None => Attempt::error(PyException::broken_barrier()),
         })
     }
 }
@@ -93,8 +104,8 @@ impl SharedType for SharedBarrier {
         "threading.Barrier"
     }
 
-    fn exposed(&self) -> &'static [&'static str] {
-        EXPOSED
+    fn info(&self) -> &'static TypeInfo {
+        &INFO
     }
 
     /// 3.11+: `<threading.Barrier at 0x...: waiters=0/2>` or `...: broken>`.
@@ -154,17 +165,17 @@ impl SharedType for SharedBarrier {
                     return self.collect(t).unwrap_or(Attempt::Block { on: ctx.this });
                 }
                 if self.broken {
-                    return Attempt::error(broken_barrier());
+                    return Attempt::error(PyException::broken_barrier());
                 }
                 let index = self.waiting.len() as u64;
                 if index + 1 >= self.parties {
                     // The last party releases the others.
                     self.end_round(Some);
-                    return Attempt::changed(Reply::Return(Value::Int(index as i64)), ctx);
+                    return Attempt::changed(Reply::Return(ReplyValue::Int(index as i64)), ctx);
                 }
                 if timeout.is_some_and(|t| t <= 0.0) {
                     self.break_barrier();
-                    return Attempt::Done { reply: Reply::Error(broken_barrier()), wake: smallvec::smallvec![ctx.this] };
+                    return Attempt::Done { reply: Reply::Error(PyException::broken_barrier()), wake: smallvec::smallvec![ctx.this] };
                 }
                 let t = self.next_ticket;
                 self.next_ticket += 1;
@@ -184,9 +195,9 @@ impl SharedType for SharedBarrier {
                 Attempt::changed(Reply::none(), ctx)
             }
             BarrierCall::GetAttribute(name) => Attempt::reply(match name.as_str() {
-                "parties" => Reply::Return(Value::Int(self.parties as i64)),
-                "n_waiting" => Reply::Return(Value::Int(self.n_waiting() as i64)),
-                "broken" => Reply::Return(Value::Bool(self.broken)),
+                "parties" => Reply::Return(ReplyValue::Int(self.parties as i64)),
+                "n_waiting" => Reply::Return(ReplyValue::Int(self.n_waiting() as i64)),
+                "broken" => Reply::Return(ReplyValue::Bool(self.broken)),
                 other => Reply::Error(PyException::attribute_error(format!(
                     "'Barrier' object has no attribute '{other}'"
                 ))),
@@ -197,14 +208,14 @@ impl SharedType for SharedBarrier {
     /// A waiter whose timeout passes breaks the barrier.
     fn timed_out(&mut self, call: &mut BarrierCall, ctx: &CallContext) -> Attempt {
         let BarrierCall::Wait { ticket: Some(t), .. } = call else {
-            return Attempt::error(broken_barrier());
+            return Attempt::error(PyException::broken_barrier());
         };
         if let Some(done) = self.collect(*t) {
             return done;
         }
         self.waiting.retain(|(ticket, _, _)| ticket != t);
         self.break_barrier();
-        Attempt::Done { reply: Reply::Error(broken_barrier()), wake: smallvec::smallvec![ctx.this] }
+        Attempt::Done { reply: Reply::Error(PyException::broken_barrier()), wake: smallvec::smallvec![ctx.this] }
     }
 
     fn client_gone(&mut self, client: ClientId, _ctx: &CallContext) -> Vec<crate::objects::WaitKey> {
@@ -269,7 +280,7 @@ mod tests {
 
     fn index(a: &Attempt) -> Option<i64> {
         match a {
-            Attempt::Done { reply: Reply::Return(Value::Int(i)), .. } => Some(*i),
+            Attempt::Done { reply: Reply::Return(ReplyValue::Int(i)), .. } => Some(*i),
             _ => None,
         }
     }

@@ -22,16 +22,27 @@ use std::collections::{HashSet, VecDeque};
 use std::time::Instant;
 
 use crate::objects::{
-    Attempt, CallContext, CallError, ClientId, ObjectId, ObjectTable, PendingCall, SharedObject, SharedType, WaitKey,
+    TypeInfo, Attempt, CallContext, CallError, ClientId, ObjectId, ObjectTable, PendingCall, SharedObject, SharedType, WaitKey,
 };
 use crate::pickle::{Decoded, NodeId};
-use crate::protocol::{bind, PyException, Reply, Request, Value};
+use crate::protocol::{bind, PyException, Reply, Request, ReplyValue};
 
 use super::lock::{attempt_acquire, attempt_release, parse_acquire, Acquire};
-use super::{cli_no_args, deadline_after, runtime_error, type_name, wait_timeout, LockKind, LockState, Shared};
+use super::{cli_no_args, deadline_after, type_name, wait_timeout, LockKind, LockState, Shared};
 
 /// `ConditionProxy._exposed_`.
 pub const EXPOSED: &[&str] = &["acquire", "release", "wait", "notify", "notify_all"];
+
+/// SyncManager's `Condition` typeid.
+pub const INFO: TypeInfo = TypeInfo {
+    typeid: "Condition",
+    construct: condition_construct,
+    from_cli: condition_from_cli,
+    exposed: EXPOSED,
+    storing: &[],
+    iterating: &[],
+    factory: Some("threading.Condition"),
+};
 
 /// Where a condition's own `RLock` is said to live, and the key its
 /// waiters wait under, relative to the condition's id.
@@ -98,7 +109,7 @@ impl SharedCondition {
     /// Reacquires after a wait: the reply, or waiting for the lock.
     fn reacquire(&mut self, client: ClientId, saved: u64, result: bool, key: WaitKey) -> Attempt {
         if self.lock.get().try_acquire_restore(client, saved) {
-            Attempt::reply(Reply::Return(Value::Bool(result)))
+            Attempt::reply(Reply::Return(ReplyValue::Bool(result)))
         } else {
             Attempt::Block { on: key }
         }
@@ -111,12 +122,12 @@ impl SharedCondition {
             WaitPhase::Start => {
                 let mut lock = self.lock.get();
                 if !lock.is_owned(ctx.client) {
-                    return Attempt::error(runtime_error("cannot wait on un-acquired lock"));
+                    return Attempt::error(PyException::runtime_error("cannot wait on un-acquired lock"));
                 }
                 if timeout.is_some_and(|t| t <= 0.0) {
                     // CPython releases, polls its waiter lock once and
                     // reacquires: nothing to notice in between.
-                    return Attempt::reply(Reply::Return(Value::Bool(false)));
+                    return Attempt::reply(Reply::Return(ReplyValue::Bool(false)));
                 }
                 let saved = lock.release_save();
                 drop(lock);
@@ -139,7 +150,7 @@ impl SharedCondition {
 
     fn notify(&mut self, n: &Result<u64, PyException>, ctx: &CallContext) -> Attempt {
         if !self.lock.get().is_owned(ctx.client) {
-            return Attempt::error(runtime_error("cannot notify on un-acquired lock"));
+            return Attempt::error(PyException::runtime_error("cannot notify on un-acquired lock"));
         }
         if self.waiters.is_empty() {
             return Attempt::reply(Reply::none());
@@ -169,8 +180,8 @@ impl SharedType for SharedCondition {
         "threading.Condition"
     }
 
-    fn exposed(&self) -> &'static [&'static str] {
-        EXPOSED
+    fn info(&self) -> &'static TypeInfo {
+        &INFO
     }
 
     /// `<Condition(<unlocked _thread.RLock object owner=0 count=0 at 0x...>, 0)>`:
@@ -245,12 +256,12 @@ impl SharedType for SharedCondition {
                         (saved, notified)
                     }
                     WaitPhase::Reacquire { saved, result } => (saved, result),
-                    WaitPhase::Start => return Attempt::reply(Reply::Return(Value::Bool(false))),
+                    WaitPhase::Start => return Attempt::reply(Reply::Return(ReplyValue::Bool(false))),
                 };
                 *phase = WaitPhase::Reacquire { saved, result };
                 self.reacquire(ctx.client, saved, result, lock_key)
             }
-            _ => Attempt::reply(Reply::Return(Value::Bool(false))),
+            _ => Attempt::reply(Reply::Return(ReplyValue::Bool(false))),
         }
     }
 
@@ -332,7 +343,7 @@ mod tests {
     }
 
     fn is_return(a: &Attempt, want: bool) -> bool {
-        matches!(a, Attempt::Done { reply: Reply::Return(Value::Bool(b)), .. } if *b == want)
+        matches!(a, Attempt::Done { reply: Reply::Return(ReplyValue::Bool(b)), .. } if *b == want)
     }
 
     #[test]

@@ -3,13 +3,24 @@
 
 use std::time::Instant;
 
-use crate::objects::{Attempt, CallContext, CallError, ObjectTable, PendingCall, SharedObject, SharedType};
-use crate::protocol::{bind, PyException, Reply, Request, Value};
+use crate::objects::{TypeInfo, Attempt, CallContext, CallError, ObjectTable, PendingCall, SharedObject, SharedType};
+use crate::protocol::{bind, PyException, Reply, Request, ReplyValue};
 
 use super::{cli_no_args, deadline_after, wait_timeout};
 
 /// `EventProxy._exposed_`.
 pub const EXPOSED: &[&str] = &["is_set", "set", "clear", "wait"];
+
+/// SyncManager's `Event` typeid.
+pub const INFO: TypeInfo = TypeInfo {
+    typeid: "Event",
+    construct: event_construct,
+    from_cli: event_from_cli,
+    exposed: EXPOSED,
+    storing: &[],
+    iterating: &[],
+    factory: Some("threading.Event"),
+};
 
 #[derive(Debug, Default)]
 pub struct SharedEvent {
@@ -51,8 +62,8 @@ impl SharedType for SharedEvent {
         "threading.Event"
     }
 
-    fn exposed(&self) -> &'static [&'static str] {
-        EXPOSED
+    fn info(&self) -> &'static TypeInfo {
+        &INFO
     }
 
     /// 3.11+: `<threading.Event at 0x...: unset>`.
@@ -89,7 +100,7 @@ impl SharedType for SharedEvent {
 
     fn attempt(&mut self, call: &mut EventCall, ctx: &CallContext) -> Attempt {
         match call {
-            EventCall::IsSet => Attempt::reply(Reply::Return(Value::Bool(self.flag))),
+            EventCall::IsSet => Attempt::reply(Reply::Return(ReplyValue::Bool(self.flag))),
             EventCall::Set => {
                 self.flag = true;
                 self.sets += 1;
@@ -101,11 +112,11 @@ impl SharedType for SharedEvent {
             }
             EventCall::Wait { since, timeout, .. } => {
                 if self.flag || self.sets != *since {
-                    return Attempt::reply(Reply::Return(Value::Bool(true)));
+                    return Attempt::reply(Reply::Return(ReplyValue::Bool(true)));
                 }
                 match timeout {
                     Err(e) => Attempt::error(e.clone()),
-                    Ok(Some(t)) if *t <= 0.0 => Attempt::reply(Reply::Return(Value::Bool(false))),
+                    Ok(Some(t)) if *t <= 0.0 => Attempt::reply(Reply::Return(ReplyValue::Bool(false))),
                     Ok(_) => Attempt::Block { on: ctx.this },
                 }
             }
@@ -114,7 +125,7 @@ impl SharedType for SharedEvent {
 
     fn timed_out(&mut self, call: &mut EventCall, _ctx: &CallContext) -> Attempt {
         let notified = matches!(call, EventCall::Wait { since, .. } if *since != self.sets);
-        Attempt::reply(Reply::Return(Value::Bool(notified)))
+        Attempt::reply(Reply::Return(ReplyValue::Bool(notified)))
     }
 }
 
@@ -146,10 +157,10 @@ mod tests {
         let mut w = wait(&e, None);
         assert!(matches!(e.attempt(&mut w, &ctx()), Attempt::Block { .. }));
         let mut w0 = wait(&e, Some(0.0));
-        assert!(matches!(e.attempt(&mut w0, &ctx()), Attempt::Done { reply: Reply::Return(Value::Bool(false)), .. }));
+        assert!(matches!(e.attempt(&mut w0, &ctx()), Attempt::Done { reply: Reply::Return(ReplyValue::Bool(false)), .. }));
         assert!(matches!(e.attempt(&mut EventCall::Set, &ctx()), Attempt::Done { .. }));
         e.attempt(&mut EventCall::Clear, &ctx());
-        assert!(matches!(e.attempt(&mut w, &ctx()), Attempt::Done { reply: Reply::Return(Value::Bool(true)), .. }));
+        assert!(matches!(e.attempt(&mut w, &ctx()), Attempt::Done { reply: Reply::Return(ReplyValue::Bool(true)), .. }));
         assert_eq!(e.repr("10").unwrap(), "<threading.Event at 0x10: unset>");
     }
 }

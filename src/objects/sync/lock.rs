@@ -8,13 +8,35 @@
 
 use std::time::Instant;
 
-use crate::objects::{Attempt, CallContext, CallError, ClientId, ObjectTable, PendingCall, SharedObject, SharedType, WaitKey, Wakes};
-use crate::protocol::{bind, is_truthy, PyException, Reply, Request, Value};
+use crate::objects::{TypeInfo, Attempt, CallContext, CallError, ClientId, ObjectTable, PendingCall, SharedObject, SharedType, WaitKey, Wakes};
+use crate::protocol::{bind, is_truthy, PyException, Reply, Request, ReplyValue};
 
-use super::{cli_no_args, deadline_after, number, runtime_error, type_name, Shared};
+use super::{cli_no_args, deadline_after, number, type_name, Shared};
 
 /// `AcquirerProxy._exposed_`.
 pub const EXPOSED: &[&str] = &["acquire", "release"];
+
+/// SyncManager's `Lock` typeid.
+pub const LOCK: TypeInfo = TypeInfo {
+    typeid: "Lock",
+    construct: lock_construct,
+    from_cli: lock_from_cli,
+    exposed: EXPOSED,
+    storing: &[],
+    iterating: &[],
+    factory: Some("threading.Lock"),
+};
+
+/// SyncManager's `RLock` typeid.
+pub const RLOCK: TypeInfo = TypeInfo {
+    typeid: "RLock",
+    construct: rlock_construct,
+    from_cli: rlock_from_cli,
+    exposed: EXPOSED,
+    storing: &[],
+    iterating: &[],
+    factory: Some("threading.RLock"),
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LockKind {
@@ -57,9 +79,9 @@ impl LockState {
     /// One release by `client`; `Ok(true)` when the lock became free.
     pub fn release(&mut self, client: ClientId) -> Result<bool, PyException> {
         match self.kind {
-            LockKind::Lock if self.count == 0 => Err(runtime_error("release unlocked lock")),
+            LockKind::Lock if self.count == 0 => Err(PyException::runtime_error("release unlocked lock")),
             LockKind::RLock if self.count == 0 || self.owner != Some(client) => {
-                Err(runtime_error("cannot release un-acquired lock"))
+                Err(PyException::runtime_error("cannot release un-acquired lock"))
             }
             _ => {
                 self.count -= 1;
@@ -174,11 +196,11 @@ pub fn parse_acquire(req: &Request<'_, '_>, now: Instant) -> Result<Acquire, PyE
 /// Tries an acquire of `state` by `client`; a blocked one waits on `key`.
 pub fn attempt_acquire(state: &mut LockState, call: &Acquire, client: ClientId, key: WaitKey) -> Attempt {
     if state.try_acquire(client) {
-        Attempt::reply(Reply::Return(Value::Bool(true)))
+        Attempt::reply(Reply::Return(ReplyValue::Bool(true)))
     } else if call.blocking {
         Attempt::Block { on: key }
     } else {
-        Attempt::reply(Reply::Return(Value::Bool(false)))
+        Attempt::reply(Reply::Return(ReplyValue::Bool(false)))
     }
 }
 
@@ -233,8 +255,11 @@ impl SharedType for SharedLock {
         self.state.get().class_name()
     }
 
-    fn exposed(&self) -> &'static [&'static str] {
-        EXPOSED
+    fn info(&self) -> &'static TypeInfo {
+        match self.kind() {
+            LockKind::Lock => &LOCK,
+            LockKind::RLock => &RLOCK,
+        }
     }
 
     fn repr(&self, ident: &str) -> Result<String, PyException> {
@@ -261,7 +286,7 @@ impl SharedType for SharedLock {
     }
 
     fn timed_out(&mut self, _call: &mut LockCall, _ctx: &CallContext) -> Attempt {
-        Attempt::reply(Reply::Return(Value::Bool(false)))
+        Attempt::reply(Reply::Return(ReplyValue::Bool(false)))
     }
 
     /// RLocks owned by a client whose connection closes are released.

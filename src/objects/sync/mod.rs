@@ -47,7 +47,6 @@ pub mod lock;
 pub mod semaphore;
 
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
-use std::time::{Duration, Instant};
 
 use crate::pickle::{Decoded, Node, NodeId};
 use crate::protocol::PyException;
@@ -88,20 +87,8 @@ impl<T> Shared<T> {
     }
 }
 
-pub(crate) fn runtime_error(message: &str) -> PyException {
-    PyException { module: "builtins", name: "RuntimeError", message: Some(message.to_string()) }
-}
-
-/// `threading.BrokenBarrierError()`, raised without arguments.
-pub(crate) fn broken_barrier() -> PyException {
-    PyException { module: "threading", name: "BrokenBarrierError", message: None }
-}
-
-/// A deadline `seconds` from `now`; past ~30 years a timeout is as good as
-/// none (and would overflow).
-pub(crate) fn deadline_after(now: Instant, seconds: f64) -> Option<Instant> {
-    (seconds < 1e9).then(|| now + Duration::from_secs_f64(seconds.max(0.0)))
-}
+/// One rule for every timeout, the queue's included (`objects`).
+pub(crate) use super::deadline_after;
 
 /// Python's `type(x).__name__` for the error messages of bad arguments.
 pub(crate) fn type_name(p: &Decoded<'_>, id: NodeId) -> String {
@@ -124,8 +111,9 @@ pub(crate) fn type_name(p: &Decoded<'_>, id: NodeId) -> String {
     .to_string()
 }
 
-/// A number argument (`int`, `float`, `bool`), with NaN refused as
-/// CPython's time conversions refuse it.
+/// A number argument (`int`, `float`, `bool`) as a float. NaN passes: each
+/// caller treats it as its CPython method does (`Lock.acquire` refuses it,
+/// `Event.wait` does not wait, `Semaphore.acquire` waits forever).
 pub(crate) fn number(p: &Decoded<'_>, id: NodeId) -> Option<f64> {
     p.as_float(id)
 }

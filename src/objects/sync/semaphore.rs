@@ -5,13 +5,35 @@
 
 use std::time::Instant;
 
-use crate::objects::{Attempt, CallContext, CallError, ObjectTable, PendingCall, SharedObject, SharedType};
-use crate::protocol::{bind, is_truthy, PyException, Reply, Request, Value};
+use crate::objects::{TypeInfo, Attempt, CallContext, CallError, ObjectTable, PendingCall, SharedObject, SharedType};
+use crate::protocol::{bind, is_truthy, PyException, Reply, Request, ReplyValue};
 
 use super::{cli_int, deadline_after, integer, number, type_name};
 
 /// `AcquirerProxy._exposed_`.
 pub const EXPOSED: &[&str] = &["acquire", "release"];
+
+/// SyncManager's `Semaphore` typeid.
+pub const SEMAPHORE: TypeInfo = TypeInfo {
+    typeid: "Semaphore",
+    construct: semaphore_construct,
+    from_cli: semaphore_from_cli,
+    exposed: EXPOSED,
+    storing: &[],
+    iterating: &[],
+    factory: Some("threading.Semaphore"),
+};
+
+/// SyncManager's `BoundedSemaphore` typeid.
+pub const BOUNDED_SEMAPHORE: TypeInfo = TypeInfo {
+    typeid: "BoundedSemaphore",
+    construct: bounded_semaphore_construct,
+    from_cli: bounded_semaphore_from_cli,
+    exposed: EXPOSED,
+    storing: &[],
+    iterating: &[],
+    factory: Some("threading.BoundedSemaphore"),
+};
 
 #[derive(Debug)]
 pub struct SharedSemaphore {
@@ -52,8 +74,8 @@ impl SharedType for SharedSemaphore {
         if self.bounded { "threading.BoundedSemaphore" } else { "threading.Semaphore" }
     }
 
-    fn exposed(&self) -> &'static [&'static str] {
-        EXPOSED
+    fn info(&self) -> &'static TypeInfo {
+        if self.bounded { &BOUNDED_SEMAPHORE } else { &SEMAPHORE }
     }
 
     /// 3.11+: `<threading.Semaphore at 0x...: value=1>`,
@@ -129,11 +151,11 @@ impl SharedType for SharedSemaphore {
             SemaphoreCall::Acquire { blocking, .. } => {
                 if self.value > 0 {
                     self.value -= 1;
-                    Attempt::reply(Reply::Return(Value::Bool(true)))
+                    Attempt::reply(Reply::Return(ReplyValue::Bool(true)))
                 } else if *blocking {
                     Attempt::Block { on: ctx.this }
                 } else {
-                    Attempt::reply(Reply::Return(Value::Bool(false)))
+                    Attempt::reply(Reply::Return(ReplyValue::Bool(false)))
                 }
             }
             SemaphoreCall::Release { n } => {
@@ -147,7 +169,7 @@ impl SharedType for SharedSemaphore {
     }
 
     fn timed_out(&mut self, _call: &mut SemaphoreCall, _ctx: &CallContext) -> Attempt {
-        Attempt::reply(Reply::Return(Value::Bool(false)))
+        Attempt::reply(Reply::Return(ReplyValue::Bool(false)))
     }
 }
 
@@ -206,7 +228,7 @@ mod tests {
 
     fn returned(a: &Attempt) -> Option<bool> {
         match a {
-            Attempt::Done { reply: Reply::Return(Value::Bool(b)), .. } => Some(*b),
+            Attempt::Done { reply: Reply::Return(ReplyValue::Bool(b)), .. } => Some(*b),
             _ => None,
         }
     }

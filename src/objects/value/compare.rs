@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use crate::protocol::PyException;
 
 use super::key::{as_num, num_cmp};
-use super::{Container, DictKey, OpaqueKind, PyValue, builtin_exception};
+use super::{Container, DictKey, OpaqueKind, PyValue};
 
 /// The Python type name CPython's messages use (`type(v).__name__`).
 ///
@@ -164,11 +164,11 @@ fn lt_error(a: &PyValue, b: &PyValue) -> PyException {
 }
 
 pub(super) fn too_large() -> PyException {
-    builtin_exception("MemoryError", "value too large for the server to inspect")
+    PyException::memory_error("value too large for the server to inspect")
 }
 
 fn recursion_in_comparison() -> PyException {
-    builtin_exception("RecursionError", "maximum recursion depth exceeded in comparison")
+    PyException::recursion_error("maximum recursion depth exceeded in comparison")
 }
 
 /// A three-way comparison from [`py_lt`]: `Less` if `a < b`, `Greater` if

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::protocol::PyException;
 
-use super::{Container, OpaqueKind, PyStr, PyValue, builtin_exception};
+use super::{Container, OpaqueKind, PyStr, PyValue};
 
 /// A hashable value, normalized so that derived `Eq`/`Hash` is Python's
 /// `==`/`hash` for dict keys and set elements:
@@ -74,10 +74,7 @@ impl PyValue {
                 return Err(unhashable(super::type_name(self)));
             }
             PyValue::Recursive { kind: Container::Tuple | Container::FrozenSet, .. } => {
-                return Err(builtin_exception(
-                    "RecursionError",
-                    "maximum recursion depth exceeded while calling a Python object",
-                ));
+                return Err(PyException::recursion_error("maximum recursion depth exceeded while calling a Python object"));
             }
             PyValue::Recursive { kind, .. } => return Err(unhashable(kind.name())),
             PyValue::Opaque(o) => match o.kind {

@@ -275,7 +275,3 @@ impl PyValue {
     }
 }
 
-/// A `builtins` exception with a message.
-pub(crate) fn builtin_exception(name: &'static str, message: impl Into<String>) -> PyException {
-    PyException { module: "builtins", name, message: Some(message.into()) }
-}

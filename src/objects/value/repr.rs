@@ -7,7 +7,7 @@ use crate::protocol::PyException;
 
 use super::compare::too_large;
 use super::printable::is_printable;
-use super::{Container, Opaque, OpaqueKind, PyStr, PyValue, builtin_exception};
+use super::{Container, Opaque, OpaqueKind, PyStr, PyValue};
 
 /// CPython 3.11's default `sys.get_int_max_str_digits()`.
 const MAX_STR_DIGITS: usize = 4300;
@@ -299,10 +299,7 @@ fn write_opaque_repr(out: &mut String, o: &Opaque) -> Result<(), PyException> {
     match o.kind {
         OpaqueKind::TooLarge => return Err(too_large()),
         OpaqueKind::TooDeep => {
-            return Err(builtin_exception(
-                "RecursionError",
-                "maximum recursion depth exceeded while getting the repr of an object",
-            ));
+            return Err(PyException::recursion_error("maximum recursion depth exceeded while getting the repr of an object"));
         }
         OpaqueKind::Instance => {
             let _ = write!(out, "<{qualified} object at {addr:#x}>");
