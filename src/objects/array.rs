@@ -30,6 +30,7 @@ pub const INFO: TypeInfo = TypeInfo {
     storing: &[],
     iterating: &[],
     factory: Some("multiprocessing.managers.Array"),
+    parse: None,
 };
 
 const TYPECODES: &str = "bBuwhHiIlLqQfd";

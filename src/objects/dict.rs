@@ -43,6 +43,7 @@ pub const INFO: TypeInfo = TypeInfo {
     storing: &["__setitem__", "update", "setdefault"],
     iterating: &[],
     factory: Some("builtins.dict"),
+    parse: Some(|req, _| parse_call(req).map(super::ObjectCall::Dict)),
 };
 
 /// One entry: the key's hash identity, the key and the value.

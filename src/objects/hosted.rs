@@ -24,6 +24,7 @@ pub const INFO: TypeInfo = TypeInfo {
     storing: &[],
     iterating: &[],
     factory: None,
+    parse: None,
 };
 
 #[derive(Debug)]

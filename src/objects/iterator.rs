@@ -34,6 +34,7 @@ pub const INFO: TypeInfo = TypeInfo {
     storing: &[],
     iterating: &[],
     factory: None,
+    parse: None,
 };
 
 #[derive(Debug)]

@@ -44,6 +44,7 @@ pub const INFO: TypeInfo = TypeInfo {
     storing: &["append", "extend", "insert", "__setitem__", "__imul__"],
     iterating: &["extend", "__setitem__"],
     factory: Some("builtins.list"),
+    parse: Some(|req, _| parse_call(req).map(super::ObjectCall::List)),
 };
 
 /// Most elements a `*` or `*=` may produce; beyond, `MemoryError` (CPython

@@ -32,6 +32,7 @@ pub const INFO: TypeInfo = TypeInfo {
     storing: &["__setattr__"],
     iterating: &[],
     factory: Some("multiprocessing.managers.Namespace"),
+    parse: None,
 };
 
 #[derive(Debug, Default)]

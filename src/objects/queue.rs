@@ -25,6 +25,7 @@ pub const QUEUE: TypeInfo = TypeInfo {
     storing: &["put", "put_nowait"],
     iterating: &[],
     factory: Some("queue.Queue"),
+    parse: Some(|req, ctx| parse_call(req, ctx.now).map(super::ObjectCall::Queue)),
 };
 
 /// SyncManager's `JoinableQueue` typeid: `queue.Queue` too, so the same

@@ -23,6 +23,7 @@ pub const INFO: TypeInfo = TypeInfo {
     storing: &["set"],
     iterating: &[],
     factory: Some("multiprocessing.managers.Value"),
+    parse: None,
 };
 
 #[derive(Debug)]

@@ -4,16 +4,24 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
+use super::type_info::{TypeInfo, TYPES};
 use super::SharedObject;
 
 /// An object's key; its ident on the wire is this number in lowercase hex,
-/// the way CPython prints `'%x' % id(obj)`.
+/// the way CPython prints `'%x' % id(obj)`. Its low hex digit is its
+/// type's tag ([`ObjectTable::type_of`]): a worker thread reads a call's
+/// target type from the ident alone, and parses the call before it takes
+/// the lock the objects are behind.
 pub type ObjectId = u64;
 
 /// Ids start where CPython's heap addresses usually are, so idents look
-/// familiar in logs; they are never reused while the server runs.
+/// familiar in logs; they are never reused while the server runs. The
+/// step keeps the low hex digit free for the type tag.
 const FIRST_ID: ObjectId = 0x7f00_0000_1000;
 const ID_STEP: ObjectId = 0x30;
+const TAG_MASK: ObjectId = 0xf;
+/// The tag of objects whose type has no record in `TYPES` (hosted ones).
+const NO_RECORD: ObjectId = TAG_MASK;
 
 #[derive(Debug)]
 pub struct Entry {
@@ -57,7 +65,9 @@ impl Default for ObjectTable {
 
 impl ObjectTable {
     pub fn insert(&mut self, typeid: &str, object: SharedObject, pinned: bool) -> ObjectId {
-        let id = self.next_id;
+        let info = object.info();
+        let tag = TYPES.iter().position(|t| t.typeid == info.typeid).map_or(NO_RECORD, |i| i as ObjectId);
+        let id = self.next_id | tag;
         self.next_id += ID_STEP;
         self.entries.insert(
             id,
@@ -75,6 +85,18 @@ impl ObjectTable {
     /// CPython's server looks idents up as strings, so `7F..` or `07f..`
     /// name nothing there either.
     pub fn parse_ident(&self, ident: &str) -> Option<ObjectId> {
+        Self::ident_number(ident).filter(|id| self.entries.contains_key(id))
+    }
+
+    /// The record of the type of object `id` (which may no longer exist),
+    /// read from its tag; `None` for hosted objects.
+    pub fn type_of(id: ObjectId) -> Option<&'static TypeInfo> {
+        TYPES.get((id & TAG_MASK) as usize).copied()
+    }
+
+    /// The number an ident spells, exactly as [`ObjectTable::ident`]
+    /// prints it, whether or not such an object exists.
+    pub fn ident_number(ident: &str) -> Option<ObjectId> {
         let digits = ident.as_bytes();
         if digits.is_empty() || digits.len() > 16 || digits[0] == b'0' {
             return None;
@@ -88,7 +110,7 @@ impl ObjectTable {
             };
             id = id << 4 | d as ObjectId;
         }
-        self.entries.contains_key(&id).then_some(id)
+        Some(id)
     }
 
     /// Every live object's id (memory accounting recounts them all).
@@ -243,3 +265,6 @@ impl ObjectTable {
         lines.into_iter().map(|(_, l)| l).collect::<Vec<_>>().join("\n")
     }
 }
+
+// Every record's index fits in the tag, beside the hosted objects' tag.
+const _: () = assert!(TYPES.len() <= NO_RECORD as usize);

@@ -8,7 +8,7 @@
 
 use crate::protocol::{PyException, Request};
 
-use super::{ObjectTable, SharedObject};
+use super::{CallContext, CallError, ObjectCall, ObjectTable, SharedObject};
 
 /// One typeid's facts.
 #[derive(Debug)]
@@ -36,7 +36,15 @@ pub struct TypeInfo {
     /// served by this type (`fastmanager._native.KIND_FACTORIES`). `None`
     /// where SyncManager registers no callable (`Iterator`).
     pub factory: Option<&'static str>,
+    /// Reads a call to an exposed method without the object itself, for
+    /// types whose calls do not depend on the object's state: a worker
+    /// parses those before it takes the lock the objects are behind, so
+    /// the time under the lock is the call's effect alone.
+    pub parse: Option<ParseCall>,
 }
+
+/// Reads a call from its request alone (see [`TypeInfo::parse`]).
+pub type ParseCall = fn(&Request<'_, '_>, &CallContext) -> Result<ObjectCall, CallError>;
 
 impl TypeInfo {
     /// Whether a call to `method` can store new items.

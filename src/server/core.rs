@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use tracing::debug;
 
-use crate::objects::{Attempt, CallContext, ObjectId, ObjectTable, Wakes};
+use crate::objects::{Attempt, CallContext, CallError, ClientId, ObjectCall, ObjectId, ObjectTable, Wakes};
 use crate::pickle::{DecodeLimits, Decoded};
 use crate::protocol::{PyException, Reply, Request};
 
@@ -24,7 +24,7 @@ use super::blocking::Parked;
 use super::dispatch::{self, AfterControl, Outcome, State};
 use super::host::{self, HostLink};
 use super::mailbox::{ConnRef, Delivery};
-use super::memory::MemoryBudget;
+use super::memory::{self, MemoryBudget};
 use super::peers::PeerProcess;
 
 pub struct Core {
@@ -39,6 +39,34 @@ pub struct Core {
     pub timers_sleep_until: Option<Instant>,
 }
 
+/// What a worker read from a method call before taking the lock, so that
+/// the time under it is the call's effect alone.
+pub struct Prepared {
+    /// The number the ident spells (the object may not exist).
+    pub id: Option<ObjectId>,
+    /// The call, read without the object (`TypeInfo::parse`), if its type
+    /// allows that and the method is exposed.
+    pub parsed: Option<Result<ObjectCall, CallError>>,
+    /// What it may store, if that could be told from the request alone.
+    pub growth: Option<usize>,
+    /// The request holds a proxy.
+    pub names_proxy: bool,
+}
+
+impl Prepared {
+    /// Reads what can be read of `req` without the objects.
+    pub fn read(pickle: &Decoded<'_>, req: &Request<'_, '_>, client: ClientId, request_len: usize) -> Prepared {
+        let id = req.ident.and_then(ObjectTable::ident_number);
+        let info = id.and_then(ObjectTable::type_of).filter(|t| t.exposed.contains(&req.method));
+        let parsed = info.and_then(|t| t.parse).map(|parse| {
+            let ctx = CallContext { client, this: id.unwrap_or(0), now: Instant::now() };
+            parse(req, &ctx)
+        });
+        let growth = info.and_then(|t| memory::estimate_alone(t, req, request_len));
+        Prepared { id, parsed, growth, names_proxy: crate::protocol::token::names_proxy(pickle) }
+    }
+}
+
 /// What a control request left the connection waiting for.
 #[derive(Debug, PartialEq, Eq)]
 pub enum ControlDone {
@@ -49,34 +77,36 @@ pub enum ControlDone {
 }
 
 impl Core {
-    /// A method call `(ident, method, args, kwds)` of a serving connection.
-    /// `frame` is the request's pickle (hosted objects get it as it is).
-    #[allow(clippy::too_many_arguments)]
+    /// A method call `(ident, method, args, kwds)` of a serving connection,
+    /// as the worker prepared it. `frame` is the request's pickle (hosted
+    /// objects get it as it is). Returns the object called, if it exists.
     pub fn call(
         &mut self,
         conn: ConnRef,
         peer: Option<PeerProcess>,
-        pickle: &Decoded<'_>,
         req: &Request<'_, '_>,
-        id: Option<ObjectId>,
+        prepared: Prepared,
         frame: &[u8],
         out: &mut Vec<Delivery>,
-    ) {
+    ) -> Option<ObjectId> {
+        let id = prepared.id.filter(|&id| self.state.objects.get(id).is_some());
         if let Some(id) = id {
             if let Some((key, typeid)) = host::hosted_target(&self.state.objects, id) {
                 self.forward_to_host(conn, peer, frame, &typeid, Some((id, key)), out);
-                return;
+                return Some(id);
             }
-            if crate::protocol::token::names_proxy(pickle)
+            if prepared.names_proxy
                 && let Some(e) = self.state.objects.get_mut(id)
             {
                 e.may_hold_proxies = true;
             }
         }
-        let outcome = self.memory.within_caps(&mut self.state, req, id, frame.len(), |state| {
-            dispatch::method_call(state, req, id, conn.client, Instant::now())
+        let Prepared { parsed, growth, .. } = prepared;
+        let outcome = self.memory.within_caps(&mut self.state, req, id, frame.len(), growth, |state| {
+            dispatch::method_call(state, req, id, conn.client, Instant::now(), parsed)
         });
         self.apply(conn, peer, id.unwrap_or(0), outcome, out);
+        id
     }
 
     /// A control request (`create`, `incref`, `accept_connection`, ...).

@@ -159,26 +159,38 @@ fn refcount(state: &mut State, method: &str, ident: &str, peer: Option<PeerProce
 }
 
 /// Handles one method call `(ident, method, args, kwds)` on a serving
-/// connection; `id` is the object `ident` names, if any.
-pub fn method_call(state: &mut State, req: &Request<'_, '_>, id: Option<ObjectId>, client: ClientId, now: Instant) -> Outcome {
+/// connection; `id` is the object `ident` names, if any. `parsed` is the
+/// call as the worker already read it (see `TypeInfo::parse`), if it could.
+pub fn method_call(
+    state: &mut State,
+    req: &Request<'_, '_>,
+    id: Option<ObjectId>,
+    client: ClientId,
+    now: Instant,
+    parsed: Option<Result<ObjectCall, CallError>>,
+) -> Outcome {
     let ident = req.ident.unwrap_or("None");
     let Some(id) = id else { return Outcome::reply(key_error(ident)) };
     let ctx = CallContext { client, this: id, now };
     let Some(entry) = state.objects.get_mut(id) else { return Outcome::reply(key_error(ident)) };
     let object = &mut entry.object;
-    if !object.exposed().contains(&req.method) {
-        let text = |r: Result<String, PyException>| match r {
-            Ok(s) => Reply::Return(Value::Str(s)),
-            Err(e) => Reply::traceback(&e),
-        };
-        return Outcome::reply(match req.method {
-            "__str__" => text(object.str(ident)),
-            "__repr__" => text(object.repr(ident)),
-            "#GETVALUE" => object.getvalue(),
-            other => Reply::Traceback(not_exposed_traceback(other, object.class_name(), object.exposed())),
-        });
-    }
-    let mut call = match object.parse_call(req, &ctx) {
+    let parsed = match parsed {
+        Some(parsed) => parsed,
+        None if !object.exposed().contains(&req.method) => {
+            let text = |r: Result<String, PyException>| match r {
+                Ok(s) => Reply::Return(Value::Str(s)),
+                Err(e) => Reply::traceback(&e),
+            };
+            return Outcome::reply(match req.method {
+                "__str__" => text(object.str(ident)),
+                "__repr__" => text(object.repr(ident)),
+                "#GETVALUE" => object.getvalue(),
+                other => Reply::Traceback(not_exposed_traceback(other, object.class_name(), object.exposed())),
+            });
+        }
+        None => object.parse_call(req, &ctx),
+    };
+    let mut call = match parsed {
         Ok(call) => call,
         Err(CallError::Raise(e)) => return Outcome::reply(Reply::Error(e)),
         Err(CallError::NotExposed) => {

@@ -234,7 +234,7 @@ impl Core {
             let Ok(pickle) = decode(call, &limits) else { continue };
             let Ok(req) = parse_request(&pickle) else { continue };
             // Filling a new object: nobody waits on it, nothing to wake.
-            let _ = dispatch::method_call(&mut self.state, &req, Some(id), 0, Instant::now());
+            let _ = dispatch::method_call(&mut self.state, &req, Some(id), 0, Instant::now(), None);
         }
         if let Some(identity) = shared {
             if let Some(e) = self.state.objects.get_mut(id) {

@@ -27,7 +27,7 @@
 
 use rustc_hash::FxHashMap;
 
-use crate::objects::{ObjectId, ObjectTable, Wakes};
+use crate::objects::{ObjectId, ObjectTable, TypeInfo, Wakes};
 use crate::pickle::{Decoded, Node, NodeId};
 use crate::protocol::{PyException, Reply, Request};
 
@@ -82,7 +82,16 @@ impl MemoryBudget {
 
     /// Before a method call on `id`: `Ok(growth)` lets it run (then
     /// [`MemoryBudget::charge`] it), `Err` is the `MemoryError` to answer.
-    pub fn admit(&mut self, objects: &ObjectTable, id: ObjectId, req: &Request<'_, '_>, request_len: usize) -> Result<usize, PyException> {
+    /// `estimated` is what [`estimate_alone`] said before the lock, if it
+    /// could say.
+    pub fn admit(
+        &mut self,
+        objects: &ObjectTable,
+        id: ObjectId,
+        req: &Request<'_, '_>,
+        request_len: usize,
+        estimated: Option<usize>,
+    ) -> Result<usize, PyException> {
         // Any call may have removed items: the bound is no longer exact.
         let bound = match self.bounds.get_mut(&id) {
             Some(b) => {
@@ -91,10 +100,14 @@ impl MemoryBudget {
             }
             None => self.measure(objects, id),
         };
-        if !stores(objects, id, req.method) {
+        let growth = match estimated {
+            Some(growth) => growth,
+            None if !stores(objects, id, req.method) => 0,
+            None => self.estimate(objects, id, req, request_len),
+        };
+        if growth == 0 {
             return Ok(0);
         }
-        let growth = self.estimate(objects, id, req, request_len);
         if bound.saturating_add(growth) > self.max_object
             && self.measure(objects, id).saturating_add(growth) > self.max_object
         {
@@ -112,11 +125,12 @@ impl MemoryBudget {
         req: &Request<'_, '_>,
         id: Option<ObjectId>,
         request_len: usize,
+        estimated: Option<usize>,
         call: impl FnOnce(&mut State) -> Outcome,
     ) -> Outcome {
         // An unknown ident is the call's own error (KeyError).
         let Some(id) = id else { return call(state) };
-        match self.admit(&state.objects, id, req, request_len) {
+        match self.admit(&state.objects, id, req, request_len, estimated) {
             Err(e) => Outcome::Reply { reply: Reply::Error(e), wake: Wakes::new() },
             Ok(growth) => {
                 let outcome = call(state);
@@ -204,20 +218,10 @@ impl MemoryBudget {
     /// At most how much a call can add to object `id` (0 for a new object).
     fn estimate(&mut self, objects: &ObjectTable, id: ObjectId, req: &Request<'_, '_>, request_len: usize) -> usize {
         let d = req.pickle;
-        // Every value in the request could become a stored item.
-        let mut growth = request_len.saturating_add(d.len().saturating_mul(ITEM_OVERHEAD));
+        let mut growth = request_growth(req, request_len, iterates(objects, id, req.method));
         for n in 0..d.len() as NodeId {
-            growth = growth.saturating_add(expansion(d, n, objects));
-        }
-        if iterates(objects, id, req.method) {
-            // `l.extend('abc')` stores one item per character.
-            for &a in req.args {
-                let elements = match d.node(a) {
-                    Node::Str(s) => s.len(),
-                    Node::Bytes(b) | Node::ByteArray(b) | Node::StrSurrogates(b) => b.len(),
-                    _ => 0,
-                };
-                growth = growth.saturating_add(elements.saturating_mul(ITEM_OVERHEAD + 10));
+            if let Some(ident) = crate::protocol::token::proxy_ident(d, n) {
+                growth = growth.saturating_add(objects.parse_ident(ident).map_or(0, |id| object_size(objects, id)));
             }
         }
         if req.method == "__imul__" {
@@ -228,12 +232,48 @@ impl MemoryBudget {
     }
 }
 
-/// What node `n` turns into on the server beyond its own bytes: the
-/// elements of a `range`, or a copy of the object a proxy refers to.
-fn expansion(d: &Decoded, n: NodeId, objects: &ObjectTable) -> usize {
-    if let Some(ident) = crate::protocol::token::proxy_ident(d, n) {
-        return objects.parse_ident(ident).map_or(0, |id| object_size(objects, id));
+/// What a call of a type with record `info` can add to its object, told
+/// from the request alone (on a worker, before the lock): `None` when that
+/// needs the objects (the request holds proxies, whose referents are
+/// copied, or multiplies the object, `__imul__`).
+pub fn estimate_alone(info: &TypeInfo, req: &Request<'_, '_>, request_len: usize) -> Option<usize> {
+    if !info.stores(req.method) {
+        return Some(0);
     }
+    let d = req.pickle;
+    if req.method == "__imul__" || (0..d.len() as NodeId).any(|n| crate::protocol::token::proxy_ident(d, n).is_some()) {
+        return None;
+    }
+    Some(request_growth(req, request_len, info.iterates(req.method)))
+}
+
+/// What a request adds besides proxies' referents and `__imul__`: its
+/// bytes, the overhead of every value in it, the elements of `range`s and,
+/// for a call that `iterates`, one item per character of a string.
+fn request_growth(req: &Request<'_, '_>, request_len: usize, iterates: bool) -> usize {
+    let d = req.pickle;
+    // Every value in the request could become a stored item.
+    let mut growth = request_len.saturating_add(d.len().saturating_mul(ITEM_OVERHEAD));
+    for n in 0..d.len() as NodeId {
+        growth = growth.saturating_add(range_expansion(d, n));
+    }
+    if iterates {
+        // `l.extend('abc')` stores one item per character.
+        for &a in req.args {
+            let elements = match d.node(a) {
+                Node::Str(s) => s.len(),
+                Node::Bytes(b) | Node::ByteArray(b) | Node::StrSurrogates(b) => b.len(),
+                _ => 0,
+            };
+            growth = growth.saturating_add(elements.saturating_mul(ITEM_OVERHEAD + 10));
+        }
+    }
+    growth
+}
+
+/// What node `n` turns into on the server beyond its own bytes: the
+/// elements of a `range`.
+fn range_expansion(d: &Decoded, n: NodeId) -> usize {
     let Node::Object(o) = d.node(n) else { return 0 };
     if d.as_global(o.callable) != Some(("builtins", "range")) {
         return 0;

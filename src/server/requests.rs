@@ -11,7 +11,7 @@ use crate::protocol::reply::format_traceback;
 use crate::protocol::{parse_request, Reply, Request};
 
 use super::connection::Phase;
-use super::core::ControlDone;
+use super::core::{ControlDone, Prepared};
 use super::dispatch::AfterControl;
 use super::identify::{self, Quick};
 use super::peers::PeerProcess;
@@ -116,9 +116,9 @@ impl Worker {
         };
         let me = self.conn_ref(token);
         let peer = self.conns[token.0].as_ref().and_then(|c| c.peer.flatten());
+        let prepared = Prepared::read(&pickle, &req, me.client, frame.len());
         let (object, parked) = self.step(|core, out| {
-            let id = req.ident.and_then(|i| core.state.objects.parse_ident(i));
-            core.call(me, peer, &pickle, &req, id, frame, out);
+            let id = core.call(me, peer, &req, prepared, frame, out);
             (id, core.state.blocked.is_parked(me.client))
         });
         if let Some(conn) = self.conn(token) {

@@ -31,6 +31,7 @@ pub const INFO: TypeInfo = TypeInfo {
     storing: &[],
     iterating: &[],
     factory: Some("threading.Barrier"),
+    parse: None,
 };
 
 #[derive(Debug)]

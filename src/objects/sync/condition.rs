@@ -42,6 +42,7 @@ pub const INFO: TypeInfo = TypeInfo {
     storing: &[],
     iterating: &[],
     factory: Some("threading.Condition"),
+    parse: None,
 };
 
 /// Where a condition's own `RLock` is said to live, and the key its

@@ -20,6 +20,7 @@ pub const INFO: TypeInfo = TypeInfo {
     storing: &[],
     iterating: &[],
     factory: Some("threading.Event"),
+    parse: None,
 };
 
 #[derive(Debug, Default)]

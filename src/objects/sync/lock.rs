@@ -25,6 +25,7 @@ pub const LOCK: TypeInfo = TypeInfo {
     storing: &[],
     iterating: &[],
     factory: Some("threading.Lock"),
+    parse: None,
 };
 
 /// SyncManager's `RLock` typeid.
@@ -36,6 +37,7 @@ pub const RLOCK: TypeInfo = TypeInfo {
     storing: &[],
     iterating: &[],
     factory: Some("threading.RLock"),
+    parse: None,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

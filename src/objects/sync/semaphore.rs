@@ -22,6 +22,7 @@ pub const SEMAPHORE: TypeInfo = TypeInfo {
     storing: &[],
     iterating: &[],
     factory: Some("threading.Semaphore"),
+    parse: None,
 };
 
 /// SyncManager's `BoundedSemaphore` typeid.
@@ -33,6 +34,7 @@ pub const BOUNDED_SEMAPHORE: TypeInfo = TypeInfo {
     storing: &[],
     iterating: &[],
     factory: Some("threading.BoundedSemaphore"),
+    parse: None,
 };
 
 #[derive(Debug)]
