@@ -95,7 +95,11 @@ impl MemoryBudget {
         // Any call may have removed items: the bound is no longer exact.
         let bound = match self.bounds.get_mut(&id) {
             Some(b) => {
-                b.1 = false;
+                // Written only when it changes: with worker threads, a
+                // write here would move the line between cores each call.
+                if b.1 {
+                    b.1 = false;
+                }
                 b.0
             }
             None => self.measure(objects, id),
