@@ -4,7 +4,7 @@
 
 use std::io::{self, Read};
 use std::ops::Range;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::protocol::reply::Encoded;
 use crate::wire::handshake::{self, Challenge, PRE_AUTH_FRAME_LIMIT};
@@ -30,44 +30,47 @@ pub enum Phase {
     Serving,
 }
 
+/// A connection's state is read and changed through its methods only: the
+/// rules between its flags (a parked connection takes no frames, a closing
+/// one is dropped once flushed, ...) live here, in one file.
 pub struct Connection {
-    pub stream: Stream,
-    pub phase: Phase,
-    pub challenge: Challenge,
+    stream: Stream,
+    phase: Phase,
+    challenge: Challenge,
     inbuf: Vec<u8>,
     output: Output,
     /// The peer closed its side (or the socket failed).
-    pub eof: bool,
+    eof: bool,
     /// A request of this connection waits in the registry of waiting calls
     /// (`blocking`); further frames stay buffered until it is answered
     /// (clients never pipeline). Set from what that registry said after
     /// the request's step, cleared when its answer is delivered.
-    pub parked: bool,
+    parked: bool,
     /// Its client process is being searched for (`identify`): the frame
     /// that needs it stays buffered until then.
-    pub awaiting_peer: bool,
+    awaiting_peer: bool,
     /// Close once the output is flushed (after a control request, a failed
     /// handshake or a protocol error).
-    pub close_after_flush: bool,
+    close_after_flush: bool,
     /// The name `accept_connection` gave (process and thread), for logs.
-    pub name: String,
+    name: String,
     /// Who this connection is to the objects (lock ownership).
-    pub client: ClientId,
+    client: ClientId,
     /// Objects this connection called: told when it closes, so that what
     /// it owned (locks) is released.
-    pub touched: Vec<ObjectId>,
+    touched: Vec<ObjectId>,
     /// The client process, once looked up (`None` inside: not knowable).
-    pub peer: Option<Option<PeerProcess>>,
+    peer: Option<Option<PeerProcess>>,
     /// When it was accepted (the handshake timeout counts from here).
-    pub opened: Instant,
+    opened: Instant,
     /// Since when queued output has been waiting with no byte sent.
-    pub stalled_since: Option<Instant>,
+    stalled_since: Option<Instant>,
     /// Its last turn stopped reading or answering because of backlogged
     /// output: a writable event must serve it in full, not only flush.
-    pub read_deferred: bool,
+    read_deferred: bool,
     /// The peer's FIN (or an error) was seen in a readiness event: read
     /// on to the EOF, not only until a short read.
-    pub peer_hung_up: bool,
+    peer_hung_up: bool,
 }
 
 /// What [`Connection::fill`] did.
@@ -132,6 +135,132 @@ impl Connection {
         let frame = c.challenge.frame();
         c.send_frame(&frame);
         c
+    }
+
+    pub fn stream(&self) -> &Stream {
+        &self.stream
+    }
+
+    /// For registering with a poll.
+    pub fn stream_mut(&mut self) -> &mut Stream {
+        &mut self.stream
+    }
+
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// `accept_connection` was answered: method calls follow.
+    pub fn start_serving(&mut self) {
+        self.phase = Phase::Serving;
+    }
+
+    pub fn client(&self) -> ClientId {
+        self.client
+    }
+
+    /// Whether its request waits (for an object, the host, or for its
+    /// client process to be found): it takes no more frames meanwhile.
+    pub fn is_waiting(&self) -> bool {
+        self.parked || self.awaiting_peer
+    }
+
+    pub fn is_parked(&self) -> bool {
+        self.parked
+    }
+
+    /// Its request now waits in the registry of waiting calls.
+    pub fn park(&mut self) {
+        self.parked = true;
+    }
+
+    /// Its waiting request was answered; returns whether it was waiting
+    /// (the connection must then be served again: what it sent meanwhile,
+    /// and its closing, were left for this).
+    pub fn answered(&mut self) -> bool {
+        std::mem::replace(&mut self.parked, false)
+    }
+
+    /// The client process, once looked up: `Some(None)` when not knowable.
+    pub fn known_peer(&self) -> Option<Option<PeerProcess>> {
+        self.peer
+    }
+
+    /// The client process, if known, of a serving connection (whose
+    /// closing is how a killed client is noticed).
+    pub fn serving_peer(&self) -> Option<PeerProcess> {
+        if self.phase == Phase::Serving { self.peer.flatten() } else { None }
+    }
+
+    /// Its client process is being searched for; its frame waits.
+    pub fn wait_for_peer(&mut self) {
+        self.awaiting_peer = true;
+    }
+
+    pub fn is_awaiting_peer(&self) -> bool {
+        self.awaiting_peer
+    }
+
+    /// Its client process is known (`None`: not knowable).
+    pub fn set_peer(&mut self, peer: Option<PeerProcess>) {
+        self.peer = Some(peer);
+        self.awaiting_peer = false;
+    }
+
+    /// Close once the output is flushed.
+    pub fn close_when_flushed(&mut self) {
+        self.close_after_flush = true;
+    }
+
+    pub fn is_closing(&self) -> bool {
+        self.close_after_flush
+    }
+
+    /// The socket failed, or its framing did: nothing more is read or sent.
+    pub fn fail(&mut self) {
+        self.eof = true;
+    }
+
+    /// The peer's FIN (or an error) was seen in a readiness event.
+    pub fn note_hang_up(&mut self) {
+        self.peer_hung_up = true;
+    }
+
+    /// A client that went away gets nothing.
+    pub fn is_gone(&self) -> bool {
+        self.eof
+    }
+
+    pub fn set_name(&mut self, name: &str) {
+        self.name = name.to_string();
+    }
+
+    /// The objects it called, which are told when it closes.
+    pub fn touched(&self) -> &[ObjectId] {
+        &self.touched
+    }
+
+    /// After a turn: a turn stopped short by backlogged output must be
+    /// finished when the socket becomes writable, not only flushed.
+    pub fn note_backlog(&mut self) {
+        self.read_deferred = self.output_backlogged();
+    }
+
+    pub fn reads_deferred(&self) -> bool {
+        self.read_deferred
+    }
+
+    /// Why it must be closed now, if it must: no request within the
+    /// handshake timeout, or none of its replies read within the send
+    /// timeout while its output is backlogged.
+    pub fn overdue(&self, handshake_timeout: Duration, send_timeout: Duration, now: Instant) -> Option<&'static str> {
+        if !self.past_first_request() && now.duration_since(self.opened) > handshake_timeout {
+            return Some("no request within --handshake-timeout");
+        }
+        if self.output_backlogged() && self.stalled_since.is_some_and(|t| now.duration_since(t) > send_timeout) {
+            return Some("reads none of its replies (--send-timeout)");
+        }
+        None
     }
 
     /// Frames are capped at 256 bytes until both sides authenticated, then

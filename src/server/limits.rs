@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use crate::pickle::DecodeLimits;
 
-use super::connection::Connection;
 
 /// How often idle-connection limits are checked.
 pub const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
@@ -81,17 +80,6 @@ pub fn raise_fd_limit(max_connections: usize) -> io::Result<Option<usize>> {
     Ok((lim.rlim_cur < wanted).then(|| lim.rlim_cur.saturating_sub(RESERVED) as usize))
 }
 
-/// Why a connection must be closed now, if it must.
-pub fn overdue(conn: &Connection, limits: &Limits, now: Instant) -> Option<&'static str> {
-    if !conn.past_first_request() && now.duration_since(conn.opened) > limits.handshake_timeout {
-        return Some("no request within --handshake-timeout");
-    }
-    if conn.output_backlogged() && conn.stalled_since.is_some_and(|t| now.duration_since(t) > limits.send_timeout) {
-        return Some("reads none of its replies (--send-timeout)");
-    }
-    None
-}
-
 impl super::worker::Worker {
     /// Once a second: closes connections past a timeout; on worker 0,
     /// also retries a failed accept, reports connections refused over the
@@ -121,7 +109,7 @@ impl super::worker::Worker {
             .conns
             .iter()
             .enumerate()
-            .filter_map(|(slot, c)| Some((mio::Token(slot), overdue(c.as_ref()?, &limits, now)?)))
+            .filter_map(|(slot, c)| Some((mio::Token(slot), c.as_ref()?.overdue(limits.handshake_timeout, limits.send_timeout, now)?)))
             .collect();
         for (token, why) in overdue {
             tracing::warn!(conn = token.0, "closing connection: {why}");

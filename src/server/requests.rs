@@ -36,7 +36,7 @@ impl Worker {
     /// so the caller keeps it.
     pub(super) fn on_frame(&mut self, token: Token, frame: &[u8]) -> bool {
         let Some(conn) = self.conn(token) else { return true };
-        match conn.phase {
+        match conn.phase() {
             Phase::AwaitAnswer | Phase::AwaitPeerChallenge | Phase::AwaitPeerWelcome => {
                 let config = &self.shared.config;
                 let conn = self.conns[token.0].as_mut().expect("live");
@@ -78,19 +78,19 @@ impl Worker {
         };
         if req.method == "accept_connection" {
             let name = req.args.first().and_then(|&a| pickle.as_str(a)).unwrap_or("");
-            self.conns[token.0].as_mut().expect("live").name = name.to_string();
+            self.conns[token.0].as_mut().expect("live").set_name(name);
         }
         let me = self.conn_ref(token);
         let done = self.step(|core, out| core.control(me, peer, &pickle, &req, frame, out));
         let Some(conn) = self.conn(token) else { return true };
         match done {
-            ControlDone::Answered(AfterControl::Serve) => conn.phase = Phase::Serving,
+            ControlDone::Answered(AfterControl::Serve) => conn.start_serving(),
             ControlDone::Answered(AfterControl::Close) => {}
             ControlDone::Answered(AfterControl::Shutdown) => {
                 info!("shutdown requested by a client");
                 self.shared.stop();
             }
-            ControlDone::Waiting => conn.parked = true,
+            ControlDone::Waiting => conn.park(),
         }
         true
     }
@@ -99,7 +99,7 @@ impl Worker {
     fn refuse_control(&mut self, token: Token, reply: Reply) -> bool {
         self.send(token, reply);
         if let Some(conn) = self.conn(token) {
-            conn.close_after_flush = true;
+            conn.close_when_flushed();
         }
         true
     }
@@ -115,7 +115,7 @@ impl Worker {
             Err(reply) => return self.send(token, reply),
         };
         let me = self.conn_ref(token);
-        let peer = self.conns[token.0].as_ref().and_then(|c| c.peer.flatten());
+        let peer = self.conns[token.0].as_ref().and_then(|c| c.known_peer().flatten());
         let prepared = Prepared::read(&pickle, &req, me.client, frame.len());
         let (object, parked) = self.step(|core, out| {
             let id = core.call(me, peer, &req, prepared, frame, out);
@@ -127,7 +127,9 @@ impl Worker {
             }
             // Read from the registry: a call parked and answered within
             // its own step (it woke itself) is not parked.
-            conn.parked |= parked;
+            if parked {
+                conn.park();
+            }
         }
     }
 
@@ -136,23 +138,23 @@ impl Worker {
     /// for (the connection is served again once found).
     fn peer_of(&mut self, token: Token) -> Option<Option<PeerProcess>> {
         let conn = self.conn(token)?;
-        if let Some(peer) = conn.peer {
+        if let Some(peer) = conn.known_peer() {
             return Some(peer);
         }
-        if conn.awaiting_peer {
+        if conn.is_awaiting_peer() {
             return None;
         }
-        match identify::quick(&conn.stream) {
+        match identify::quick(conn.stream()) {
             Quick::Known(peer) => {
-                conn.peer = Some(peer);
+                conn.set_peer(peer);
                 Some(peer)
             }
             Quick::Search { local, peer } => {
                 if self.request_peer_search(token, local, peer) {
-                    self.conn(token).expect("live").awaiting_peer = true;
+                    self.conn(token).expect("live").wait_for_peer();
                     None
                 } else {
-                    self.conn(token).expect("live").peer = Some(None);
+                    self.conn(token).expect("live").set_peer(None);
                     Some(None)
                 }
             }

@@ -18,7 +18,7 @@ use tracing::{info, warn};
 
 use crate::objects::ClientId;
 
-use super::connection::{self, Connection, Phase};
+use super::connection::{self, Connection};
 use super::core::Core;
 use super::identify::Lookup;
 use super::limits;
@@ -143,7 +143,7 @@ impl Worker {
                         if (event.is_read_closed() || event.is_error())
                             && let Some(conn) = self.conn(token)
                         {
-                            conn.peer_hung_up = true;
+                            conn.note_hang_up();
                         }
                         self.service(token)
                     }
@@ -226,19 +226,16 @@ impl Worker {
 
     fn deliver_here(&mut self, d: Delivery) {
         let token = Token(d.conn.slot);
-        if self.conn(token).is_none_or(|c| c.client != d.conn.client) {
+        if self.conn(token).is_none_or(|c| c.client() != d.conn.client) {
             // The connection left meanwhile.
             return;
         }
         self.send(token, d.reply);
         let conn = self.conn(token).expect("checked");
         if d.close {
-            conn.close_after_flush = true;
+            conn.close_when_flushed();
         }
-        if conn.parked {
-            // Its call was answered: what it sent meanwhile, and its
-            // closing, are handled now.
-            conn.parked = false;
+        if conn.answered() {
             self.resume.push_back(token);
         }
     }
@@ -254,10 +251,9 @@ impl Worker {
                 Mail::Peer(conn, found) => {
                     let token = Token(conn.slot);
                     if let Some(c) = self.conn(token)
-                        && c.client == conn.client
+                        && c.client() == conn.client
                     {
-                        c.peer = Some(found);
-                        c.awaiting_peer = false;
+                        c.set_peer(found);
                         self.resume.push_back(token);
                     }
                 }
@@ -326,7 +322,7 @@ impl Worker {
         });
         let mut conn = Connection::new(stream, client);
         let token = Token(slot);
-        if let Err(e) = self.poll.registry().register(&mut conn.stream, token, Interest::READABLE | Interest::WRITABLE) {
+        if let Err(e) = self.poll.registry().register(conn.stream_mut(), token, Interest::READABLE | Interest::WRITABLE) {
             warn!(error = %e, "cannot register connection");
             self.free_slots.push(slot);
             self.shared.live_connections.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
@@ -342,7 +338,7 @@ impl Worker {
     }
 
     pub(super) fn conn_ref(&self, token: Token) -> ConnRef {
-        let client = self.conns[token.0].as_ref().map_or(0, |c| c.client);
+        let client = self.conns[token.0].as_ref().map_or(0, Connection::client);
         ConnRef { worker: self.index, slot: token.0, client }
     }
 
@@ -365,7 +361,7 @@ impl Worker {
         let cap = if conn.output_backlogged() {
             // Not even a byte: reading would let the client send more.
             0
-        } else if conn.parked || conn.awaiting_peer || conn.close_after_flush {
+        } else if conn.is_waiting() || conn.is_closing() {
             // Only a little: enough to notice the client closing.
             conn.buffered_input() + 1
         } else {
@@ -383,10 +379,10 @@ impl Worker {
             conn.flush();
             // Backlogged output stopped this turn short: the socket
             // becoming writable must bring the connection back here.
-            conn.read_deferred = conn.output_backlogged();
+            conn.note_backlog();
             if conn.is_finished() {
                 self.close(token);
-            } else if come_back && !conn.parked && !conn.awaiting_peer && !conn.output_backlogged() {
+            } else if come_back && !conn.is_waiting() && !conn.output_backlogged() {
                 self.resume.push_back(token);
             }
         }
@@ -396,7 +392,7 @@ impl Worker {
     /// or answering while its output was backlogged is served in full.
     fn on_writable(&mut self, token: Token) {
         let Some(conn) = self.conn(token) else { return };
-        if conn.read_deferred {
+        if conn.reads_deferred() {
             return self.service(token);
         }
         conn.flush();
@@ -454,7 +450,7 @@ impl Worker {
                 }
                 Err(e) => {
                     warn!(conn = token.0, error = %e, "closing connection");
-                    conn.eof = true;
+                    conn.fail();
                     return false;
                 }
             }
@@ -464,13 +460,13 @@ impl Worker {
 
     pub(super) fn close(&mut self, token: Token) {
         let Some(mut conn) = self.conns.get_mut(token.0).and_then(Option::take) else { return };
-        let _ = self.poll.registry().deregister(&mut conn.stream);
+        let _ = self.poll.registry().deregister(conn.stream_mut());
         self.free_slots.push(token.0);
         self.shared.live_connections.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-        let serving_peer = if conn.phase == Phase::Serving { conn.peer.flatten() } else { None };
-        if conn.parked || !conn.touched.is_empty() || serving_peer.is_some() {
-            let me = ConnRef { worker: self.index, slot: token.0, client: conn.client };
-            self.step(|core, out| core.connection_closed(me, serving_peer, &conn.touched, out));
+        let serving_peer = conn.serving_peer();
+        if conn.is_parked() || !conn.touched().is_empty() || serving_peer.is_some() {
+            let me = ConnRef { worker: self.index, slot: token.0, client: conn.client() };
+            self.step(|core, out| core.connection_closed(me, serving_peer, conn.touched(), out));
         }
     }
 }
