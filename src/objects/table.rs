@@ -8,7 +8,7 @@ use super::type_info::{TypeInfo, TYPES};
 use super::SharedObject;
 
 /// An object's key; its ident on the wire is this number in lowercase hex,
-/// the way CPython prints `'%x' % id(obj)`. Its low hex digit is its
+/// the way CPython prints `'%x' % id(obj)`. Its low six bits are its
 /// type's tag ([`ObjectTable::type_of`]): a worker thread reads a call's
 /// target type from the ident alone, and parses the call before it takes
 /// the lock the objects are behind.
@@ -16,10 +16,10 @@ pub type ObjectId = u64;
 
 /// Ids start where CPython's heap addresses usually are, so idents look
 /// familiar in logs; they are never reused while the server runs. The
-/// step keeps the low hex digit free for the type tag.
+/// step keeps the low six bits free for the type tag.
 const FIRST_ID: ObjectId = 0x7f00_0000_1000;
-const ID_STEP: ObjectId = 0x30;
-const TAG_MASK: ObjectId = 0xf;
+const ID_STEP: ObjectId = 0x40;
+const TAG_MASK: ObjectId = 0x3f;
 /// The tag of objects whose type has no record in `TYPES` (hosted ones).
 const NO_RECORD: ObjectId = TAG_MASK;
 
