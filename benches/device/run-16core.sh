@@ -68,7 +68,7 @@ fi
 if [ "${SMALL:-0}" = 1 ]; then
     rt=1,2,4 private=2,4 conns=1,4 duration=0.3 repeats=1
 else
-    rt=1,8,32,64,128 private=32,64,128 conns=4,16,64,256 duration=1.5 repeats=2
+    rt=1,8,32,64,128 private=32,64,128 conns=4,16,64,256 duration=1.5 repeats=3
 fi
 
 fms=fastmanager
@@ -86,7 +86,7 @@ fi
 # The last resort against overrunning the 5 minutes: the estimate is
 # about 3 (see above), so this only fires when something hangs.
 status=0
-timeout 285 "$python" benches/run.py --no-install --no-chart --bins "$bins" \
+timeout 400 "$python" benches/run.py --no-install --no-chart --bins "$bins" \
     --systems "$fms,floor,floor-threaded,cpython" \
     --workloads roundtrip,loadgen --rt-private \
     --rt-clients "$rt" --rt-private-clients "$private" \
