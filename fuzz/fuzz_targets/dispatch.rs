@@ -55,11 +55,11 @@ fn request(ident: Option<&str>, method: &str, first: Option<&str>, args: &[u8]) 
 
 fuzz_target!(|steps: Vec<Step>| {
     let mut objects = ObjectTable::default();
-    let registry = Registry::new(&[], &mut objects);
+    let registry = Registry::new(&[], &[], &mut objects);
     let mut state = State {
         objects,
         registry,
-        blocked: Blocked::default(),
+        blocked: Blocked::new(1),
         address: Address::Tcp { host: "127.0.0.1".into(), port: 1 },
         owners: Default::default(),
     };
@@ -113,8 +113,15 @@ fuzz_target!(|steps: Vec<Step>| {
                 let Ok(d) = decode(&bytes, &limits) else { continue };
                 let Ok(req) = parse_request(&d) else { continue };
                 let client = client as u64 % 4;
-                let Ok(growth) = budget.admit(&state.objects, id, &req, bytes.len()) else { continue };
-                let outcome = dispatch::method_call(&mut state, &req, Some(id), client, now);
+                let Ok(growth) = budget.admit(&state.objects, id, &req, bytes.len(), None) else { continue };
+                // As a worker does: calls of types that allow it are parsed
+                // from the request alone, before the object is looked at.
+                let ctx = CallContext { client, this: id, now };
+                let parsed = ObjectTable::type_of(id)
+                    .filter(|t| t.exposed.contains(&req.method))
+                    .and_then(|t| t.parse)
+                    .map(|parse| parse(&req, &ctx));
+                let outcome = dispatch::method_call(&mut state, &req, Some(id), client, now, parsed);
                 budget.charge(id, growth);
                 handle(&mut state, outcome, id, client, &mut ids, &mut parked);
             }
