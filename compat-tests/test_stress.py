@@ -74,15 +74,18 @@ def items(seq):
     return [tuple(x) if isinstance(x, list) else x for x in seq]
 
 
-def exactly_once(got, expected, what):
+def exactly_once(got, expected, what, left=()):
+    """Every expected item in got once; left: what stayed in the queue
+    (named in the message, so a slow taker is told from a loss)."""
     counts = collections.Counter(got)
     dups = sorted(x for x, n in counts.items() if n > 1)
     lost = sorted(set(expected) - set(counts))
     alien = sorted(set(counts) - set(expected))
     assert not (dups or lost or alien), (
-        '%s: %d duplicated %s, %d lost %s, %d unexpected %s' % (
+        '%s: %d duplicated %s, %d not taken %s (%d of them left in the '
+        'queue), %d unexpected %s' % (
             what, len(dups), dups[:10], len(lost), lost[:10],
-            len(alien), alien[:10]))
+            len(set(lost) & set(items(left))), len(alien), alien[:10]))
     assert len(got) == len(expected)
 
 
@@ -143,12 +146,14 @@ def test_stress(server, clients, tmp_path):
     # The shared queue: every produced item taken exactly once.
     got = [x for r in res['consumer'] for x in items(r['got'])]
     exactly_once(got, [('s', p, i) for p in range(NPROD)
-                       for i in range(NITEMS)], 'shared queue')
+                       for i in range(NITEMS)], 'shared queue',
+                 c['shared_left'])
     assert c['shared_left'] == []
     # The private queue the victims died on: all to the live getter.
     exactly_once(items(c['vq_got']), [('v', i) for i in range(NVITEMS)],
-                 'private queue behind killed getters')
+                 'private queue behind killed getters', c['vq_left'])
     assert c['vq_left'] == []
+    assert c['vq_stale_empties'] == 0, 'a parked get was not woken by a put'
     # Private bounded queues: all, in order, nothing more.
     assert [r['got'] for r in res['private']] == [NPRIVITEMS] * NPRIV
     for r in res['private']:
