@@ -4,7 +4,10 @@
   tests that take the ``py`` fixture run once per interpreter;
 - the ``server`` fixture: a fresh server per test (FASTMANAGER_SERVER=rust,
   the default, or cpython = reference_server.py) on 127.0.0.1, a free port
-  and a random authkey;
+  and a random authkey; FASTMANAGER_THREADS=N makes every Rust server the
+  suite starts serve with ``--threads N`` (default: the server's own, one
+  worker per core), and a test may ask for its own count by parametrizing
+  ``server`` indirectly;
 - ``run_client`` / ``start_client``: run a script from clients/ under a given
   interpreter, with a timeout, and return its ``FMRESULT`` json.
 """
@@ -161,6 +164,17 @@ def reference_python():
     return _ref_cache['v']
 
 
+def threads_from_env():
+    """FASTMANAGER_THREADS, or None (the server's default)."""
+    spec = os.environ.get('FASTMANAGER_THREADS', '').strip()
+    if not spec:
+        return None
+    if not spec.isdigit() or int(spec) < 1:
+        raise pytest.UsageError(
+            'FASTMANAGER_THREADS must be a positive integer, not %r' % spec)
+    return int(spec)
+
+
 def rust_binary():
     return os.environ.get('FASTMANAGER_BIN') or str(
         REPO / 'target' / 'release' / 'fastmanager')
@@ -195,8 +209,14 @@ def client_env(extra=None):
 
 
 class Server:
-    def __init__(self, kind, workdir, unix=False):
+    def __init__(self, kind, workdir, unix=False, threads=None):
         self.kind = kind
+        # Worker threads of a Rust server (CPython's has no such setting):
+        # the test's own count, else FASTMANAGER_THREADS, else its default.
+        self.threads = None
+        if kind == 'rust':
+            self.threads = threads if threads is not None else \
+                threads_from_env()
         self.host = '127.0.0.1'
         self.port = free_port()
         # A Unix socket instead of TCP (clients see FM_UNIX).
@@ -221,6 +241,8 @@ class Server:
         self.cmd += ['serve', '--address', address, '--authkey', self.authkey]
         for r in REGISTRATIONS:
             self.cmd += ['--register', r]
+        if self.threads is not None:
+            self.cmd += ['--threads', str(self.threads)]
 
     # What the server is expected to do, where CPython versions differ ----
     @property
@@ -262,7 +284,8 @@ class Server:
     def describe(self):
         if self.kind == 'cpython':
             return 'cpython reference server on %d.%d' % self.ref_version
-        return 'rust %s' % self.cmd[0]
+        return 'rust %s%s' % (self.cmd[0], '' if self.threads is None
+                              else ' --threads %d' % self.threads)
 
     def start(self, timeout=15.0):
         env = client_env()  # PYTHONPATH=lib: CPython unpickles user classes
@@ -303,9 +326,11 @@ class Server:
 
 
 @pytest.fixture
-def server(tmp_path):
-    """A fresh server per test; the test fails if it died meanwhile."""
-    srv = Server(server_kind(), tmp_path)
+def server(request, tmp_path):
+    """A fresh server per test; the test fails if it died meanwhile.
+    Parametrized indirectly, its parameter is the Rust server's --threads."""
+    srv = Server(server_kind(), tmp_path,
+                 threads=getattr(request, 'param', None))
     srv.start()
     try:
         yield srv
@@ -413,8 +438,10 @@ _ran_versions = set()
 def pytest_report_header(config):
     names = ', '.join(i.name for i in INTERPRETERS) or 'NONE'
     kind = os.environ.get('FASTMANAGER_SERVER', 'rust')
-    return ['fastmanager compat: server=%s; interpreters under %s: %s'
-            % (kind, pyenv_root() / 'versions', names)]
+    threads = os.environ.get('FASTMANAGER_THREADS', '').strip() or 'default'
+    return ['fastmanager compat: server=%s (threads: %s); interpreters '
+            'under %s: %s' % (kind, threads, pyenv_root() / 'versions',
+                              names)]
 
 
 def pytest_runtest_logreport(report):

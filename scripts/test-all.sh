@@ -32,8 +32,27 @@ cargo test --locked --lib --tests
 echo "== Rust unit and integration tests (release: what ships)"
 cargo test --release --locked
 
-echo "== compat tests against the Rust server"
+echo "== compat tests against the Rust server (its default: one worker thread per core)"
 FASTMANAGER_SERVER=rust "$PYTHON" -m pytest compat-tests -q -p no:cacheprovider
+
+# Again with the server on one event loop (--threads 1), over a subset: the
+# full suite takes ~4 minutes, so this pass keeps every test file that talks
+# to a `fastmanager serve` process, under the oldest and newest client
+# (the thread count is the server's business, not the client version's; the
+# first pass covers every version), ~1.5 minutes. Left out: test_stress.py
+# (it runs --threads 1, 2 and 8 itself), the conformance runs (CPython's own
+# manager tests, the longest part, already run against the default),
+# test_package*.py (the Python package's embedded server, which takes no
+# thread count), the bench smoke test and the interpreter inventory.
+echo "== compat tests against the Rust server with --threads 1 (a subset, see above)"
+FASTMANAGER_SERVER=rust FASTMANAGER_THREADS=1 FASTMANAGER_PYTHONS="3.6 3.13" \
+    "$PYTHON" -m pytest compat-tests -q -p no:cacheprovider \
+    --ignore=compat-tests/test_stress.py \
+    --ignore=compat-tests/test_conformance.py \
+    --ignore=compat-tests/test_package.py \
+    --ignore=compat-tests/test_package_hosting.py \
+    --ignore=compat-tests/test_bench_smoke.py \
+    --ignore=compat-tests/test_interpreters.py
 
 if [[ "${1:-}" == "--both" ]]; then
     echo "== compat tests against CPython's server (reference)"

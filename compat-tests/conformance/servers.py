@@ -32,8 +32,12 @@ class ServerProcess(object):
     def _argv(self, address):
         addr = '%s:%d' % address
         if self.kind == 'rust':
+            # The compat suite's FASTMANAGER_THREADS reaches this runner
+            # through its environment: every Rust server it starts obeys it.
+            threads = os.environ.get('FASTMANAGER_THREADS', '').strip()
             return [self.fm_bin, 'serve', '--address', addr,
-                    '--authkey', self.authkey]
+                    '--authkey', self.authkey] + (
+                        ['--threads', threads] if threads else [])
         # The compat suite's reference server: a SyncManager subclass that,
         # without --register, is exactly what Manager() runs in its child.
         return [sys.executable,
