@@ -186,6 +186,13 @@ impl SharedQueue {
         self.maxsize > 0 && self.items.len() >= self.maxsize
     }
 
+    /// Puts back, at the front, an item a `get` took for a client that was
+    /// gone before the reply could reach it (killed while parked): the next
+    /// getter gets it, as if it had never been taken.
+    pub fn give_back(&mut self, item: Item) {
+        self.items.push_front(item);
+    }
+
     /// Tries a call once. Blocking calls that cannot proceed answer `Block`
     /// (or their timeout error when they were not allowed to block).
     fn try_call(&mut self, call: &mut QueueCall) -> Step {

@@ -135,13 +135,31 @@ impl Core {
             Ok(()) => dispatch::control(&mut self.state, req, peer),
             Err(e) => (Reply::Error(e), AfterControl::Close),
         };
-        out.push(Delivery { conn, reply, close: after != AfterControl::Serve });
+        out.push(Delivery { conn, reply, close: after != AfterControl::Serve, parked_on: None });
         ControlDone::Answered(after)
     }
 
     /// Leaves a call's reply for its connection and wakes what it
     /// changed, or parks the call.
     pub fn apply(&mut self, conn: ConnRef, peer: Option<PeerProcess>, object: ObjectId, outcome: Outcome, out: &mut Vec<Delivery>) {
+        self.apply_to(conn, peer, object, outcome, None, out)
+    }
+
+    /// [`Core::apply`] for a call that was parked (on `object`): its
+    /// connection may have left since, which only its worker can tell.
+    fn apply_parked(&mut self, conn: ConnRef, peer: Option<PeerProcess>, object: ObjectId, outcome: Outcome, out: &mut Vec<Delivery>) {
+        self.apply_to(conn, peer, object, outcome, Some(object), out)
+    }
+
+    fn apply_to(
+        &mut self,
+        conn: ConnRef,
+        peer: Option<PeerProcess>,
+        object: ObjectId,
+        outcome: Outcome,
+        parked_on: Option<ObjectId>,
+        out: &mut Vec<Delivery>,
+    ) {
         match outcome {
             Outcome::Reply { reply, wake } => {
                 self.state.objects.refresh_holds(object, reply.carries_items());
@@ -153,7 +171,7 @@ impl Core {
                     // proxy, which that client drops once it holds its own.
                     self.state.owners.acquired(peer, id);
                 }
-                out.push(Delivery { conn, reply, close: false });
+                out.push(Delivery { conn, reply, close: false, parked_on });
                 for key in wake {
                     self.wake(key, out);
                 }
@@ -192,7 +210,7 @@ impl Core {
                 let p = self.state.blocked.remove(park_id).expect("present");
                 let outcome = dispatch::resolve(&mut self.state, attempt, p.call);
                 progressed |= matches!(outcome, Outcome::Reply { .. });
-                self.apply(p.conn, p.peer, p.object, outcome, out);
+                self.apply_parked(p.conn, p.peer, p.object, outcome, out);
             }
             if !progressed || !self.state.blocked.has_waiters(key) {
                 break;
@@ -237,6 +255,20 @@ impl Core {
                     self.wake(key, out);
                 }
             }
+        }
+    }
+
+    /// A reply that completed a parked call on `object` reached no one:
+    /// its connection had left. An item it took from a queue goes back to
+    /// the queue's front, and the queue's waiters are woken for it.
+    pub fn reclaim(&mut self, object: ObjectId, reply: Reply, out: &mut Vec<Delivery>) {
+        let Reply::Return(crate::protocol::ReplyValue::Item(item)) = reply else { return };
+        if let Some(entry) = self.state.objects.get_mut(object)
+            && let crate::objects::SharedObject::Queue(queue) = &mut entry.object
+        {
+            queue.give_back(item);
+            debug!(object, "an item taken for a client that left goes back to its queue");
+            self.wake(object, out);
         }
     }
 

@@ -146,7 +146,7 @@ impl Core {
     ) {
         let Some(host) = self.host.as_mut() else {
             let reply = Reply::traceback(&crate::protocol::PyException::key_error(format!("'{typeid}'")));
-            out.push(Delivery { conn, reply, close: true });
+            out.push(Delivery { conn, reply, close: true, parked_on: None });
             return;
         };
         let ticket = host.next_ticket;
@@ -159,7 +159,7 @@ impl Core {
         };
         if host.requests.send(request).is_err() {
             let reply = Reply::Traceback(format_traceback("RuntimeError: the host of this object has stopped"));
-            out.push(Delivery { conn, reply, close: call_on.is_none() });
+            out.push(Delivery { conn, reply, close: call_on.is_none(), parked_on: None });
             return;
         }
         self.state.blocked.park_for_host(ticket, HostWait { conn, purpose });
@@ -189,10 +189,10 @@ impl Core {
             };
             let conn = wait.conn;
             match (wait.purpose, made) {
-                (HostPurpose::Create { .. }, Err(reply)) => out.push(Delivery { conn, reply, close: true }),
+                (HostPurpose::Create { .. }, Err(reply)) => out.push(Delivery { conn, reply, close: true, parked_on: None }),
                 (HostPurpose::Create { peer }, Ok((id, typeid))) => {
                     let reply = dispatch::created(&mut self.state, id, &typeid, peer);
-                    out.push(Delivery { conn, reply, close: true });
+                    out.push(Delivery { conn, reply, close: true, parked_on: None });
                 }
                 (HostPurpose::Call { object, peer }, Err(reply)) => {
                     self.apply(conn, peer, object, Outcome::Reply { reply, wake: Wakes::new() }, out);

@@ -33,6 +33,10 @@ pub struct Delivery {
     pub reply: Reply,
     /// Close once it is sent (the end of a control request).
     pub close: bool,
+    /// The object whose parked call this answers, when the answer was
+    /// made for a connection that may have left meanwhile: an item it
+    /// carries goes back to that object if the connection is gone.
+    pub parked_on: Option<crate::objects::ObjectId>,
 }
 
 /// What a worker is sent.

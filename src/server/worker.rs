@@ -226,8 +226,12 @@ impl Worker {
 
     fn deliver_here(&mut self, d: Delivery) {
         let token = Token(d.conn.slot);
-        if self.conn(token).is_none_or(|c| c.client() != d.conn.client) {
-            // The connection left meanwhile.
+        if self.conn(token).is_none_or(|c| c.client() != d.conn.client || c.is_gone()) {
+            // The connection left meanwhile (a getter killed while parked):
+            // what was taken for it goes back.
+            if let Some(object) = d.parked_on {
+                self.step(|core, out| core.reclaim(object, d.reply, out));
+            }
             return;
         }
         self.send(token, d.reply);
