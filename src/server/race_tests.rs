@@ -143,7 +143,13 @@ fn call(shared: &Shared, conn: ConnRef, frame: &[u8]) -> Option<Reply> {
     let req = parse_request(&pickle).expect("a request");
     let prepared = Prepared::read(&pickle, &req, conn.client, frame.len());
     let mut out = Vec::new();
-    shared.lock().call(conn, None, &req, prepared, frame, &mut out);
+    let parked = {
+        let mut core = shared.lock();
+        core.call(conn, None, &req, prepared, frame, &mut out);
+        // Read in the same step, as the worker does: once the lock is let
+        // go, another thread's put may answer the call at any moment.
+        core.state.blocked.is_parked(conn.client)
+    };
     let mut mine = None;
     for d in out {
         if d.conn == conn {
@@ -152,6 +158,7 @@ fn call(shared: &Shared, conn: ConnRef, frame: &[u8]) -> Option<Reply> {
             shared.mailboxes[d.conn.worker].post(Mail::Deliver(d));
         }
     }
+    assert_eq!(mine.is_none(), parked, "a call is answered at once or parked");
     mine
 }
 
@@ -200,7 +207,6 @@ fn getters_parked_on_other_threads_are_woken_by_puts_and_each_item_is_delivered_
                             // Parked: the answer comes as mail, from the
                             // putter's thread.
                             parks += 1;
-                            assert!(shared.lock().state.blocked.is_parked(conn.client));
                             loop {
                                 shared.mailboxes[worker].take(&mut inbox);
                                 if let Some(mail) = inbox.pop() {
