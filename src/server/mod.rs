@@ -26,6 +26,8 @@ mod mailbox;
 pub mod memory;
 mod output;
 pub mod peers;
+#[cfg(test)]
+mod race_tests;
 mod requests;
 mod shutdown;
 mod worker;
@@ -116,6 +118,17 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    fn new(core: Core, mailboxes: Vec<Mailbox>, config: Config) -> Shared {
+        Shared {
+            core: Mutex::new(core),
+            mailboxes,
+            stopping: AtomicBool::new(false),
+            live_connections: AtomicUsize::new(0),
+            config,
+            embedded: AtomicBool::new(false),
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, Core> {
         // A worker that panicked mid-step left the core as it was; the
         // others serve on rather than all failing.
@@ -174,14 +187,7 @@ impl Server {
             pickle_limits: config.limits.pickle,
             timers_sleep_until: None,
         };
-        let shared = Arc::new(Shared {
-            core: Mutex::new(core),
-            mailboxes,
-            stopping: AtomicBool::new(false),
-            live_connections: AtomicUsize::new(0),
-            config,
-            embedded: AtomicBool::new(false),
-        });
+        let shared = Arc::new(Shared::new(core, mailboxes, config));
         let mut workers: Vec<Worker> = polls.into_iter().enumerate().map(|(i, poll)| Worker::new(i, poll, shared.clone())).collect();
         workers[0].listen(listener, signals);
         Ok(Server { shared, workers, address })
