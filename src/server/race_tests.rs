@@ -55,7 +55,7 @@ fn wait_for_wake(poll: &mut Poll, events: &mut Events) {
 }
 
 fn delivery(worker: usize, client: ClientId) -> Mail {
-    Mail::Deliver(Delivery { conn: ConnRef { worker, slot: 0, client }, reply: Reply::none(), close: false })
+    Mail::Deliver(Delivery { conn: ConnRef { worker, slot: 0, client }, reply: Reply::none(), close: false, parked_on: None })
 }
 
 #[test]
