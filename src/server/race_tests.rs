@@ -252,3 +252,37 @@ fn number_in(item: &[u8]) -> i32 {
     let pickle = decode(item, &DecodeLimits::default()).expect("a stored pickle");
     pickle.as_int(pickle.root()).expect("an int item") as i32
 }
+
+#[test]
+fn an_item_woken_for_a_getter_that_left_goes_back_to_the_queue_front() {
+    // A getter parks on worker 1; a put from worker 0 answers it, but its
+    // connection is gone by the time worker 1 could send the reply (killed
+    // while parked). Worker 1 hands the reply back: the item must be the
+    // next one a getter gets, ahead of items put after it.
+    let (shared, _polls, queue) = shared_with_queue(2);
+    let ident = ObjectTable::ident(queue);
+    let getter = ConnRef { worker: 1, slot: 0, client: 7 };
+    assert!(call(&shared, getter, &request_frame(&ident, "get", None)).is_none(), "the get parks");
+    let putter = ConnRef { worker: 0, slot: 0, client: 8 };
+    call(&shared, putter, &request_frame(&ident, "put", Some(1)));
+    call(&shared, putter, &request_frame(&ident, "put", Some(2)));
+    let mut inbox = Vec::new();
+    shared.mailboxes[1].take(&mut inbox);
+    let [Mail::Deliver(d)] = <[Mail; 1]>::try_from(inbox).ok().expect("one answer for the parked getter") else {
+        panic!("a delivery")
+    };
+    assert_eq!(d.parked_on, Some(queue), "the answer names the object its call waited on");
+    let mut out = Vec::new();
+    shared.lock().reclaim(queue, d.reply, &mut out);
+    assert!(out.is_empty(), "nobody else was waiting");
+    let first = call(&shared, putter, &request_frame(&ident, "get", None)).expect("an item is there");
+    let second = call(&shared, putter, &request_frame(&ident, "get", None)).expect("and another");
+    let (first, second) = (item_of(first), item_of(second));
+    let expected = |n: i32| {
+        let frame = request_frame(&ident, "put", Some(n));
+        let pickle = decode(&frame, &DecodeLimits::default()).unwrap();
+        let req = parse_request(&pickle).unwrap();
+        crate::pickle::Item::from(pickle.standalone_max(req.args[0], 4)).to_vec()
+    };
+    assert_eq!((first, second), (expected(1), expected(2)), "the item given back comes first");
+}
