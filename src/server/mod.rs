@@ -247,7 +247,13 @@ impl Server {
             }
         }
         drop(first);
-        let (items, holders) = self.shared.lock().stored_items();
+        let mut core = self.shared.lock();
+        // The host's requests end here: its thread sees the channel close
+        // and returns (the shared part itself lives on in the host's end
+        // and the stopper, which an embedding program may keep).
+        core.host = None;
+        let (items, holders) = core.stored_items();
+        drop(core);
         if items > 0 {
             info!(items, objects = holders, "stopping: stored items end with the process");
         }
