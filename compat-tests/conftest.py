@@ -5,8 +5,8 @@
 - the ``server`` fixture: a fresh server per test (FASTMANAGER_SERVER=rust,
   the default, or cpython = reference_server.py) on 127.0.0.1, a free port
   and a random authkey; FASTMANAGER_THREADS=N makes every Rust server the
-  suite starts serve with ``--threads N`` (default: the server's own, one
-  worker per core), and a test may ask for its own count by parametrizing
+  suite starts serve with ``--threads N`` (default: the server's own, two
+  workers per core), and a test may ask for its own count by parametrizing
   ``server`` indirectly;
 - ``run_client`` / ``start_client``: run a script from clients/ under a given
   interpreter, with a timeout, and return its ``FMRESULT`` json.

@@ -32,7 +32,7 @@ cargo test --locked --lib --tests
 echo "== Rust unit and integration tests (release: what ships)"
 cargo test --release --locked
 
-echo "== compat tests against the Rust server (its default: one worker thread per core)"
+echo "== compat tests against the Rust server (its default: two worker threads per core)"
 FASTMANAGER_SERVER=rust "$PYTHON" -m pytest compat-tests -q -p no:cacheprovider
 
 # Again with the server on one event loop (--threads 1), over a subset: the

@@ -220,6 +220,11 @@ impl ObjectTable {
         }
     }
 
+    /// Whether hosted objects were freed since the last `take_freed_hosted`.
+    pub fn has_freed_hosted(&self) -> bool {
+        !self.freed_hosted.is_empty()
+    }
+
     /// The keys of hosted objects freed since the last call.
     pub fn take_freed_hosted(&mut self) -> Vec<u64> {
         std::mem::take(&mut self.freed_hosted)

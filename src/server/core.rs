@@ -272,8 +272,9 @@ impl Core {
         }
     }
 
-    /// The core's own timed work (worker 0 runs it): deferred releases,
-    /// references of client processes that died, hosted objects freed.
+    /// The core's own timed work (worker 0 runs it): deferred releases and
+    /// references of client processes that died (hosted objects they
+    /// free go back to their host after every step: `Worker::step`).
     pub fn run_timers(&mut self, now: Instant) {
         self.state.objects.release_due(now);
         for (id, count) in self.state.owners.reap_dead(now) {
@@ -283,7 +284,6 @@ impl Core {
                 }
             }
         }
-        self.release_hosted();
     }
 
     /// When the core's own timed work is due next.

@@ -247,6 +247,9 @@ impl Core {
 
     /// Tells the host which of its objects were freed.
     pub(super) fn release_hosted(&mut self) {
+        if !self.state.objects.has_freed_hosted() {
+            return;
+        }
         let freed = self.state.objects.take_freed_hosted();
         if freed.is_empty() {
             return;

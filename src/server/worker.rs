@@ -173,6 +173,9 @@ impl Worker {
         let r = {
             let mut core = self.shared.lock();
             let r = f(&mut core, &mut self.out);
+            // Hosted objects this step freed are given back to their host
+            // at once (its program may be waiting to see them go).
+            core.release_hosted();
             self.next_deadline = core.state.blocked.next_deadline(self.index);
             if self.index == 0 {
                 self.next_core_timer = core.next_timer();
