@@ -65,10 +65,18 @@ impl Worker {
             Err(reply) => return self.refuse_control(token, reply),
         };
         debug!(conn = token.0, request = req.method, "control request");
-        // References change hands (`create`, `incref`, `decref`), or a
-        // connection starts serving: its closing is how a killed client is
-        // noticed at once. The client's process must be known first.
-        let peer = if matches!(req.method, "create" | "incref" | "decref" | "accept_connection") {
+        // References change hands (`create`, `incref`), or, while some
+        // process holds references, a reference is dropped or a connection
+        // starts serving (its closing is how a killed client is noticed at
+        // once): the client's process must be known first. Not otherwise:
+        // a search per connection would cost a program that opens
+        // thousands of idle ones (each search reads its every socket).
+        let changes_refs = match req.method {
+            "create" | "incref" => true,
+            "decref" | "accept_connection" => self.conns[token.0].as_ref().is_some_and(|c| c.known_peer().is_some()) || !self.shared.lock().state.owners.is_empty(),
+            _ => false,
+        };
+        let peer = if changes_refs {
             match self.peer_of(token) {
                 Some(peer) => peer,
                 None => return false,
