@@ -247,6 +247,14 @@ impl Server {
             }
         }
         drop(first);
+        // Mail left for workers that have ended (a connection accepted
+        // as they stopped) is dropped: its socket closes, and its client
+        // sees the server gone instead of waiting for a handshake.
+        let mut left = Vec::new();
+        for mailbox in &self.shared.mailboxes {
+            mailbox.take(&mut left);
+            left.clear();
+        }
         let mut core = self.shared.lock();
         // The host's requests end here: its thread sees the channel close
         // and returns (the shared part itself lives on in the host's end

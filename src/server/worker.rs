@@ -285,6 +285,11 @@ impl Worker {
     pub(super) fn accept_all(&mut self) {
         let workers = self.shared.mailboxes.len();
         loop {
+            // A stopping server takes no one new: a connection handed to a
+            // worker that has already drained would wait for ever.
+            if self.shared.is_stopping() {
+                return;
+            }
             let Some(listener) = self.listener.as_ref() else { return };
             match listener.accept() {
                 Ok(Some(stream)) => {
