@@ -180,6 +180,14 @@ pub trait SharedType: Debug {
     fn client_gone(&mut self, _client: ClientId, _ctx: &CallContext) -> Vec<WaitKey> {
         Vec::new()
     }
+
+    /// An item a completed call took out (a `get`'s result) never reached
+    /// its client, who left while the call was parked: take it back as if
+    /// it had never been taken. Returns whether it was taken back (its
+    /// waiters should then retry); types that hand out no items do not.
+    fn give_back(&mut self, _item: Item) -> bool {
+        false
+    }
 }
 
 /// Declares the closed set of shared types: the `SharedObject` and
@@ -249,6 +257,10 @@ macro_rules! shared_types {
 
             pub fn client_gone(&mut self, client: ClientId, ctx: &CallContext) -> Vec<WaitKey> {
                 match self { $(SharedObject::$variant(o) => o.client_gone(client, ctx),)+ }
+            }
+
+            pub fn give_back(&mut self, item: Item) -> bool {
+                match self { $(SharedObject::$variant(o) => o.give_back(item),)+ }
             }
         }
 

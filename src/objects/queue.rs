@@ -115,6 +115,12 @@ impl PendingCall for QueueCall {
 }
 
 impl SharedType for SharedQueue {
+    /// Back at the front: the next getter gets it.
+    fn give_back(&mut self, item: Item) -> bool {
+        self.items.push_front(item);
+        true
+    }
+
     type Call = QueueCall;
 
     fn class_name(&self) -> &'static str {
@@ -184,13 +190,6 @@ impl SharedQueue {
 
     fn is_full(&self) -> bool {
         self.maxsize > 0 && self.items.len() >= self.maxsize
-    }
-
-    /// Puts back, at the front, an item a `get` took for a client that was
-    /// gone before the reply could reach it (killed while parked): the next
-    /// getter gets it, as if it had never been taken.
-    pub fn give_back(&mut self, item: Item) {
-        self.items.push_front(item);
     }
 
     /// Tries a call once. Blocking calls that cannot proceed answer `Block`

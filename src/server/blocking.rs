@@ -178,11 +178,7 @@ impl Blocked {
         out
     }
 
-    /// Calls waiting now, of any kind.
-    pub fn len(&self) -> usize {
-        self.by_client.len()
-    }
-
+    /// Whether no call waits, of any kind.
     pub fn is_empty(&self) -> bool {
         self.by_client.is_empty()
     }

@@ -259,15 +259,14 @@ impl Core {
     }
 
     /// A reply that completed a parked call on `object` reached no one:
-    /// its connection had left. An item it took from a queue goes back to
-    /// the queue's front, and the queue's waiters are woken for it.
+    /// its connection had left. An item it carries goes back to the object
+    /// (a queue puts it at its front), whose waiters are woken for it.
     pub fn reclaim(&mut self, object: ObjectId, reply: Reply, out: &mut Vec<Delivery>) {
         let Reply::Return(crate::protocol::ReplyValue::Item(item)) = reply else { return };
         if let Some(entry) = self.state.objects.get_mut(object)
-            && let crate::objects::SharedObject::Queue(queue) = &mut entry.object
+            && entry.object.give_back(item)
         {
-            queue.give_back(item);
-            debug!(object, "an item taken for a client that left goes back to its queue");
+            debug!(object, "an item taken for a client that left goes back to its object");
             self.wake(object, out);
         }
     }

@@ -198,11 +198,6 @@ impl Server {
         &self.address
     }
 
-    /// The worker threads `run` starts (the calling thread is one of them).
-    pub fn threads(&self) -> usize {
-        self.workers.len()
-    }
-
     /// Connects a host; the returned end receives the requests for the
     /// typeids registered as `ExtraTypeid::Hosted` and for hosted objects.
     pub fn host_end(&mut self) -> host::HostEnd {
