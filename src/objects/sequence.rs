@@ -7,7 +7,7 @@
 //! frozensets, dict keys, `str`, `bytes`, `bytearray`, `range`, and
 //! `list(...)`-style reductions): the server cannot call `__iter__`.
 
-use crate::pickle::{DecodeLimits, Decoded, Node, NodeId, ObjectKind, PickleWriter, declared_protocol};
+use crate::pickle::{DecodeLimits, Decoded, Node, NodeId, ObjectKind, PickleWriter, RangeCall, declared_protocol};
 use crate::protocol::PyException;
 
 use super::list::MAX_REPEAT;
@@ -221,6 +221,9 @@ pub(crate) fn iterate(d: &Decoded, id: NodeId, budget: &mut ViewBudget) -> Resul
     let children = |ids: &[NodeId], budget: &mut ViewBudget| {
         ids.iter().map(|&c| StoredValue::from_node_in(d, c, budget)).collect::<Vec<_>>()
     };
+    if let Some(range) = d.as_range(id) {
+        return range_elements(range);
+    }
     Ok(match d.node(id) {
         Node::List(v) | Node::Tuple(v) | Node::Set(v) | Node::FrozenSet(v) => children(v, budget),
         Node::Dict(pairs) => {
@@ -249,7 +252,6 @@ pub(crate) fn iterate(d: &Decoded, id: NodeId, budget: &mut ViewBudget) -> Resul
         Node::Object(o) if o.kind == ObjectKind::Reduce && o.ops.is_empty() => {
             let args = d.as_tuple(o.args).unwrap_or(&[]);
             match d.as_global(o.callable) {
-                Some(("builtins", "range")) => range_elements(d, args)?,
                 Some(("builtins", "list" | "tuple" | "set" | "frozenset" | "iter" | "reversed")) if args.is_empty() => {
                     Vec::new()
                 }
@@ -282,25 +284,15 @@ pub(crate) fn check_size(n: u128) -> Result<(), PyException> {
     Ok(())
 }
 
-/// `range(start, stop, step)` as pickled (`range.__reduce__` gives all three).
-pub(crate) fn range_elements(d: &Decoded, args: &[NodeId]) -> Result<Vec<StoredValue>, PyException> {
-    let get = |i: usize| args.get(i).and_then(|&n| d.as_int(n));
-    let (start, stop, step) = match (args.len(), get(0), get(1), get(2)) {
-        (1, Some(stop), ..) => (0, stop, 1),
-        (2, Some(a), Some(b), _) => (a, b, 1),
-        (3, Some(a), Some(b), Some(c)) if c != 0 => (a, b, c),
-        _ => return Err(PyException::type_error("'range' object is not iterable by the server")),
+/// The elements of a `range` (as `range.__reduce__` or dill writes it).
+pub(crate) fn range_elements(range: RangeCall) -> Result<Vec<StoredValue>, PyException> {
+    let RangeCall::Bounds(start, _, step) = range else {
+        return Err(PyException::type_error("'range' object is not iterable by the server"));
     };
-    let (start, stop, step) = (start as i128, stop as i128, step as i128);
-    let n = if step > 0 && start < stop {
-        (stop - start - 1) / step + 1
-    } else if step < 0 && start > stop {
-        (start - stop - 1) / (-step) + 1
-    } else {
-        0
-    };
-    check_size(n as u128)?;
-    Ok((0..n).map(|i| synthesized(|w| w.int((start + i * step) as i64))).collect())
+    let n = range.len();
+    check_size(n)?;
+    let (start, step) = (start as i128, step as i128);
+    Ok((0..n as i128).map(|i| synthesized(|w| w.int((start + i * step) as i64))).collect())
 }
 
 /// If node `id` is a proxy for an object of this server (`RebuildProxy`),

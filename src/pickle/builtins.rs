@@ -13,18 +13,17 @@ pub(super) fn builtin_value<'a>(
     callable: NodeId,
     args: NodeId,
 ) -> Option<Node<'a>> {
-    let Node::Global(g) = &nodes[callable as usize] else {
-        return None;
-    };
+    // dill names builtin types as `_load_type('set')`: the canonical name.
+    let (module, name) = super::known_globals::canonical_global(nodes, callable)?;
     let Node::Tuple(a) = &nodes[args as usize] else {
         return None;
     };
-    let builtins = g.module == "builtins" || g.module == "__builtin__";
+    let builtins = module == "builtins" || module == "__builtin__";
     let elems = |id: NodeId| match &nodes[id as usize] {
         Node::List(v) | Node::Tuple(v) => Some(v.clone()),
         _ => None,
     };
-    match (builtins, &*g.name, a.as_slice()) {
+    match (builtins, name, a.as_slice()) {
         (true, "set", []) => Some(Node::Set(Items::new())),
         (true, "set", [x]) => elems(*x).map(Node::Set),
         (true, "frozenset", []) => Some(Node::FrozenSet(Items::new())),
@@ -35,7 +34,7 @@ pub(super) fn builtin_value<'a>(
             _ => None,
         },
         (true, "bytes", []) => Some(Node::Bytes(Cow::Borrowed(&[]))),
-        (false, "encode", [s, enc]) if g.module == "_codecs" => {
+        (false, "encode", [s, enc]) if module == "_codecs" => {
             let (Node::Str(s), Node::Str(enc)) = (&nodes[*s as usize], &nodes[*enc as usize])
             else {
                 return None;

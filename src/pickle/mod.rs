@@ -16,6 +16,7 @@ mod compat;
 mod decode;
 mod error;
 mod item;
+mod known_globals;
 mod lexer;
 mod node;
 pub mod opcodes;
@@ -29,6 +30,7 @@ pub use error::PickleError;
 /// A client's item: a standalone pickle, kept as the bytes that arrived and
 /// copied into replies without being decoded again (see `item.rs`).
 pub use item::Item;
+pub use known_globals::RangeCall;
 pub use node::{Decoded, Global, Items, Node, NodeId, Object, ObjectKind, ObjectOp};
 pub use text::{bigint_from_magnitude, bigint_to_decimal, bigint_to_f64};
 pub use writer::{PickleWriter, declared_protocol, embedded_body};

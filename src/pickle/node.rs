@@ -259,19 +259,27 @@ impl<'a> Decoded<'a> {
         }
     }
 
-    /// `(module, name)` of a global reference.
+    /// `(module, name)` of a global reference, under the canonical name the
+    /// server interprets (`multiprocess.managers.RebuildProxy` and
+    /// `dill._dill._load_type('slice')` answer as the standard globals; see
+    /// `known_globals.rs`).
     pub fn as_global(&self, id: NodeId) -> Option<(&str, &str)> {
-        match self.node(id) {
-            Node::Global(g) => Some((&g.module, &g.name)),
-            _ => None,
-        }
+        super::known_globals::canonical_global(&self.nodes, id)
+    }
+
+    /// The bounds of a `range` built by node `id` (`builtins.range(...)` or
+    /// dill's `_eval_repr('range(...)')`), if it is one.
+    pub fn as_range(&self, id: NodeId) -> Option<super::RangeCall> {
+        super::known_globals::range_bounds(&self.nodes, id)
     }
 
     /// Whether the pickle names the global `module.name` anywhere (a
     /// walk over the nodes, not a scan of the bytes: a large `bytes`
     /// value costs nothing and cannot match by chance).
     pub fn names_global(&self, module: &str, name: &str) -> bool {
-        self.nodes.iter().any(|n| matches!(n, Node::Global(g) if g.module == module && g.name == name))
+        (0..self.nodes.len() as NodeId)
+            .filter(|&id| matches!(self.nodes[id as usize], Node::Global(_)))
+            .any(|id| self.as_global(id) == Some((module, name)))
     }
 
     pub fn as_object(&self, id: NodeId) -> Option<&Object> {

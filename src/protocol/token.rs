@@ -36,6 +36,24 @@ pub fn proxy_ident<'p>(pickle: &'p crate::pickle::Decoded<'_>, node: crate::pick
     token_ident(pickle, *pickle.as_tuple(obj.args)?.get(1)?)
 }
 
+/// How CPython names a pickled proxy's class and its typeid, for printing
+/// it: `ListProxy` (the class `RebuildProxy` is given), or
+/// `AutoProxy[get_task]` (the class `AutoProxy` makes for the typeid).
+pub fn proxy_class(pickle: &crate::pickle::Decoded<'_>, node: crate::pickle::NodeId) -> Option<(String, String)> {
+    let obj = pickle.as_object(node)?;
+    if pickle.as_global(obj.callable) != Some(("multiprocessing.managers", "RebuildProxy")) {
+        return None;
+    }
+    let args = pickle.as_tuple(obj.args)?;
+    let crate::pickle::Node::Object(token) = pickle.node(*args.get(1)?) else { return None };
+    let typeid = pickle.as_str(*pickle.as_tuple(token.state()?)?.first()?)?;
+    let class = match pickle.as_global(*args.first()?)? {
+        ("multiprocessing.managers", "AutoProxy") => format!("AutoProxy[{typeid}]"),
+        (_, name) => name.rsplit('.').next().unwrap_or(name).to_string(),
+    };
+    Some((class, typeid.to_string()))
+}
+
 /// Whether a pickle may contain a proxy: a cheap test on the bytes, so
 /// that only those that name `RebuildProxy` are ever searched.
 pub fn mentions_proxy(pickle: &[u8]) -> bool {

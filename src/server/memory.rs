@@ -278,25 +278,7 @@ fn request_growth(req: &Request<'_, '_>, request_len: usize, iterates: bool) -> 
 /// What node `n` turns into on the server beyond its own bytes: the
 /// elements of a `range`.
 fn range_expansion(d: &Decoded, n: NodeId) -> usize {
-    let Node::Object(o) = d.node(n) else { return 0 };
-    if d.as_global(o.callable) != Some(("builtins", "range")) {
-        return 0;
-    }
-    let args = d.as_tuple(o.args).unwrap_or(&[]);
-    let int = |i: usize| args.get(i).and_then(|&a| d.as_int(a)).map(|v| v as i128);
-    let (start, stop, step) = match (args.len(), int(0), int(1), int(2)) {
-        (1, Some(stop), ..) => (0, stop, 1),
-        (2, Some(a), Some(b), _) => (a, b, 1),
-        (3, Some(a), Some(b), Some(c)) if c != 0 => (a, b, c),
-        _ => return 0,
-    };
-    let count = if step > 0 && start < stop {
-        (stop - start - 1) / step + 1
-    } else if step < 0 && start > stop {
-        (start - stop - 1) / -step + 1
-    } else {
-        0
-    };
+    let count = d.as_range(n).map_or(0, |range| range.len());
     // An int's pickle is at most 10 bytes (BININT or LONG1 of 8).
     usize::try_from(count).unwrap_or(usize::MAX).saturating_mul(ITEM_OVERHEAD + 10)
 }

@@ -99,7 +99,7 @@ fn fallback(d: &Decoded, id: NodeId, stop: Stop, pickle: Option<&[u8]>) -> PyVal
         Stop::TooLarge => OpaqueKind::TooLarge,
         Stop::TooDeep => OpaqueKind::TooDeep,
     };
-    PyValue::Opaque(Box::new(Opaque { kind, module, name, fingerprint: fingerprint.into() }))
+    PyValue::Opaque(Box::new(Opaque { kind, module, name, fingerprint: fingerprint.into(), typeid: None }))
 }
 
 fn node_type_name(n: &Node) -> &'static str {
@@ -211,19 +211,22 @@ impl Builder<'_, '_> {
                     module: g.module.as_ref().into(),
                     name: g.name.as_ref().into(),
                     fingerprint: fp.into(),
+                    typeid: None,
                 }))
             }
             Node::Object(o) => {
-                let (module, name) = object_class(self.d, o);
                 let mut fp = vec![b'I'];
                 let base = self.path.len();
                 self.fingerprint(id, base, &mut fp)?;
-                PyValue::Opaque(Box::new(Opaque {
-                    kind: OpaqueKind::Instance,
-                    module,
-                    name,
-                    fingerprint: fp.into(),
-                }))
+                // A stored proxy prints as the proxy CPython's server would
+                // rebuild from it, not as a `RebuildProxy` instance.
+                let (kind, (module, name), typeid) = match crate::protocol::token::proxy_class(self.d, id) {
+                    Some((class, typeid)) => {
+                        (OpaqueKind::Proxy, ("multiprocessing.managers".into(), class.into()), Some(typeid.into()))
+                    }
+                    None => (OpaqueKind::Instance, object_class(self.d, o), None),
+                };
+                PyValue::Opaque(Box::new(Opaque { kind, module, name, fingerprint: fp.into(), typeid }))
             }
             _ => unreachable!("containers are not leaves"),
         })

@@ -233,6 +233,9 @@ pub struct Opaque {
     /// name (tag `G`), or the standalone pickle bytes (tag `P`) for values
     /// too large to view.
     pub fingerprint: Arc<[u8]>,
+    /// For [`OpaqueKind::Proxy`], the token's typeid (`'list'`), which
+    /// CPython's proxy repr shows; `None` otherwise.
+    pub typeid: Option<Box<str>>,
 }
 
 /// Why a value is [`Opaque`].
@@ -242,6 +245,9 @@ pub enum OpaqueKind {
     Global,
     /// An object made by calling something (REDUCE, NEWOBJ, OBJ, INST).
     Instance,
+    /// A proxy to a shared object (`RebuildProxy(...)`); `name` is its
+    /// class as CPython names it (`ListProxy`, `AutoProxy[get_task]`).
+    Proxy,
     /// Viewing it would visit more nodes than the budget allows.
     TooLarge,
     /// Nested deeper than [`MAX_DEPTH`].

@@ -304,6 +304,11 @@ fn write_opaque_repr(out: &mut String, o: &Opaque) -> Result<(), PyException> {
         OpaqueKind::Instance => {
             let _ = write!(out, "<{qualified} object at {addr:#x}>");
         }
+        OpaqueKind::Proxy => {
+            // BaseProxy.__repr__: '<%s object, typeid %r at %#x>'.
+            let typeid = PyStr::new(o.typeid.as_deref().unwrap_or(""));
+            let _ = write!(out, "<{} object, typeid {} at {addr:#x}>", o.name, str_repr(&typeid));
+        }
         OpaqueKind::Global => match global_type_name(&o.module, &o.name) {
             "ellipsis" => out.push_str("Ellipsis"),
             "NotImplementedType" => out.push_str("NotImplemented"),
