@@ -66,6 +66,13 @@ def main(argv=None):
     # Proxies the server unpickles (Condition(lock_proxy)) connect back
     # with the process authkey, as under m.start() with the default key.
     multiprocessing.current_process().authkey = authkey
+    # The forks' proxies (multiprocess, billiard) rebuild through their
+    # own process object (test_picklers.py).
+    for fork in ('multiprocess', 'billiard'):
+        try:
+            __import__(fork).current_process().authkey = authkey
+        except ImportError:
+            pass
     m = M(address=args.address, authkey=authkey)
     server = m.get_server()
     sys.stdout.write('serving on %r\n' % (server.address,))
