@@ -7,7 +7,7 @@ when the server comes back. A ``MaybeAppliedError`` (a get whose reply the
 restart swallowed) is counted and the loop goes on. With ``stock`` it is
 ``multiprocessing.managers.BaseManager``, and the first exception ends it.
 
-Prints FMRESULT {"done": [...], "maybe_applied": N, "error": null|name}.
+Prints FMRESULT {"done": [tasks taken], "maybe_applied": N, "error": null|name}.
 """
 import queue
 import sys
@@ -49,6 +49,9 @@ def main():
             break
         if n is None:
             break
+        # Taken, whether or not its result gets through: the master may
+        # see the result and kill the server before the put's reply comes.
+        done.append(n)
         try:
             results.put((n, n * n))
         except Exception as e:
@@ -58,7 +61,6 @@ def main():
                 continue
             error = fmclient.exc_name(e)
             break
-        done.append(n)
     fmclient.emit({'done': done, 'maybe_applied': maybe_applied,
                      'error': error})
 
