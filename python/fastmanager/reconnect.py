@@ -310,6 +310,8 @@ class ReconnectingManager(object):
         timeout = _timeout(self)
         if timeout is None:
             return self._fm_create_once(typeid, *args, **kwds)
+        assert self._state.value == _mpm.State.STARTED, \
+            'server not yet started'
         backoff = None
         while True:
             try:
