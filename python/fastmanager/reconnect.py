@@ -24,6 +24,7 @@ that ``connect()``s instead gives its proxies this behaviour:
 turns it off: the proxies are the standard library's, unchanged. Managers
 that serve (``start()``, ``get_server()``) never reconnect.
 """
+import select
 import threading
 import time
 from multiprocessing import managers as _mpm
@@ -84,6 +85,18 @@ class _Watched(object):
     def __init__(self, conn):
         self.conn = conn
         self.sent = self.received = False
+        # One poll object per connection: ``Connection.poll`` builds a
+        # selector on every call, which cost a third of a round trip.
+        self._poll = select.poll()
+        self._poll.register(conn.fileno(), select.POLLIN)
+
+    def closed_by_peer(self):
+        """Whether the idle connection (no reply due) is readable: the
+        server closed it (end of file, or a reset), or it is out of step."""
+        try:
+            return bool(self._poll.poll(0))
+        except _LOST:
+            return True
 
     def send(self, obj):
         self.conn.send(obj)
@@ -96,15 +109,6 @@ class _Watched(object):
 
     def __getattr__(self, name):
         return getattr(self.conn, name)
-
-
-def _closed_by_peer(conn):
-    """Whether an idle connection (no reply due) is readable: the server
-    closed it (end of file), or it is out of step."""
-    try:
-        return conn.poll(0)
-    except _LOST:
-        return True
 
 
 # Connections lost per server address, in this process. A thread's
@@ -167,7 +171,7 @@ class ReconnectingProxy(object):
         while True:
             conn = getattr(self._tls, 'connection', None)
             if conn is not None and (not isinstance(conn, _Watched) or
-                                     _closed_by_peer(conn.conn)):
+                                     conn.closed_by_peer()):
                 self._fm_drop()
                 conn = None
             try:
