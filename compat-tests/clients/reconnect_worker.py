@@ -1,4 +1,5 @@
-"""A worker across a server restart: ``reconnect_worker.py fastmanager|stock``.
+"""A worker across a server restart:
+``reconnect_worker.py fastmanager|stock [SECONDS_PER_TASK]``.
 
 Takes ``get_task`` items until a None and puts ``(n, n * n)`` on
 ``get_result``. With ``fastmanager`` its manager is
@@ -11,10 +12,12 @@ Prints FMRESULT {"done": [tasks taken], "maybe_applied": N, "error": null|name}.
 """
 import queue
 import sys
+import time
 
 import fmclient
 
 KIND = sys.argv[1]
+PAUSE = float(sys.argv[2]) if len(sys.argv) > 2 else 0.0
 if KIND == 'fastmanager':
     import fastmanager
     from fastmanager import BaseManager
@@ -52,6 +55,7 @@ def main():
         # Taken, whether or not its result gets through: the master may
         # see the result and kill the server before the put's reply comes.
         done.append(n)
+        time.sleep(PAUSE)
         try:
             results.put((n, n * n))
         except Exception as e:
