@@ -127,7 +127,7 @@ def test_reconnecting_proxy_cases(python, server, tmp_path):
     c = Client(python, 'reconnect_cases.py', [tmp_path], server, tmp_path,
                env=PKG_ENV)
     wait_for(tmp_path / 'blocked', c)
-    time.sleep(0.3)             # the get() is parked on the server by now
+    time.sleep(0.5)             # the get() is parked on the server by now
     restart(server)
     (tmp_path / 'restarted').write_text('')
     wait_for(tmp_path / 'stopped', c)
