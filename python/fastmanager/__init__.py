@@ -7,6 +7,8 @@ Switch a master program by changing one import::
 Workers keep using the standard library's clients unchanged.
 """
 from .managers import BaseManager, Server, SyncManager
+from .reconnect import MaybeAppliedError, ObjectLostError, ReconnectError
 
-__all__ = ['BaseManager', 'SyncManager', 'Server']
+__all__ = ['BaseManager', 'SyncManager', 'Server', 'ReconnectError',
+           'MaybeAppliedError', 'ObjectLostError']
 __version__ = '0.1.0'

@@ -19,6 +19,7 @@ from multiprocessing.context import ProcessError
 
 from . import _native
 from ._host import NATIVE_FACTORIES, Host
+from .reconnect import ReconnectingManager
 
 __all__ = ['BaseManager', 'SyncManager', 'Server']
 
@@ -135,7 +136,7 @@ class _ServerHandle(object):
     kill = terminate
 
 
-class BaseManager(_mpm.BaseManager):
+class BaseManager(ReconnectingManager, _mpm.BaseManager):
     __doc__ = _mpm.BaseManager.__doc__
 
     #: An object a registered callable returns that the program keeps too

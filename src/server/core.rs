@@ -18,7 +18,7 @@ use tracing::debug;
 
 use crate::objects::{Attempt, CallContext, CallError, ClientId, ObjectCall, ObjectId, ObjectTable, Wakes};
 use crate::pickle::{DecodeLimits, Decoded};
-use crate::protocol::{PyException, Reply, Request};
+use crate::protocol::{Reply, Request};
 
 use super::blocking::Parked;
 use super::dispatch::{self, AfterControl, Outcome, State};
@@ -197,7 +197,7 @@ impl Core {
                 let Some(entry) = self.state.objects.get_mut(parked.object) else {
                     // The object was freed while a call waited on it.
                     let p = self.state.blocked.remove(park_id).expect("present");
-                    let reply = Reply::traceback(&PyException::key_error(format!("'{}'", ObjectTable::ident(p.object))));
+                    let reply = super::dispatch::gone_error(&ObjectTable::ident(p.object));
                     self.apply(p.conn, p.peer, p.object, Outcome::Reply { reply, wake: Wakes::new() }, out);
                     continue;
                 };

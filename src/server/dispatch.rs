@@ -47,8 +47,14 @@ impl Outcome {
     }
 }
 
-fn key_error(key: &str) -> Reply {
-    Reply::traceback(&PyException::key_error(format!("'{key}'")))
+/// The reply to a call on an object this server does not have: still the
+/// `KeyError` CPython's `id_to_obj[ident]` raises (code that catches it
+/// keeps working), with a message that says why it most likely happened.
+/// The ident stays quoted inside it, as in CPython's `KeyError: '7f..'`.
+pub fn gone_error(ident: &str) -> Reply {
+    Reply::traceback(&PyException::key_error(format!(
+        "\"object '{ident}' does not exist on this server: it was freed, or the server restarted since the proxy was made\""
+    )))
 }
 
 /// Handles one control request (ident `None` or ignored, as CPython does);
@@ -71,7 +77,7 @@ pub fn control(state: &mut State, req: &Request<'_, '_>, peer: Option<PeerProces
             None => Reply::traceback(&PyException::attribute_error("'tuple' object has no attribute 'id'")),
             Some(ident) => match state.objects.parse_ident(ident).and_then(|id| state.objects.get(id)) {
                 Some(e) => Reply::Return(exposed_tuple(e.object.exposed())),
-                None => key_error(ident),
+                None => gone_error(ident),
             },
         },
         other => Reply::Traceback(format_traceback(&format!("AssertionError: '{other}' unrecognized"))),
@@ -127,7 +133,7 @@ pub fn created(state: &mut State, id: ObjectId, typeid: &str, peer: Option<PeerP
 /// sends for a method in `method_to_typeid`: the server takes one reference,
 /// which the client drops once its new proxy holds its own.
 pub fn proxy_to(state: &mut State, id: ObjectId, typeid: &str) -> Outcome {
-    let Some(entry) = state.objects.get(id) else { return Outcome::reply(key_error(&ObjectTable::ident(id))) };
+    let Some(entry) = state.objects.get(id) else { return Outcome::reply(gone_error(&ObjectTable::ident(id))) };
     let exposed = entry.object.exposed().iter().map(|s| s.to_string()).collect();
     state.objects.incref(id);
     let token = Token { typeid: typeid.to_string(), address: state.address.clone(), id: ObjectTable::ident(id) };
@@ -135,7 +141,7 @@ pub fn proxy_to(state: &mut State, id: ObjectId, typeid: &str) -> Outcome {
 }
 
 fn refcount(state: &mut State, method: &str, ident: &str, peer: Option<PeerProcess>) -> Reply {
-    let Some(id) = state.objects.parse_ident(ident) else { return key_error(ident) };
+    let Some(id) = state.objects.parse_ident(ident) else { return gone_error(ident) };
     if method == "incref" {
         state.objects.incref(id);
         if let Some(peer) = peer {
@@ -170,9 +176,9 @@ pub fn method_call(
     parsed: Option<Result<ObjectCall, CallError>>,
 ) -> Outcome {
     let ident = req.ident.unwrap_or("None");
-    let Some(id) = id else { return Outcome::reply(key_error(ident)) };
+    let Some(id) = id else { return Outcome::reply(gone_error(ident)) };
     let ctx = CallContext { client, this: id, now };
-    let Some(entry) = state.objects.get_mut(id) else { return Outcome::reply(key_error(ident)) };
+    let Some(entry) = state.objects.get_mut(id) else { return Outcome::reply(gone_error(ident)) };
     let object = &mut entry.object;
     let parsed = match parsed {
         Some(parsed) => parsed,
