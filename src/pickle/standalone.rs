@@ -32,6 +32,16 @@ use super::writer::{PickleWriter, write_get, write_put};
 /// Items per APPENDS/SETITEMS/ADDITEMS batch (pickle.py's `_BATCHSIZE`).
 const BATCH: usize = 1000;
 
+/// A pickle re-encoded in protocol 2 with Python 2 names, as Python 3's
+/// `pickle.dumps(obj, 2)` (`fix_imports`) writes it, for a Python 2.7
+/// reader: `bytes` as `_codecs.encode(u'...', 'latin1')` (a 2.7 `str`),
+/// sets as `set([...])`, `queue.Empty` as `Queue.Empty`; a Python 2 `str`
+/// stays one. `None` if `pickle` does not decode.
+pub fn for_python2(pickle: &[u8]) -> Option<Vec<u8>> {
+    let d = super::decode(pickle, &super::DecodeLimits::default()).ok()?;
+    Some(d.reencode(d.root(), 2))
+}
+
 impl<'a> Decoded<'a> {
     /// A complete pickle (`PROTO n`, body, STOP) that unpickles to an object
     /// graph equal to node `id`, in the source's protocol (at least 2; at

@@ -212,6 +212,23 @@ pub enum Part {
 }
 
 impl Encoded {
+    /// The payload as one buffer (its parts copied together).
+    pub fn into_bytes(self) -> Vec<u8> {
+        match self {
+            Encoded::Whole(b) => b,
+            Encoded::Parts(parts) => {
+                let mut out = Vec::new();
+                for p in &parts {
+                    match p {
+                        Part::Bytes(b) => out.extend_from_slice(b),
+                        Part::Item(item, r) => out.extend_from_slice(&item[r.clone()]),
+                    }
+                }
+                out
+            }
+        }
+    }
+
     /// Length of the payload.
     pub fn len(&self) -> usize {
         match self {

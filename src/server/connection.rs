@@ -71,6 +71,11 @@ pub struct Connection {
     /// The peer's FIN (or an error) was seen in a readiness event: read
     /// on to the EOF, not only until a short read.
     peer_hung_up: bool,
+    /// Its requests are pickle protocol 2 or lower, as only Python 2.7
+    /// clients (and pickles asked for protocol 2) send: replies are
+    /// re-encoded in protocol 2 with Python 2 names, which 2.7 reads and
+    /// Python 3 reads too.
+    python2: bool,
 }
 
 /// What [`Connection::fill`] did.
@@ -131,6 +136,7 @@ impl Connection {
             stalled_since: None,
             read_deferred: false,
             peer_hung_up: false,
+            python2: false,
         };
         let frame = c.challenge.frame();
         c.send_frame(&frame);
@@ -392,6 +398,14 @@ impl Connection {
         std::mem::take(&mut self.inbuf)
     }
 
+    /// Notes the pickle protocol of a request frame: a client that writes
+    /// protocol 2 or lower (Python 2.7) gets its replies in protocol 2.
+    pub fn note_request(&mut self, frame: &[u8]) {
+        if let [crate::pickle::opcodes::PROTO, protocol, ..] = *frame {
+            self.python2 = protocol <= 2;
+        }
+    }
+
     /// Takes the buffer back, minus the `consumed` bytes of the handled frame.
     pub fn restore_input(&mut self, mut buf: Vec<u8>, consumed: usize) {
         buf.drain(..consumed);
@@ -405,6 +419,13 @@ impl Connection {
     /// in one vectored write), and only what the socket did not take waits.
     /// Returns the payload's buffer when the socket took it whole.
     pub fn send_encoded(&mut self, payload: Encoded) -> Option<Vec<u8>> {
+        let payload = match self.python2 {
+            true => {
+                let bytes = payload.into_bytes();
+                Encoded::Whole(crate::pickle::for_python2(&bytes).unwrap_or(bytes))
+            }
+            false => payload,
+        };
         match self.output.send_frame(&mut self.stream, payload) {
             Err(_closed) => {
                 self.eof = true;

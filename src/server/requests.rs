@@ -45,8 +45,12 @@ impl Worker {
                 }
                 true
             }
-            Phase::AwaitControl => self.on_control(token, frame),
+            Phase::AwaitControl => {
+                conn.note_request(frame);
+                self.on_control(token, frame)
+            }
             Phase::Serving => {
+                conn.note_request(frame);
                 self.on_call(token, frame);
                 true
             }
