@@ -124,3 +124,44 @@ def test_conformance(conformance, version):
         print('%d ids pass that are not in baseline_%s.txt yet (regenerate '
               'it, see conformance/README.md): %s'
               % (len(new), version, ', '.join(new)))
+
+
+def multiprocess_interpreter():
+    """The minor version of a discovered interpreter that has the pinned
+    `multiprocess` package (compat-tests/requirements.txt installs it into
+    the interpreter running the suite)."""
+    for i in reversed(INTERPRETERS):
+        ok = subprocess.run([i.path, '-c', 'import multiprocess.tests'],
+                            stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL).returncode == 0
+        if ok:
+            return '%d.%d' % i.minor
+    return None
+
+
+@pytest.mark.timeout(600)
+def test_multiprocess_package_suite(tmp_path):
+    """The `multiprocess` fork's own manager tests (its copy of
+    _test_multiprocessing, multiprocess/tests/__init__.py), with its own
+    managers and dill pickling, against the server: every test that is not
+    excluded passes and no object is left behind."""
+    version = multiprocess_interpreter()
+    if version is None:
+        pytest.skip('no discovered interpreter has the multiprocess package')
+    kind = server_kind()
+    cmd = [sys.executable, str(RUNNER), '--pythons', version,
+           '--server', kind, '--fm-bin', rust_binary(), '--jobs', '1',
+           '--outdir', str(tmp_path)]
+    env = dict(os.environ, FM_CONFORMANCE_PACKAGE='multiprocess')
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, env=env,
+                          stderr=subprocess.STDOUT, universal_newlines=True,
+                          timeout=540)
+    print(proc.stdout)
+    with open(str(tmp_path / version / 'summary.json')) as f:
+        s = json.load(f)
+    print(describe(s))
+    bad = sorted(t for t, o in s['outcomes'].items()
+                 if o in ('failed', 'error'))
+    assert s['counts']['passed'] >= 40, describe(s)
+    assert bad == [], describe(s)
+    assert not s['leak_failures'], describe(s)

@@ -31,11 +31,15 @@ def format_exc(exc_info):
 
 def worker_main(args):
     import gc
-    import multiprocessing
-    import multiprocessing.managers
+    import importlib
     import types
     import unittest
 
+    # FM_CONFORMANCE_PACKAGE=multiprocess runs the `multiprocess` fork's own
+    # copy of the suite (multiprocess/tests/__init__.py) with its managers.
+    package = os.environ.get('FM_CONFORMANCE_PACKAGE', 'multiprocessing')
+    multiprocessing = importlib.import_module(package)
+    importlib.import_module(package + '.managers')
     events = Events(args.results)
     log = sys.stderr
     authkey = args.authkey.encode('utf-8')
@@ -43,7 +47,8 @@ def worker_main(args):
     # (forked) children authenticate with the process authkey.
     multiprocessing.current_process().authkey = authkey
 
-    import test._test_multiprocessing as mod
+    mod = importlib.import_module('multiprocess.tests' if package == 'multiprocess'
+                                  else 'test._test_multiprocessing')
 
     class RemoteSyncManager(multiprocessing.managers.SyncManager):
         """A SyncManager whose start() starts a server subprocess and
@@ -157,7 +162,7 @@ def worker_main(args):
             plan.append(tid)
             if tid not in skip_ids:
                 tests.append(t)
-    events.emit(ev='plan', ids=plan, excluded=excluded,
+    events.emit(ev='plan', ids=plan, excluded=excluded, suite=mod.__file__,
                 python=sys.version.split()[0])
 
     import faulthandler
