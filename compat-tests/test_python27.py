@@ -57,3 +57,21 @@ def test_python27_to_python27(server, clients):
     assert worker['task_types'] == [['int', 'str', 'unicode', 'set', 'tuple']] * N
     assert got['results'] == [[i, 'str', 'ascii str', 'unicode', u'unicode \xe9']
                               for i in range(N)]
+
+
+def test_python27_bytes_stay_for_a_python27_reader(server, clients):
+    """A 2.7 str of non-ASCII bytes: a Python 3 get is refused with a clear
+    error and the item stays; a 2.7 worker then gets it."""
+    if server_kind() != 'rust':
+        pytest.skip("CPython 3's server cannot answer 2.7 clients")
+    py27, py3 = python27(), interp((3, 13)) or interp((3, 11))
+    if py27 is None or py3 is None:
+        pytest.skip('needs CPython 2.7 and 3.11 or 3.13 under pyenv')
+    clients.run(py27, 'py27_peer.py', 'put-bytes')
+    refused = clients.run(py3, 'py27_peer.py', 'get-one')
+    assert 'got' not in refused, refused
+    assert 'Python 2' in refused['error'][1] and 'stays in the queue' in refused['error'][1]
+    assert refused['left'] == 1
+    got = clients.run(py27, 'py27_peer.py', 'get-one')
+    assert got['got'] == ['str', [ord(c) for c in 'caf\xc3\xa9']]
+    assert got['left'] == 0

@@ -2,7 +2,9 @@
 
 Runs under CPython 2.7 and 3.x alike (no fmclient: that needs 3.6+).
 `master N`: puts N tasks on get_task (int, bytes, text, a set, a nested
-tuple), then reads N results and prints them. `worker`: gets tasks until
+tuple), then reads N results and prints them. `put-bytes`: (2.7) puts
+a str of non-ASCII bytes; `get-one`: gets one item and reports it, or the
+error, and the queue's size after. `worker`: gets tasks until
 None, puts back what it got with its own types' names, then tries one
 get_nowait on the empty queue. Prints one FMRESULT json line.
 """
@@ -30,7 +32,17 @@ def main():
     m.connect()
     task, result = m.get_task(), m.get_result()
     out = {'python': list(sys.version_info[:2])}
-    if sys.argv[1] == 'master':
+    if sys.argv[1] == 'put-bytes':
+        # A 2.7 str of non-ASCII bytes, which Python 3 cannot unpickle.
+        task.put('caf\xc3\xa9')
+    elif sys.argv[1] == 'get-one':
+        try:
+            x = task.get(timeout=10)
+            out['got'] = [type_name(x), [ord(c) for c in x] if sys.version_info[0] == 2 else repr(x)]
+        except Exception as e:
+            out['error'] = [type(e).__name__, str(e)[-300:]]
+        out['left'] = task.qsize()
+    elif sys.argv[1] == 'master':
         n = int(sys.argv[2])
         for i in range(n):
             task.put((i, b'raw\x00\xff', u'caf\xe9', set([i]), (u'nested', [i])))

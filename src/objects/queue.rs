@@ -47,7 +47,10 @@ pub struct SharedQueue {
 #[derive(Debug)]
 pub enum QueueCall {
     Put { item: Option<Item>, block: bool, deadline: Option<Instant> },
-    Get { block: bool, deadline: Option<Instant> },
+    /// `python3`: the reader writes pickle protocol 3 or more, so it is a
+    /// Python 3 client (2.7 writes 2), which cannot read a Python 2 `str`
+    /// of non-ASCII bytes.
+    Get { block: bool, deadline: Option<Instant>, python3: bool },
     Qsize,
     Empty,
     Full,
@@ -75,11 +78,11 @@ pub fn parse_call(req: &Request<'_, '_>, now: Instant) -> Result<QueueCall, Call
             let b = bind(req, "get", ["block", "timeout"], 0)?;
             let block = b.0[0].is_none_or(|n| is_truthy(p, n));
             let timeout = if block { timeout_seconds(p, b.0[1])? } else { None };
-            QueueCall::Get { block, deadline: timeout.and_then(|t| deadline_after(now, t)) }
+            QueueCall::Get { block, deadline: timeout.and_then(|t| deadline_after(now, t)), python3: p.protocol() >= 3 }
         }
         "get_nowait" => {
             bind(req, "get_nowait", [], 0)?;
-            QueueCall::Get { block: false, deadline: None }
+            QueueCall::Get { block: false, deadline: None, python3: p.protocol() >= 3 }
         }
         "qsize" => no_args(req, "qsize", QueueCall::Qsize)?,
         "empty" => no_args(req, "empty", QueueCall::Empty)?,
@@ -96,8 +99,15 @@ pub fn parse_call(req: &Request<'_, '_>, now: Instant) -> Result<QueueCall, Call
 
 /// Cuts an argument out of the request as a standalone pickle. Protocol 4
 /// at most: 3.6 and 3.7 clients may be the ones that read it back.
+///
+/// A Python 2 writer's item (a request of protocol 2 or lower) stays in
+/// protocol 2, which is what marks it for [`crate::pickle::python3_reads`].
 fn stored_item(req: &Request<'_, '_>, arg: Option<crate::pickle::NodeId>) -> Item {
-    req.pickle.standalone_max(arg.expect("a required argument"), 4).into()
+    let (d, id) = (req.pickle, arg.expect("a required argument"));
+    if d.protocol() <= 2 {
+        return d.splice(id, 2).unwrap_or_else(|| d.reencode(id, 2)).into();
+    }
+    d.standalone_max(id, 4).into()
 }
 
 fn no_args(req: &Request<'_, '_>, name: &str, call: QueueCall) -> Result<QueueCall, PyException> {
@@ -208,6 +218,16 @@ impl SharedQueue {
                 self.unfinished_tasks += 1;
                 done(Reply::none(), true)
             }
+            QueueCall::Get { python3: true, .. }
+                if self.items.front().is_some_and(|item| !crate::pickle::python3_reads(item)) =>
+            {
+                // Taking it would lose it: the client's unpickler fails.
+                // It stays for a Python 2 reader (README, 2.7 bridge).
+                error(PyException::value_error(
+                    "the next item was put by a Python 2 client as a str of non-ASCII bytes (or a datetime), \
+                     which Python 3 cannot unpickle by default; it stays in the queue for a Python 2 reader",
+                ))
+            }
             QueueCall::Get { block, .. } => match self.items.pop_front() {
                 Some(item) => done(Reply::Return(ReplyValue::Item(item)), true),
                 None if self.is_shutdown => error(PyException::queue_shut_down()),
@@ -292,13 +312,13 @@ mod tests {
             q.try_call(&mut QueueCall::Put { item: item(b), block: true, deadline: None });
         }
         for want in [b"1", b"2"] {
-            match q.try_call(&mut QueueCall::Get { block: true, deadline: None }) {
+            match q.try_call(&mut QueueCall::Get { block: true, deadline: None, python3: true }) {
                 Step::Done(Reply::Return(ReplyValue::Item(i)), _) => assert_eq!(&i[..], want),
                 other => panic!("{other:?}"),
             }
         }
-        assert!(matches!(q.try_call(&mut QueueCall::Get { block: true, deadline: None }), Step::Block));
-        assert!(is_error(&q.try_call(&mut QueueCall::Get { block: false, deadline: None }), "Empty"));
+        assert!(matches!(q.try_call(&mut QueueCall::Get { block: true, deadline: None, python3: true }), Step::Block));
+        assert!(is_error(&q.try_call(&mut QueueCall::Get { block: false, deadline: None, python3: true }), "Empty"));
     }
 
     #[test]
@@ -318,8 +338,8 @@ mod tests {
         q.try_call(&mut QueueCall::Put { item: item(b"x"), block: true, deadline: None });
         q.try_call(&mut QueueCall::Shutdown { immediate: false });
         // Remaining items can still be taken, then getters see ShutDown.
-        assert!(matches!(q.try_call(&mut QueueCall::Get { block: true, deadline: None }), Step::Done(..)));
-        assert!(is_error(&q.try_call(&mut QueueCall::Get { block: true, deadline: None }), "ShutDown"));
+        assert!(matches!(q.try_call(&mut QueueCall::Get { block: true, deadline: None, python3: true }), Step::Done(..)));
+        assert!(is_error(&q.try_call(&mut QueueCall::Get { block: true, deadline: None, python3: true }), "ShutDown"));
         let mut put = QueueCall::Put { item: item(b"y"), block: true, deadline: None };
         assert!(is_error(&q.try_call(&mut put), "ShutDown"));
 

@@ -31,7 +31,7 @@ pub use error::PickleError;
 /// copied into replies without being decoded again (see `item.rs`).
 pub use item::Item;
 pub use known_globals::RangeCall;
-pub use standalone::for_python2;
+pub use standalone::{for_python2, python3_reads};
 pub use node::{Decoded, Global, Items, Node, NodeId, Object, ObjectKind, ObjectOp};
 pub use text::{bigint_from_magnitude, bigint_to_decimal, bigint_to_f64};
 pub use writer::{PickleWriter, declared_protocol, embedded_body};

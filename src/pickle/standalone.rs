@@ -42,6 +42,19 @@ pub fn for_python2(pickle: &[u8]) -> Option<Vec<u8>> {
     Some(d.reencode(d.root(), 2))
 }
 
+/// Whether Python 3's default unpickler (`encoding='ASCII'`) reads a
+/// stored item: not if a Python 2 client wrote a `str` of non-ASCII bytes
+/// (which also covers a 2.7 `datetime`, whose state is such a `str`). Only
+/// items of protocol 2 or lower are decoded to check: Python 3 clients
+/// write 3 or more, so their items cost nothing here.
+pub fn python3_reads(item: &[u8]) -> bool {
+    if super::declared_protocol(item) > 2 {
+        return true;
+    }
+    let Ok(d) = super::decode(item, &super::DecodeLimits::default()) else { return true };
+    !d.nodes.iter().any(|n| matches!(n, Node::ByteString(b) if !b.is_ascii()))
+}
+
 impl<'a> Decoded<'a> {
     /// A complete pickle (`PROTO n`, body, STOP) that unpickles to an object
     /// graph equal to node `id`, in the source's protocol (at least 2; at
