@@ -23,6 +23,19 @@ struct Cli {
 enum Command {
     /// Serve shared objects to stock multiprocessing.managers clients.
     Serve(ServeArgs),
+    /// Durable store (issue 16): check a --data-dir's log; with --repair,
+    /// cut it where it goes bad (as redis-check-aof --fix).
+    CheckData(CheckDataArgs),
+}
+
+/// `fastmanager check-data PATH [--repair]`.
+#[derive(Args)]
+struct CheckDataArgs {
+    /// The data dir to check.
+    path: PathBuf,
+    /// Truncate the log at its first bad record.
+    #[arg(long)]
+    repair: bool,
 }
 
 #[derive(Args)]
@@ -207,6 +220,12 @@ where
     };
     let result = match cli.command {
         Command::Serve(args) => serve(args),
+        Command::CheckData(args) => match crate::store::check(&args.path, args.repair) {
+            // A log that was bad (even if now repaired) exits 1, as
+            // redis-check-aof does, so scripts notice.
+            Ok(whole) => return u8::from(!whole),
+            Err(e) => Err(e),
+        },
     };
     match result {
         Ok(()) => 0,
