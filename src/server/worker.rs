@@ -170,9 +170,13 @@ impl Worker {
     /// knows of the timers, and sends the replies `f` left.
     pub(super) fn step<R>(&mut self, f: impl FnOnce(&mut Core, &mut Vec<Delivery>) -> R) -> R {
         let wake_worker0;
+        let mut logged = None;
         let r = {
             let mut core = self.shared.lock();
             let r = f(&mut core, &mut self.out);
+            if let Some(at) = core.log_changes() {
+                logged = Some((at, core.durable.as_ref().expect("logged").log.clone()));
+            }
             // Hosted objects this step freed are given back to their host
             // at once (its program may be waiting to see them go).
             core.release_hosted();
@@ -188,6 +192,16 @@ impl Worker {
         };
         if wake_worker0 {
             self.shared.mailboxes[0].nudge();
+        }
+        // Under --fsync always the step's replies wait for the sync that
+        // covers its changes (one sync serves every worker waiting).
+        if let Some((at, log)) = logged
+            && log.policy() == crate::store::Fsync::Always
+        {
+            // On failure the replies go out all the same (the changes were
+            // made in memory, and may not be on disk: the log line says
+            // so). Puts from now on are refused (`Core::call`).
+            let _ = log.wait(at);
         }
         self.deliver();
         r

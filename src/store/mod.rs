@@ -3,10 +3,13 @@
 //! `check-data` command. Apart from `objects` and `server`: it knows
 //! record bytes and files, not connections or proxies.
 //!
-//! Status: the format, replay and check are built and tested; the server
-//! does not yet write the log (see README, "Durable data").
+//! What is kept: named queues (items in order, a JoinableQueue's
+//! unfinished count). See README, "Durable data", for what is not yet.
 
 pub mod record;
+pub mod writer;
+
+pub use writer::{Fsync, LogWriter};
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::OpenOptions;
@@ -45,9 +48,39 @@ pub fn replay(scan: &Scan) -> HashMap<String, QueueState> {
                 q.items.pop_front();
             }
             Op::TaskDone => q.unfinished = q.unfinished.saturating_sub(1),
+            Op::PutFront => q.items.push_front(r.data.clone()),
+            Op::Clear => {
+                q.unfinished = q.unfinished.saturating_sub(q.items.len() as u64);
+                q.items.clear();
+            }
+            Op::Unfinished => {
+                q.unfinished = r.data.get(..8).map_or(0, |b| u64::from_le_bytes(b.try_into().unwrap()));
+            }
         }
     }
     objects
+}
+
+/// Writes `objects` as a fresh log (a snapshot: each queue's items, then
+/// its unfinished count) beside the old one, syncs it and moves it over
+/// the old one, so a crash leaves one or the other whole.
+pub fn compact(dir: &Path, objects: &HashMap<String, QueueState>) -> Result<()> {
+    let tmp = dir.join("log.compact");
+    let mut out = Vec::new();
+    for (name, q) in objects {
+        for item in &q.items {
+            record::encode(&mut out, Op::Put, name, item);
+        }
+        record::encode(&mut out, Op::Unfinished, name, &q.unfinished.to_le_bytes());
+    }
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        std::io::Write::write_all(&mut f, &out)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, log_path(dir))?;
+        std::fs::File::open(dir)?.sync_all()
+    };
+    write().with_context(|| format!("cannot write a snapshot of {}", dir.display()))
 }
 
 /// Reads and scans a data dir's log (missing: empty). Damage before the

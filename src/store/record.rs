@@ -19,6 +19,12 @@ pub enum Op {
     Get = 2,
     /// A JoinableQueue's `task_done` (no data).
     TaskDone = 3,
+    /// An item given back to the queue's front (data: its pickle).
+    PutFront = 4,
+    /// Every item dropped (`shutdown(immediate=True)`).
+    Clear = 5,
+    /// The unfinished-task count set (data: u64 LE); snapshots end with it.
+    Unfinished = 6,
 }
 
 impl Op {
@@ -27,6 +33,9 @@ impl Op {
             1 => Op::Put,
             2 => Op::Get,
             3 => Op::TaskDone,
+            4 => Op::PutFront,
+            5 => Op::Clear,
+            6 => Op::Unfinished,
             _ => return None,
         })
     }
