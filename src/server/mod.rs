@@ -307,7 +307,15 @@ fn open_store(dir: &std::path::Path, fsync: crate::store::Fsync, registry: &Regi
         tracing::warn!(name = %gone, "the data dir holds a queue no --register names: dropped");
     }
     state.retain(|n, _| queues.iter().any(|(q, _)| q == n));
-    crate::store::compact(dir, &state).map_err(fail)?;
+    if let Err(e) = crate::store::compact(dir, &state) {
+        // A full disk has no room for a second copy: go on with the log as
+        // it is, cut after its last whole record so appends follow it.
+        warn!("{e:#}; going on with the log as it is");
+        let _ = std::fs::remove_file(dir.join("log.compact"));
+        let log = std::fs::OpenOptions::new().write(true).open(crate::store::log_path(dir))?;
+        log.set_len(scan.valid_len)?;
+        log.sync_all()?;
+    }
     let items: usize = state.values().map(|q| q.items.len()).sum();
     info!(dir = %dir.display(), items, records = scan.records.len(), ms = started.elapsed().as_millis() as u64, "data dir read back");
     let log = crate::store::LogWriter::open(dir, fsync).map_err(fail)?;

@@ -177,6 +177,9 @@ impl Worker {
             if let Some(at) = core.log_changes() {
                 logged = Some((at, core.durable.as_ref().expect("logged").log.clone()));
             }
+            // Once the log is known to have failed, puts are refused
+            // before they run (`Core::call`) and gets go on unlogged.
+            let known_failed = logged.as_ref().is_some_and(|(_, log)| log.failed().is_some());
             // Hosted objects this step freed are given back to their host
             // at once (its program may be waiting to see them go).
             core.release_hosted();
@@ -188,8 +191,9 @@ impl Worker {
             } else {
                 wake_worker0 = core.timers_need_worker0();
             }
-            r
+            (r, known_failed)
         };
+        let (r, known_failed) = r;
         if wake_worker0 {
             self.shared.mailboxes[0].nudge();
         }
@@ -197,11 +201,18 @@ impl Worker {
         // covers its changes (one sync serves every worker waiting).
         if let Some((at, log)) = logged
             && log.policy() == crate::store::Fsync::Always
+            && !known_failed
+            && let Err(why) = log.wait(at)
         {
-            // On failure the replies go out all the same (the changes were
-            // made in memory, and may not be on disk: the log line says
-            // so). Puts from now on are refused (`Core::call`).
-            let _ = log.wait(at);
+            // Not on disk, so not acknowledged: each reply of the step
+            // says so instead. The change stays in memory (a put's item may
+            // still be taken; a get's item may come back after a restart).
+            let e = crate::protocol::PyException::os_error(format!(
+                "the server could not save this change to its data dir's log ({why}); it may not survive a restart"
+            ));
+            for d in &mut self.out {
+                d.reply = crate::protocol::Reply::Error(e.clone());
+            }
         }
         self.deliver();
         r
