@@ -218,13 +218,19 @@ def records(log):
     return ends
 
 
-def test_torn_log_starts_with_the_whole_prefix(durable, tmp_path):
+def killed_after_puts(durable, n):
+    """A server that acknowledged puts of 0..n-1, then was SIGKILLed."""
     server = durable('always')
     server.start()
     q = server.queue()
-    for i in range(20):
+    for i in range(n):
         q.put(i)
     server.kill9()
+    return server
+
+
+def test_torn_log_starts_with_the_whole_prefix(durable, tmp_path):
+    server = killed_after_puts(durable, 20)
     data = tmp_path / 'data'
     log = (data / 'log').read_bytes()
     ends = records(log)
@@ -241,12 +247,7 @@ def test_torn_log_starts_with_the_whole_prefix(durable, tmp_path):
 
 
 def test_damage_in_the_middle_stops_the_start_and_check_data_repairs(durable, tmp_path):
-    server = durable('always')
-    server.start()
-    q = server.queue()
-    for i in range(10):
-        q.put(i)
-    server.kill9()
+    server = killed_after_puts(durable, 10)
     path = tmp_path / 'data' / 'log'
     log = bytearray(path.read_bytes())
     ends = records(log)
