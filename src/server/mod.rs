@@ -284,6 +284,7 @@ impl Server {
 /// snapshot (compaction at start), and opens its log for what follows.
 fn open_store(dir: &std::path::Path, fsync: crate::store::Fsync, registry: &Registry, objects: &mut ObjectTable) -> io::Result<core::Durable> {
     use crate::objects::SharedObject;
+    use crate::store::record;
     let fail = |e: anyhow::Error| io::Error::other(format!("{e:#}"));
     std::fs::create_dir_all(dir)?;
     let started = std::time::Instant::now();
@@ -307,11 +308,20 @@ fn open_store(dir: &std::path::Path, fsync: crate::store::Fsync, registry: &Regi
         tracing::warn!(name = %gone, "the data dir holds a queue no --register names: dropped");
     }
     state.retain(|n, _| queues.iter().any(|(q, _)| q == n));
-    if let Err(e) = crate::store::compact(dir, &state) {
-        // A full disk has no room for a second copy: go on with the log as
-        // it is, cut after its last whole record so appends follow it.
-        warn!("{e:#}; going on with the log as it is");
-        let _ = std::fs::remove_file(dir.join("log.compact"));
+    // Compaction at start, when the log has outgrown its live data by
+    // half again (a snapshot would be smaller): else the log is kept, cut
+    // after its last whole record so appends follow it.
+    let live: u64 = state.iter().map(|(n, q)| q.items.iter().map(|i| (record::HEADER + 3 + n.len() + i.len()) as u64).sum::<u64>() + 32).sum();
+    let compacted = scan.valid_len > live + live / 2 && match crate::store::compact(dir, &state) {
+        Ok(()) => true,
+        Err(e) => {
+            // A full disk has no room for a second copy.
+            warn!("{e:#}; going on with the log as it is");
+            let _ = std::fs::remove_file(dir.join("log.compact"));
+            false
+        }
+    };
+    if !compacted && scan.torn_at.is_some() {
         let log = std::fs::OpenOptions::new().write(true).open(crate::store::log_path(dir))?;
         log.set_len(scan.valid_len)?;
         log.sync_all()?;
