@@ -23,6 +23,19 @@ struct Cli {
 enum Command {
     /// Serve shared objects to stock multiprocessing.managers clients.
     Serve(ServeArgs),
+    /// Durable store (issue 16): check a --data-dir's log; with --repair,
+    /// cut it where it goes bad (as redis-check-aof --fix).
+    CheckData(CheckDataArgs),
+}
+
+/// `fastmanager check-data PATH [--repair]`.
+#[derive(Args)]
+struct CheckDataArgs {
+    /// The data dir to check.
+    path: PathBuf,
+    /// Truncate the log at its first bad record.
+    #[arg(long)]
+    repair: bool,
 }
 
 #[derive(Args)]
@@ -98,6 +111,17 @@ struct ServeArgs {
     /// Bytes all shared objects together may store [default: half the RAM].
     #[arg(long, value_name = "BYTES")]
     max_total_bytes: Option<usize>,
+
+    // Durable store (issue 16).
+    /// Keep the named queues (--register) in this directory, across
+    /// crashes and restarts.
+    #[arg(long, value_name = "PATH")]
+    data_dir: Option<PathBuf>,
+
+    /// When the data dir's log is synced: always (before replies, in
+    /// groups), everysec, or no (as Redis's appendfsync).
+    #[arg(long, value_enum, default_value_t = crate::store::Fsync::Everysec, requires = "data_dir")]
+    fsync: crate::store::Fsync,
 }
 
 fn parse_seconds(s: &str) -> Result<Duration, String> {
@@ -178,6 +202,8 @@ fn serve(args: ServeArgs) -> Result<()> {
     config.max_frame = args.max_frame_bytes;
     config.allow_legacy_md5 = !args.no_legacy_md5;
     config.threads = args.threads.map_or(0, usize::from);
+    config.data_dir = args.data_dir;
+    config.fsync = args.fsync;
     let mut server = Server::bind(config).with_context(|| format!("cannot listen on {}", args.address))?;
     server.run().context("event loop failed")
 }
@@ -207,6 +233,12 @@ where
     };
     let result = match cli.command {
         Command::Serve(args) => serve(args),
+        Command::CheckData(args) => match crate::store::check(&args.path, args.repair) {
+            // A log that was bad (even if now repaired) exits 1, as
+            // redis-check-aof does, so scripts notice.
+            Ok(whole) => return u8::from(!whole),
+            Err(e) => Err(e),
+        },
     };
     match result {
         Ok(()) => 0,

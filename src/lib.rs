@@ -22,4 +22,5 @@ pub mod pickle;
 pub mod protocol;
 pub mod registry;
 pub mod server;
+pub mod store;
 pub mod wire;

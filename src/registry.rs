@@ -115,6 +115,11 @@ pub struct Registry {
 }
 
 impl Registry {
+    /// The named objects, by name.
+    pub fn named(&self) -> impl Iterator<Item = (&str, ObjectId)> {
+        self.named.iter().map(|(n, &id)| (n.as_str(), id))
+    }
+
     /// Creates the named objects in `table`.
     pub fn new(registrations: &[Registration], extra: &[ExtraTypeid], table: &mut ObjectTable) -> Registry {
         let mut named = HashMap::new();

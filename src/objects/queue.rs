@@ -40,6 +40,21 @@ pub struct SharedQueue {
     maxsize: usize,
     unfinished_tasks: u64,
     is_shutdown: bool,
+    /// The changes since the store last took them, in order; `None`
+    /// unless the queue is durable (a named one under `--data-dir`).
+    changes: Option<Vec<QueueChange>>,
+}
+
+/// One change to a durable queue's contents, as the store logs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QueueChange {
+    PushBack(Item),
+    PopFront,
+    /// An item taken for a client that left, given back.
+    PushFront(Item),
+    TaskDone,
+    /// `shutdown(immediate=True)` dropped every item.
+    Clear,
 }
 
 /// A parsed queue call. Blocking calls carry their deadline so that a retry
@@ -127,6 +142,7 @@ impl PendingCall for QueueCall {
 impl SharedType for SharedQueue {
     /// Back at the front: the next getter gets it.
     fn give_back(&mut self, item: Item) -> bool {
+        self.record(|| QueueChange::PushFront(item.clone()));
         self.items.push_front(item);
         true
     }
@@ -194,6 +210,36 @@ impl SharedQueue {
         SharedQueue { maxsize: usize::try_from(maxsize).unwrap_or(0), ..Default::default() }
     }
 
+    /// Records changes from now on, for the store to take.
+    pub fn keep_changes(&mut self) {
+        self.changes.get_or_insert_with(Vec::new);
+    }
+
+    /// The changes recorded since the last call.
+    pub fn take_changes(&mut self) -> Vec<QueueChange> {
+        self.changes.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    /// Contents read back from the store at start-up.
+    pub fn restore(&mut self, items: impl IntoIterator<Item = Item>, unfinished: u64) {
+        self.items.extend(items);
+        self.unfinished_tasks = unfinished;
+    }
+
+    pub fn items(&self) -> impl Iterator<Item = &Item> {
+        self.items.iter()
+    }
+
+    pub fn unfinished(&self) -> u64 {
+        self.unfinished_tasks
+    }
+
+    fn record(&mut self, change: impl FnOnce() -> QueueChange) {
+        if let Some(c) = &mut self.changes {
+            c.push(change());
+        }
+    }
+
     pub fn qsize(&self) -> usize {
         self.items.len()
     }
@@ -214,6 +260,7 @@ impl SharedQueue {
                     return if *block { Step::Block } else { error(PyException::queue_full()) };
                 }
                 let item = item.take().expect("a put is completed only once");
+                self.record(|| QueueChange::PushBack(item.clone()));
                 self.items.push_back(item);
                 self.unfinished_tasks += 1;
                 done(Reply::none(), true)
@@ -229,7 +276,10 @@ impl SharedQueue {
                 ))
             }
             QueueCall::Get { block, .. } => match self.items.pop_front() {
-                Some(item) => done(Reply::Return(ReplyValue::Item(item)), true),
+                Some(item) => {
+                    self.record(|| QueueChange::PopFront);
+                    done(Reply::Return(ReplyValue::Item(item)), true)
+                }
                 None if self.is_shutdown => error(PyException::queue_shut_down()),
                 None if *block => Step::Block,
                 None => error(PyException::queue_empty()),
@@ -242,6 +292,7 @@ impl SharedQueue {
                     return error(PyException::value_error("task_done() called too many times"));
                 }
                 self.unfinished_tasks -= 1;
+                self.record(|| QueueChange::TaskDone);
                 done(Reply::none(), self.unfinished_tasks == 0)
             }
             QueueCall::Join => {
@@ -252,6 +303,7 @@ impl SharedQueue {
                 if *immediate {
                     let drained = self.items.len() as u64;
                     self.items.clear();
+                    self.record(|| QueueChange::Clear);
                     self.unfinished_tasks = self.unfinished_tasks.saturating_sub(drained);
                 }
                 done(Reply::none(), true)

@@ -36,6 +36,7 @@ builtin_errors! {
     runtime_error => "RuntimeError",
     recursion_error => "RecursionError",
     memory_error => "MemoryError",
+    os_error => "OSError",
 }
 
 impl PyException {

@@ -37,6 +37,14 @@ pub struct Core {
     /// releases, dead-client checks), sleeps: another worker that sets an
     /// earlier one wakes it.
     pub timers_sleep_until: Option<Instant>,
+    /// The durable store under `--data-dir`, if any.
+    pub durable: Option<Durable>,
+}
+
+/// The named queues the store keeps, and its log.
+pub struct Durable {
+    pub log: std::sync::Arc<crate::store::LogWriter>,
+    pub queues: Vec<(String, ObjectId)>,
 }
 
 /// What a worker read from a method call before taking the lock, so that
@@ -100,6 +108,10 @@ impl Core {
             {
                 e.may_hold_proxies = true;
             }
+        }
+        if let Some(e) = self.refuse_unlogged(id, req) {
+            out.push(Delivery { conn, reply: Reply::Error(e), close: false, parked_on: None });
+            return id;
         }
         let Prepared { parsed, growth, .. } = prepared;
         let outcome = self.memory.within_caps(&mut self.state, req, id, frame.len(), growth, |state| {
@@ -300,6 +312,55 @@ impl Core {
             }
             _ => false,
         }
+    }
+
+    /// A put on a durable object once its log could not be written: it is
+    /// refused, so nothing acknowledged is lost. Gets and reads go on (a
+    /// get that is not logged only means the item may come back after a
+    /// restart).
+    fn refuse_unlogged(&self, id: Option<ObjectId>, req: &Request<'_, '_>) -> Option<PyException> {
+        let d = self.durable.as_ref()?;
+        let why = d.log.failed()?;
+        let id = id?;
+        let stores = ObjectTable::type_of(id).is_some_and(|t| t.storing.contains(&req.method));
+        (stores && d.queues.iter().any(|&(_, q)| q == id))
+            .then(|| PyException::os_error(format!("the server cannot write its data dir's log ({why}); the change was not made")))
+    }
+
+    /// Hands the changes the last step made to durable objects to the log
+    /// (under the core lock, so the log keeps their order); the log
+    /// position to wait for under `--fsync always`, if any were made.
+    pub fn log_changes(&mut self) -> Option<u64> {
+        use crate::objects::queue::QueueChange;
+        use crate::store::record::{encode, Op};
+        let d = self.durable.as_mut()?;
+        let mut changes = Vec::new();
+        for (name, id) in &d.queues {
+            if let Some(e) = self.state.objects.get_mut(*id)
+                && let crate::objects::SharedObject::Queue(q) = &mut e.object
+            {
+                let c = q.take_changes();
+                if !c.is_empty() {
+                    changes.push((name.as_str(), c));
+                }
+            }
+        }
+        if changes.is_empty() {
+            return None;
+        }
+        Some(d.log.append(|buf| {
+            for (name, cs) in &changes {
+                for c in cs {
+                    match c {
+                        QueueChange::PushBack(item) => encode(buf, Op::Put, name, item),
+                        QueueChange::PushFront(item) => encode(buf, Op::PutFront, name, item),
+                        QueueChange::PopFront => encode(buf, Op::Get, name, &[]),
+                        QueueChange::TaskDone => encode(buf, Op::TaskDone, name, &[]),
+                        QueueChange::Clear => encode(buf, Op::Clear, name, &[]),
+                    }
+                }
+            }
+        }))
     }
 
     /// Items stored in every object, and how many objects hold any.

@@ -74,6 +74,10 @@ pub struct Config {
     pub limits: Limits,
     /// Worker threads; 0 means two per core this process may use.
     pub threads: usize,
+    /// Durable store (issue 16): keep named queues in this directory.
+    pub data_dir: Option<std::path::PathBuf>,
+    /// When the store's log is synced.
+    pub fsync: crate::store::Fsync,
 }
 
 impl Config {
@@ -88,6 +92,8 @@ impl Config {
             handle_signals: true,
             limits: Limits::default(),
             threads: 0,
+            data_dir: None,
+            fsync: crate::store::Fsync::default(),
         }
     }
 
@@ -180,12 +186,17 @@ impl Server {
         };
         let mut objects = ObjectTable::default();
         let registry = Registry::new(&config.registrations, &config.extra_typeids, &mut objects);
+        let durable = match &config.data_dir {
+            Some(dir) => Some(open_store(dir, config.fsync, &registry, &mut objects)?),
+            None => None,
+        };
         let core = Core {
             state: State { objects, registry, blocked: Blocked::new(threads), address: address.clone(), owners: Default::default() },
             memory: MemoryBudget::new(config.limits.max_object_bytes, config.limits.max_total_bytes),
             host: None,
             pickle_limits: config.limits.pickle,
             timers_sleep_until: None,
+            durable,
         };
         let shared = Arc::new(Shared::new(core, mailboxes, config));
         let mut workers: Vec<Worker> = polls.into_iter().enumerate().map(|(i, poll)| Worker::new(i, poll, shared.clone())).collect();
@@ -256,11 +267,67 @@ impl Server {
         // and the stopper, which an embedding program may keep).
         core.host = None;
         let (items, holders) = core.stored_items();
+        let log = core.durable.as_ref().map(|d| d.log.clone());
         drop(core);
-        if items > 0 {
+        if let Some(log) = &log {
+            log.stop();
+        }
+        if items > 0 && log.is_none() {
             info!(items, objects = holders, "stopping: stored items end with the process");
         }
         info!("fastmanager stopped");
         result
     }
+}
+
+/// Reads the data dir back into the named queues, writes it afresh as a
+/// snapshot (compaction at start), and opens its log for what follows.
+fn open_store(dir: &std::path::Path, fsync: crate::store::Fsync, registry: &Registry, objects: &mut ObjectTable) -> io::Result<core::Durable> {
+    use crate::objects::SharedObject;
+    use crate::store::record;
+    let fail = |e: anyhow::Error| io::Error::other(format!("{e:#}"));
+    std::fs::create_dir_all(dir)?;
+    let started = std::time::Instant::now();
+    let scan = crate::store::load(dir).map_err(fail)?;
+    if let Some(at) = scan.torn_at {
+        tracing::warn!(file = %crate::store::log_path(dir).display(), offset = at, "the log's last record is torn (cut short by a crash): dropped");
+    }
+    let mut state = crate::store::replay(&scan);
+    let mut queues = Vec::new();
+    for (name, id) in registry.named() {
+        let Some(SharedObject::Queue(q)) = objects.get_mut(id).map(|e| &mut e.object) else { continue };
+        if let Some(saved) = state.get(name) {
+            q.restore(saved.items.iter().map(|b| crate::objects::Item::from(&b[..])), saved.unfinished);
+        }
+        q.keep_changes();
+        queues.push((name.to_string(), id));
+    }
+    // Only what a named queue holds is written back: a name no longer
+    // registered is dropped with its contents, and said so.
+    for gone in state.keys().filter(|n| !queues.iter().any(|(q, _)| q == *n)) {
+        tracing::warn!(name = %gone, "the data dir holds a queue no --register names: dropped");
+    }
+    state.retain(|n, _| queues.iter().any(|(q, _)| q == n));
+    // Compaction at start, when the log has outgrown its live data by
+    // half again (a snapshot would be smaller): else the log is kept, cut
+    // after its last whole record so appends follow it.
+    let live: u64 = state.iter().map(|(n, q)| q.items.iter().map(|i| (record::HEADER + 3 + n.len() + i.len()) as u64).sum::<u64>() + 32).sum();
+    let compacted = scan.valid_len > live + live / 2 && match crate::store::compact(dir, &state) {
+        Ok(()) => true,
+        Err(e) => {
+            // A full disk has no room for a second copy.
+            warn!("{e:#}; going on with the log as it is");
+            let _ = std::fs::remove_file(dir.join("log.compact"));
+            false
+        }
+    };
+    if !compacted && scan.torn_at.is_some() {
+        let log = std::fs::OpenOptions::new().write(true).open(crate::store::log_path(dir))?;
+        log.set_len(scan.valid_len)?;
+        log.sync_all()?;
+    }
+    let items: usize = state.values().map(|q| q.items.len()).sum();
+    info!(dir = %dir.display(), items, records = scan.records.len(), ms = started.elapsed().as_millis() as u64, "data dir read back");
+    let log = crate::store::LogWriter::open(dir, fsync).map_err(fail)?;
+    Ok(core::Durable { log, queues })
 }

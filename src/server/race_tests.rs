@@ -107,6 +107,7 @@ fn shared_with_queue(workers: usize) -> (Arc<Shared>, Vec<Poll>, u64) {
         host: None,
         pickle_limits: DecodeLimits::default(),
         timers_sleep_until: None,
+        durable: None,
     };
     let (polls, mailboxes) = (0..workers).map(|_| poll_and_mailbox()).unzip();
     let config = Config::new(ListenAddress::Tcp { host: "127.0.0.1".into(), port: 0 }, b"key".to_vec());

@@ -63,6 +63,10 @@ pub(super) struct Worker {
     pub(super) reply_buffer: Vec<u8>,
     /// Replies a locked step left, sent once the lock is let go.
     pub(super) out: Vec<Delivery>,
+    /// Under `--fsync always`: the replies of this loop turn held until
+    /// one sync covers the log position `held_at` (group commit).
+    held: Vec<Delivery>,
+    held_at: Option<(u64, Arc<crate::store::LogWriter>, ())>,
     inbox: Vec<Mail>,
     /// The earliest deadline of a call this worker's connections parked.
     pub(super) next_deadline: Option<Instant>,
@@ -90,6 +94,8 @@ impl Worker {
             scratch: Default::default(),
             reply_buffer: Vec::new(),
             out: Vec::new(),
+            held: Vec::new(),
+            held_at: None,
             inbox: Vec::new(),
             next_deadline: None,
             next_core_timer: None,
@@ -161,7 +167,9 @@ impl Worker {
                 let Some(token) = self.resume.pop_front() else { break };
                 self.service(token);
             }
+            self.flush_held();
         }
+        self.flush_held();
         self.drain();
         Ok(())
     }
@@ -170,9 +178,13 @@ impl Worker {
     /// knows of the timers, and sends the replies `f` left.
     pub(super) fn step<R>(&mut self, f: impl FnOnce(&mut Core, &mut Vec<Delivery>) -> R) -> R {
         let wake_worker0;
+        let mut logged = None;
         let r = {
             let mut core = self.shared.lock();
             let r = f(&mut core, &mut self.out);
+            if let Some(at) = core.log_changes() {
+                logged = Some((at, core.durable.as_ref().expect("logged").log.clone(), ()));
+            }
             // Hosted objects this step freed are given back to their host
             // at once (its program may be waiting to see them go).
             core.release_hosted();
@@ -189,8 +201,47 @@ impl Worker {
         if wake_worker0 {
             self.shared.mailboxes[0].nudge();
         }
-        self.deliver();
+        // Under --fsync always the step's replies are held until the end
+        // of the loop turn, when one sync covers every change of the turn
+        // (`flush_held`); once something is held, later replies of the
+        // turn are held behind it, so a connection's replies keep their
+        // order.
+        match logged {
+            Some((at, log, _)) if log.policy() == crate::store::Fsync::Always => {
+                self.held_at = Some((at, log, ()));
+                self.held.append(&mut self.out);
+            }
+            _ if self.held_at.is_some() => self.held.append(&mut self.out),
+            _ => self.deliver(),
+        }
+        // While stopping (`drain`), no loop turn ends: flush at once.
+        if self.shared.is_stopping() {
+            self.flush_held();
+        }
         r
+    }
+
+    /// Sends the replies held for the sync of this turn's changes, once
+    /// the log writer says they are synced. Not on disk means not
+    /// acknowledged: each held reply but a get's becomes an `OSError`
+    /// instead (the change stays in memory: a put's item may still be
+    /// taken).
+    pub(super) fn flush_held(&mut self) {
+        while let Some((at, log, ())) = self.held_at.take() {
+            let mut held = std::mem::take(&mut self.held);
+            if let Err(why) = log.wait(at) {
+                let e = crate::protocol::PyException::os_error(format!(
+                    "the server could not save this change to its data dir's log ({why}); it may not survive a restart"
+                ));
+                // A get's item goes out all the same: an unlogged get only
+                // means the item may come back after a restart.
+                for d in held.iter_mut().filter(|d| !matches!(d.reply, crate::protocol::Reply::Return(crate::protocol::ReplyValue::Item(_)))) {
+                    d.reply = crate::protocol::Reply::Error(e.clone());
+                }
+            }
+            self.out.append(&mut held);
+            self.deliver();
+        }
     }
 
     /// The core's timed work that is due: deadlines of this worker's
