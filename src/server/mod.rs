@@ -37,7 +37,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use mio::{Interest, Poll, Waker};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use tracing::{info, warn};
 
@@ -68,7 +68,8 @@ pub struct Config {
     pub max_frame: usize,
     /// Accept bare HMAC-MD5 answers from Python 3.11 and older.
     pub allow_legacy_md5: bool,
-    /// Stop on SIGINT/SIGTERM (off when embedded in another program).
+    /// Stop on SIGINT/SIGTERM and ignore SIGHUP with a log line (off when
+    /// embedded in another program).
     pub handle_signals: bool,
     /// Connections, timeouts, pickle bounds and memory caps.
     pub limits: Limits,
@@ -172,7 +173,7 @@ impl Server {
         let (mut listener, address) = Listener::bind(&config.address)?;
         polls[0].registry().register(&mut listener, worker::LISTENER, Interest::READABLE)?;
         let signals = if config.handle_signals {
-            let mut s = Signals::new([SIGINT, SIGTERM])?;
+            let mut s = Signals::new([SIGINT, SIGTERM, SIGHUP])?;
             polls[0].registry().register(&mut s, worker::SIGNALS, Interest::READABLE)?;
             Some(s)
         } else {

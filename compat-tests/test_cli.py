@@ -1,0 +1,65 @@
+"""The command line refuses what cannot be meant, and survives SIGHUP.
+
+Each case runs the real binary; a refusal must exit at once with status 1
+and name the option, where before it started a server that misbehaved.
+"""
+import signal
+import subprocess
+import time
+from multiprocessing.managers import SyncManager
+
+import pytest
+
+from conftest import rust_binary, free_port
+
+
+def run_serve(*extra):
+    cmd = [rust_binary(), 'serve', '--address', '127.0.0.1:%d' % free_port(),
+           '--authkey', 'k'] + list(extra)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=10)
+
+
+@pytest.mark.parametrize('extra, says', [
+    (['--register', 'jobs=Queue', '--register', 'jobs=dict'], 'given twice'),
+    (['--register', 'Queue=dict'], "shadows SyncManager's Queue"),
+    (['--register', 'dict=Queue'], "shadows SyncManager's dict"),
+    (['--max-connections', '0'], '--max-connections 0'),
+    (['--max-frame-bytes', '0'], '--max-frame-bytes 0'),
+])
+def test_refused(extra, says):
+    r = run_serve(*extra)
+    assert r.returncode == 1, r.stderr
+    assert says in r.stderr
+
+
+def test_sighup_is_ignored(tmp_path):
+    port = free_port()
+    log = open(tmp_path / 'server.log', 'w')
+    proc = subprocess.Popen(
+        [rust_binary(), 'serve', '--address', '127.0.0.1:%d' % port,
+         '--authkey', 'k', '--register', 'jobs=Queue'],
+        stdout=log, stderr=subprocess.STDOUT)
+    try:
+        m = SyncManager(address=('127.0.0.1', port), authkey=b'k')
+        deadline = time.time() + 10
+        while True:
+            try:
+                m.connect()
+                break
+            except OSError:
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.05)
+        SyncManager.register('jobs')
+        q = m.jobs()
+        q.put(1)
+        proc.send_signal(signal.SIGHUP)
+        time.sleep(0.3)
+        assert proc.poll() is None
+        # The same connection and object still answer.
+        assert q.get(timeout=5) == 1
+        assert 'SIGHUP ignored' in (tmp_path / 'server.log').read_text()
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=10) == 0
+        log.close()
