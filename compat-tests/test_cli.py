@@ -10,7 +10,12 @@ from multiprocessing.managers import SyncManager
 
 import pytest
 
-from conftest import rust_binary, free_port
+from conftest import rust_binary, free_port, server_kind
+
+# The binary's own command line: a FASTMANAGER_SERVER=cpython pass of the
+# suite would only repeat it.
+pytestmark = pytest.mark.skipif(server_kind() == 'cpython',
+                                reason='tests the fastmanager binary')
 
 
 def run_serve(*extra):

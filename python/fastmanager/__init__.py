@@ -8,5 +8,13 @@ Workers keep using the standard library's clients unchanged.
 """
 from .managers import BaseManager, Server, SyncManager
 
-__all__ = ['BaseManager', 'SyncManager', 'Server']
+__all__ = ['BaseManager', 'SyncManager', 'Server', 'Manager']
+
+
+def Manager():
+    """A started :class:`SyncManager` served by the Rust server, as
+    ``multiprocessing.Manager()`` returns a started stdlib one."""
+    m = SyncManager()
+    m.start()
+    return m
 __version__ = '0.1.0'
