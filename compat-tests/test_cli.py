@@ -68,3 +68,29 @@ def test_sighup_is_ignored(tmp_path):
         proc.terminate()
         assert proc.wait(timeout=10) == 0
         log.close()
+
+
+def test_listening_line_gives_the_real_port(tmp_path):
+    logpath = tmp_path / 'server.log'
+    log = open(logpath, 'w')
+    proc = subprocess.Popen(
+        [rust_binary(), 'serve', '--address', '127.0.0.1:0', '--authkey', 'k'],
+        stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + 10
+        while 'fastmanager serving' not in logpath.read_text():
+            assert time.time() < deadline, logpath.read_text()
+            time.sleep(0.05)
+        line = [l for l in logpath.read_text().splitlines()
+                if 'fastmanager serving' in l][0]
+        port = int(line.split('address=127.0.0.1:')[1].split()[0])
+        assert port != 0
+        m = SyncManager(address=('127.0.0.1', port), authkey=b'k')
+        m.connect()
+        d = m.dict()
+        d['a'] = 1
+        assert d['a'] == 1
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=10) == 0
+        log.close()

@@ -220,7 +220,12 @@ impl Server {
         if workers.is_empty() {
             return Err(io::Error::other("the server already ran"));
         }
-        info!(address = %self.shared.config.address, threads = workers.len(), "fastmanager serving");
+        // The bound address, not the asked one: `HOST:0` logs its real port.
+        let bound = match &self.address {
+            Address::Tcp { host, port } => format!("{host}:{port}"),
+            Address::Unix(path) => format!("unix:{path}"),
+        };
+        info!(address = %bound, threads = workers.len(), "fastmanager serving");
         let finder = identify::spawn_finder(self.shared.embedded.load(Ordering::SeqCst), self.shared.clone())?;
         for w in &mut workers {
             w.set_finder(finder.clone());
