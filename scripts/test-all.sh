@@ -26,6 +26,9 @@ for py in "$(pyenv root 2>/dev/null || echo "$HOME/.pyenv")"/versions/3.*/bin/py
     fi
 done
 
+echo "== deployment files: hadolint (Dockerfile), systemd-analyze verify (contrib/)"
+bash scripts/check-contrib.sh
+
 echo "== Rust unit and integration tests (debug: overflow checks and debug assertions on)"
 cargo test --locked --lib --tests
 

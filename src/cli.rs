@@ -149,6 +149,39 @@ impl ServeArgs {
     }
 }
 
+/// Every typeid SyncManager registers (Pool too, which this server does
+/// not serve): a `--register` name is looked up before them, so the same
+/// name would silently hand `SyncManager.Queue()` clients the named object.
+const SYNC_MANAGER_TYPEIDS: &[&str] = &[
+    "Queue", "JoinableQueue", "Event", "Lock", "RLock", "Semaphore", "BoundedSemaphore",
+    "Condition", "Barrier", "Pool", "list", "dict", "Value", "Array", "Namespace",
+];
+
+impl ServeArgs {
+    /// Refuses values that parse but cannot be meant.
+    fn check(&self) -> Result<()> {
+        if self.max_connections == 0 {
+            bail!("--max-connections 0 would refuse every client");
+        }
+        if self.max_frame_bytes == 0 {
+            bail!("--max-frame-bytes 0 would refuse every request");
+        }
+        let mut seen = std::collections::HashSet::new();
+        for r in &self.registrations {
+            if SYNC_MANAGER_TYPEIDS.contains(&r.name.as_str()) {
+                bail!(
+                    "--register {}: the name shadows SyncManager's {} typeid (SyncManager.{}() would return this object); choose another name",
+                    r.name, r.name, r.name
+                );
+            }
+            if !seen.insert(r.name.as_str()) {
+                bail!("--register {}: the name is given twice", r.name);
+            }
+        }
+        Ok(())
+    }
+}
+
 fn parse_address(s: &str) -> Result<ListenAddress, String> {
     s.parse()
 }
@@ -194,6 +227,7 @@ fn tune_allocator() {
 }
 
 fn serve(args: ServeArgs) -> Result<()> {
+    args.check()?;
     tune_allocator();
     let authkey = read_authkey(&args)?;
     let mut config = Config::new(args.address.clone(), authkey);

@@ -9,6 +9,15 @@ Workers keep using the standard library's clients unchanged.
 from .managers import BaseManager, Server, SyncManager
 from .reconnect import MaybeAppliedError, ObjectLostError, ReconnectError
 
-__all__ = ['BaseManager', 'SyncManager', 'Server', 'ReconnectError',
+__all__ = ['BaseManager', 'SyncManager', 'Server', 'Manager', 'ReconnectError',
            'MaybeAppliedError', 'ObjectLostError']
+
+
+def Manager():
+    """A started :class:`SyncManager` served by the Rust server, as
+    ``multiprocessing.Manager()`` returns a started stdlib one."""
+    m = SyncManager()
+    m.start()
+    return m
+
 __version__ = '0.1.0'

@@ -37,7 +37,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use mio::{Interest, Poll, Waker};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use tracing::{info, warn};
 
@@ -68,7 +68,8 @@ pub struct Config {
     pub max_frame: usize,
     /// Accept bare HMAC-MD5 answers from Python 3.11 and older.
     pub allow_legacy_md5: bool,
-    /// Stop on SIGINT/SIGTERM (off when embedded in another program).
+    /// Stop on SIGINT/SIGTERM and ignore SIGHUP with a log line (off when
+    /// embedded in another program).
     pub handle_signals: bool,
     /// Connections, timeouts, pickle bounds and memory caps.
     pub limits: Limits,
@@ -178,7 +179,7 @@ impl Server {
         let (mut listener, address) = Listener::bind(&config.address)?;
         polls[0].registry().register(&mut listener, worker::LISTENER, Interest::READABLE)?;
         let signals = if config.handle_signals {
-            let mut s = Signals::new([SIGINT, SIGTERM])?;
+            let mut s = Signals::new([SIGINT, SIGTERM, SIGHUP])?;
             polls[0].registry().register(&mut s, worker::SIGNALS, Interest::READABLE)?;
             Some(s)
         } else {
@@ -230,7 +231,12 @@ impl Server {
         if workers.is_empty() {
             return Err(io::Error::other("the server already ran"));
         }
-        info!(address = %self.shared.config.address, threads = workers.len(), "fastmanager serving");
+        // The bound address, not the asked one: `HOST:0` logs its real port.
+        let bound = match &self.address {
+            Address::Tcp { host, port } => format!("{host}:{port}"),
+            Address::Unix(path) => format!("unix:{path}"),
+        };
+        info!(address = %bound, threads = workers.len(), "fastmanager serving");
         let finder = identify::spawn_finder(self.shared.embedded.load(Ordering::SeqCst), self.shared.clone())?;
         for w in &mut workers {
             w.set_finder(finder.clone());

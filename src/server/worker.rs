@@ -327,6 +327,12 @@ impl Worker {
     fn on_signal(&mut self) {
         if let Some(signals) = self.signals.as_mut() {
             for sig in signals.pending() {
+                // A closed terminal or `systemctl reload` must not kill
+                // the server and its objects: ignored, as Redis does.
+                if sig == signal_hook::consts::SIGHUP {
+                    info!("SIGHUP ignored (stop with SIGTERM or SIGINT)");
+                    continue;
+                }
                 info!(signal = sig, "stopping on signal");
                 self.shared.stop();
             }
