@@ -18,7 +18,7 @@ use tracing::debug;
 
 use crate::objects::{Attempt, CallContext, CallError, ClientId, ObjectCall, ObjectId, ObjectTable, Wakes};
 use crate::pickle::{DecodeLimits, Decoded};
-use crate::protocol::{Reply, Request};
+use crate::protocol::{PyException, Reply, Request};
 
 use super::blocking::Parked;
 use super::dispatch::{self, AfterControl, Outcome, State};
