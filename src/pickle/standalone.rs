@@ -37,8 +37,21 @@ const BATCH: usize = 1000;
 /// reader: `bytes` as `_codecs.encode(u'...', 'latin1')` (a 2.7 `str`),
 /// sets as `set([...])`, `queue.Empty` as `Queue.Empty`; a Python 2 `str`
 /// stays one. `None` if `pickle` does not decode.
+///
+/// A reply whose kind is `#TRACEBACK` or `#UNSERIALIZABLE` carries its text
+/// as a 2.7 `str` (UTF-8), as a 2.7 server sends it: 2.7's
+/// `convert_to_error` asserts `type(result) is str`.
 pub fn for_python2(pickle: &[u8]) -> Option<Vec<u8>> {
     let d = super::decode(pickle, &super::DecodeLimits::default()).ok()?;
+    if let Some(&[kind, text]) = d.as_tuple(d.root())
+        && let (Some(k @ ("#TRACEBACK" | "#UNSERIALIZABLE")), Some(text)) = (d.as_str(kind), d.as_str(text))
+    {
+        let mut w = PickleWriter::new(2);
+        w.byte_string(k.as_bytes());
+        w.byte_string(text.as_bytes());
+        w.tuple2();
+        return Some(w.finish());
+    }
     Some(d.reencode(d.root(), 2))
 }
 
