@@ -22,14 +22,12 @@ checks run in this process, a stock client of the server.
 """
 import os
 import queue
-import subprocess
 import time
 from multiprocessing.managers import BaseManager, BaseProxy
 
 import pytest
 
-from conftest import (INTERPRETERS, LIB, Client, Server, interp, rust_binary,
-                      server_kind)
+from conftest import INTERPRETERS, LIB, Client, Server, interp, server_kind
 
 PACKAGE_PYS = [i for i in (interp((3, 8)), interp((3, 13))) if i] or [
     i for i in INTERPRETERS if i.minor >= (3, 8)][:1]
@@ -157,31 +155,16 @@ def wait_for(path, client, timeout=30):
         time.sleep(0.02)
 
 
-def serve_help():
-    try:
-        return subprocess.run([rust_binary(), 'serve', '--help'],
-                              stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT,
-                              universal_newlines=True, timeout=30).stdout
-    except OSError:
-        return ''
-
-
-# The durable store (--data-dir, issue 16 part 1) is built on another
-# branch: this runs only where `fastmanager serve --help` lists it. Once
-# both are merged, the skip goes (the integrator enables it always).
-@pytest.mark.skipif(server_kind() != 'rust' or
-                    '--data-dir' not in serve_help(),
-                    reason='needs `fastmanager serve --data-dir`')
+# The durable store is the Rust server's (CPython's has no --data-dir).
+@pytest.mark.skipif(server_kind() != 'rust',
+                    reason="CPython's server keeps nothing across a restart")
 @pytest.mark.parametrize('python', PACKAGE_PYS[-1:],
                          ids=[i.id for i in PACKAGE_PYS[-1:]])
 def test_queued_tasks_survive_a_restart_with_a_data_dir(python, tmp_path):
     srv = Server('rust', tmp_path)
-    srv.cmd += ['--data-dir', str(tmp_path / 'data')]
-    if '--fsync' in serve_help():
-        # Every acknowledged change on disk before its reply: the kill
-        # below then loses nothing the worker was told had happened.
-        srv.cmd += ['--fsync', 'always']
+    # Every acknowledged change on disk before its reply: the kill below
+    # then loses nothing the worker was told had happened.
+    srv.cmd += ['--data-dir', str(tmp_path / 'data'), '--fsync', 'always']
     srv.start()
     try:
         tasks, results = master(srv)
@@ -199,7 +182,8 @@ def test_queued_tasks_survive_a_restart_with_a_data_dir(python, tmp_path):
         tasks.put(None)         # after the tasks that are left
         r = worker.finish()
         rest = collect(results, 40 - len(first), timeout=5)
-        done = dict(first, **rest)
+        done = dict(first)
+        done.update(rest)
         assert r['error'] is None, r
         # Every task done, but one whose get or put a kill cut short.
         missing = set(range(40)) - set(done)
