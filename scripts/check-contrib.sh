@@ -17,6 +17,8 @@ fi
 echo "Dockerfile: hadolint passed"
 
 if ! command -v systemd-analyze >/dev/null; then
+    # A fresh machine has no package lists yet.
+    apt-get update -qq >/dev/null
     apt-get install -y -qq systemd >/dev/null
 fi
 tmp=$(mktemp -d)
