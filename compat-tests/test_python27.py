@@ -75,3 +75,16 @@ def test_python27_bytes_stay_for_a_python27_reader(server, clients):
     got = clients.run(py27, 'py27_peer.py', 'get-one')
     assert got['got'] == ['str', [ord(c) for c in 'caf\xc3\xa9']]
     assert got['left'] == 0
+
+
+def test_python27_list_slices(server, clients):
+    """2.7's ListProxy slices with __getslice__/__delslice__ (Python 2
+    methods, with Python 2's bounds), which the server serves for it."""
+    if server_kind() != 'rust':
+        pytest.skip("CPython 3's server cannot answer 2.7 clients")
+    py27 = python27()
+    if py27 is None:
+        pytest.skip('needs CPython 2.7 under pyenv')
+    got = clients.run(py27, 'py27_peer.py', 'list-slices')
+    assert got['slices'] == [[1, 2, 3, 4, 5], [0, 1], [4, 5], [0, 1], [2, 3, 4, 5], [0, 2, 4]]
+    assert got['after_del'] == [2, 3, 4, 5]

@@ -2,7 +2,8 @@
 
 Runs under CPython 2.7 and 3.x alike (no fmclient: that needs 3.6+).
 `master N`: puts N tasks on get_task (int, bytes, text, a set, a nested
-tuple), then reads N results and prints them. `put-bytes`: (2.7) puts
+tuple), then reads N results and prints them. `list-slices`: slices a list
+proxy as 2.7 does it. `put-bytes`: (2.7) puts
 a str of non-ASCII bytes; `get-one`: gets one item and reports it, or the
 error, and the queue's size after. `worker`: gets tasks until
 None, puts back what it got with its own types' names, then tries one
@@ -32,7 +33,16 @@ def main():
     m.connect()
     task, result = m.get_task(), m.get_result()
     out = {'python': list(sys.version_info[:2])}
-    if sys.argv[1] == 'put-bytes':
+    if sys.argv[1] == 'list-slices':
+        # 2.7's ListProxy slices with __getslice__ / __delslice__.
+        from multiprocessing.managers import SyncManager
+        sm = SyncManager(address=m.address, authkey=os.environ['FM_AUTHKEY'].encode('ascii'))
+        sm.connect()
+        lst = sm.list(range(6))
+        out['slices'] = [lst[1:], lst[:2], lst[-2:], lst[-100:2], lst[2:100], lst[::2]]
+        del lst[0:2]
+        out['after_del'] = lst[:]
+    elif sys.argv[1] == 'put-bytes':
         # A 2.7 str of non-ASCII bytes, which Python 3 cannot unpickle.
         task.put('caf\xc3\xa9')
     elif sys.argv[1] == 'get-one':

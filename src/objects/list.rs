@@ -90,6 +90,24 @@ fn ret_item(item: Item) -> Reply {
 // ---------------------------------------------------------------------------
 // The type
 
+/// The methods Python 2.7's ListProxy calls for `l[i:j]` and `del l[i:j]`,
+/// served beside the exposed ones (not listed in `exposed`, which Python 3
+/// clients see). `__setslice__` is not served: it stores, and storing
+/// methods are the exposed ones.
+pub const PYTHON2_SLICE_METHODS: &[&str] = &["__getslice__", "__delslice__"];
+
+/// `__getslice__(i, j)`'s bounds as a slice: Python 2 has already added
+/// `len` to negative bounds, so what is still negative means 0, and an
+/// omitted stop is `sys.maxsize`.
+fn python2_slice(d: &crate::pickle::Decoded, args: &[NodeId]) -> Result<Index, PyException> {
+    let bound = |n: NodeId| match int_arg(d, n) {
+        Some(Ok(v)) => Ok(v.max(0)),
+        Some(Err(negative)) => Ok(if negative { 0 } else { i64::MAX }),
+        None => Err(PyException::type_error("slice indices must be integers")),
+    };
+    Ok(Index::Slice(Slice { start: Some(bound(args[0])?), stop: Some(bound(args[1])?), step: None }))
+}
+
 /// Reads `method(args, kwds)` with `list`'s signatures.
 pub fn parse_call(req: &Request<'_, '_>) -> Result<ListCall, CallError> {
     let d = req.pickle;
@@ -139,6 +157,9 @@ pub fn parse_call(req: &Request<'_, '_>) -> Result<ListCall, CallError> {
         "__contains__" => ListCall::Contains(PyValue::from_node(d, exactly("__contains__", 1)?[0])),
         "__delitem__" => ListCall::DelItem(index_arg(d, exactly("__delitem__", 1)?[0])?),
         "__getitem__" => ListCall::GetItem(index_arg(d, exactly("__getitem__", 1)?[0])?),
+        // Python 2.7's ListProxy: `l[i:j]` and `del l[i:j]` (see PYTHON2_SLICE_METHODS).
+        "__getslice__" => ListCall::GetItem(python2_slice(d, exactly("__getslice__", 2)?)?),
+        "__delslice__" => ListCall::DelItem(python2_slice(d, exactly("__delslice__", 2)?)?),
         "__len__" => {
             exactly("__len__", 0)?;
             ListCall::Len

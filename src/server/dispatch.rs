@@ -182,7 +182,9 @@ pub fn method_call(
     let object = &mut entry.object;
     let parsed = match parsed {
         Some(parsed) => parsed,
-        None if !object.exposed().contains(&req.method) => {
+        None if !object.exposed().contains(&req.method)
+            && !crate::objects::list::PYTHON2_SLICE_METHODS.contains(&req.method) =>
+        {
             let text = |r: Result<String, PyException>| match r {
                 Ok(s) => Reply::Return(Value::Str(s)),
                 Err(e) => Reply::traceback(&e),
