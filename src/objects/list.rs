@@ -96,18 +96,6 @@ fn ret_item(item: Item) -> Reply {
 /// methods are the exposed ones.
 pub const PYTHON2_SLICE_METHODS: &[&str] = &["__getslice__", "__delslice__"];
 
-/// `__getslice__(i, j)`'s bounds as a slice: Python 2 has already added
-/// `len` to negative bounds, so what is still negative means 0, and an
-/// omitted stop is `sys.maxsize`.
-fn python2_slice(d: &crate::pickle::Decoded, args: &[NodeId]) -> Result<Index, PyException> {
-    let bound = |n: NodeId| match int_arg(d, n) {
-        Some(Ok(v)) => Ok(v.max(0)),
-        Some(Err(negative)) => Ok(if negative { 0 } else { i64::MAX }),
-        None => Err(PyException::type_error("slice indices must be integers")),
-    };
-    Ok(Index::Slice(Slice { start: Some(bound(args[0])?), stop: Some(bound(args[1])?), step: None }))
-}
-
 /// Reads `method(args, kwds)` with `list`'s signatures.
 pub fn parse_call(req: &Request<'_, '_>) -> Result<ListCall, CallError> {
     let d = req.pickle;

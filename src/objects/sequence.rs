@@ -295,6 +295,18 @@ pub(crate) fn range_elements(range: RangeCall) -> Result<Vec<StoredValue>, PyExc
     Ok((0..n as i128).map(|i| synthesized(|w| w.int((start + i * step) as i64))).collect())
 }
 
+/// `__getslice__(i, j)`'s bounds as a slice: Python 2 has already added
+/// `len` to negative bounds, so what is still negative means 0, and an
+/// omitted stop is `sys.maxsize`.
+pub(crate) fn python2_slice(d: &Decoded, args: &[NodeId]) -> Result<Index, PyException> {
+    let bound = |n: NodeId| match int_arg(d, n) {
+        Some(Ok(v)) => Ok(v.max(0)),
+        Some(Err(negative)) => Ok(if negative { 0 } else { i64::MAX }),
+        None => Err(PyException::type_error("slice indices must be integers")),
+    };
+    Ok(Index::Slice(Slice { start: Some(bound(args[0])?), stop: Some(bound(args[1])?), step: None }))
+}
+
 /// If node `id` is a proxy for an object of this server (`RebuildProxy`),
 /// that object. CPython rebuilds such arguments as the referent (3.6/3.7)
 /// or a proxy to it; constructors use this to copy from it.

@@ -66,7 +66,7 @@ pub(super) struct Worker {
     /// Under `--fsync always`: the replies of this loop turn held until
     /// one sync covers the log position `held_at` (group commit).
     held: Vec<Delivery>,
-    held_at: Option<(u64, Arc<crate::store::LogWriter>, ())>,
+    held_at: Option<(u64, Arc<crate::store::LogWriter>)>,
     inbox: Vec<Mail>,
     /// The earliest deadline of a call this worker's connections parked.
     pub(super) next_deadline: Option<Instant>,
@@ -183,7 +183,7 @@ impl Worker {
             let mut core = self.shared.lock();
             let r = f(&mut core, &mut self.out);
             if let Some(at) = core.log_changes() {
-                logged = Some((at, core.durable.as_ref().expect("logged").log.clone(), ()));
+                logged = Some((at, core.durable.as_ref().expect("logged").log.clone()));
             }
             // Hosted objects this step freed are given back to their host
             // at once (its program may be waiting to see them go).
@@ -207,8 +207,8 @@ impl Worker {
         // turn are held behind it, so a connection's replies keep their
         // order.
         match logged {
-            Some((at, log, _)) if log.policy() == crate::store::Fsync::Always => {
-                self.held_at = Some((at, log, ()));
+            Some((at, log)) if log.policy() == crate::store::Fsync::Always => {
+                self.held_at = Some((at, log));
                 self.held.append(&mut self.out);
             }
             _ if self.held_at.is_some() => self.held.append(&mut self.out),
@@ -227,7 +227,7 @@ impl Worker {
     /// instead (the change stays in memory: a put's item may still be
     /// taken).
     pub(super) fn flush_held(&mut self) {
-        while let Some((at, log, ())) = self.held_at.take() {
+        if let Some((at, log)) = self.held_at.take() {
             let mut held = std::mem::take(&mut self.held);
             if let Err(why) = log.wait(at) {
                 let e = crate::protocol::PyException::os_error(format!(
