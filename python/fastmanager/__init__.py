@@ -8,9 +8,10 @@ Workers keep using the standard library's clients unchanged.
 """
 from .managers import BaseManager, Server, SyncManager
 from .reconnect import MaybeAppliedError, ObjectLostError, ReconnectError
+from .stat import stat
 
 __all__ = ['BaseManager', 'SyncManager', 'Server', 'Manager', 'ReconnectError',
-           'MaybeAppliedError', 'ObjectLostError']
+           'MaybeAppliedError', 'ObjectLostError', 'stat']
 
 
 def Manager():

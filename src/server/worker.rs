@@ -312,6 +312,9 @@ impl Worker {
                         && c.client() == conn.client
                     {
                         c.set_peer(found);
+                        if let Some(p) = found {
+                            self.shared.stats.clients.found_pid(conn.client, p.pid);
+                        }
                         self.resume.push_back(token);
                     }
                 }
@@ -356,10 +359,12 @@ impl Worker {
                         // Closed at once: the client sees EOF, instead of
                         // waiting in the backlog for a slot.
                         self.refused += 1;
+                        self.shared.stats.worker(self.index).refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         drop(stream);
                         continue;
                     }
                     live.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    self.shared.stats.worker(self.index).accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let client = self.next_client;
                     self.next_client += 1;
                     // In turn: connections of one kind (a benchmark's
@@ -397,6 +402,9 @@ impl Worker {
             self.shared.live_connections.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
             return;
         }
+        let host = conn.stream().peer_host();
+        tracing::debug!(conn = slot, client, host = %host, "connected");
+        self.shared.stats.clients.opened(client, host);
         self.conns[slot] = Some(conn);
         // The client may already have sent its answer.
         self.resume.push_back(token);
@@ -532,6 +540,10 @@ impl Worker {
         let _ = self.poll.registry().deregister(conn.stream_mut());
         self.free_slots.push(token.0);
         self.shared.live_connections.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            tracing::debug!(conn = token.0, client = %self.shared.stats.clients.describe(conn.client()), "disconnected");
+        }
+        self.shared.stats.clients.closed(conn.client());
         let serving_peer = conn.serving_peer();
         if conn.is_parked() || !conn.touched().is_empty() || serving_peer.is_some() {
             let me = ConnRef { worker: self.index, slot: token.0, client: conn.client() };

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
+
+mod stat;
 use crate::registry::Registration;
 use crate::pickle::DecodeLimits;
 use crate::address::ListenAddress;
@@ -15,8 +17,19 @@ use crate::server::{Config, Limits, Server};
 #[derive(Parser)]
 #[command(name = "fastmanager", version, about = "A Rust server for CPython's multiprocessing.managers protocol")]
 struct Cli {
+    /// How log lines are written (to stderr): text, or JSON lines for log
+    /// shippers.
+    #[arg(long, value_enum, global = true, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -26,6 +39,26 @@ enum Command {
     /// Durable store (issue 16): check a --data-dir's log; with --repair,
     /// cut it where it goes bad (as redis-check-aof --fix).
     CheckData(CheckDataArgs),
+    /// A running server's figures: connections, requests, objects and
+    /// their depths, blocked calls, memory, slow calls.
+    Stat(stat::StatArgs),
+}
+
+/// The authkey, one of three ways (serve and stat).
+#[derive(Args)]
+#[group(id = "key", multiple = false)]
+struct AuthkeyArgs {
+    /// The authkey clients use (as in BaseManager(authkey=b"...")).
+    #[arg(long)]
+    authkey: Option<String>,
+
+    /// Read the authkey from this environment variable.
+    #[arg(long, value_name = "VAR")]
+    authkey_env: Option<String>,
+
+    /// Read the authkey from this file (one trailing newline is ignored).
+    #[arg(long, value_name = "PATH")]
+    authkey_file: Option<PathBuf>,
 }
 
 /// `fastmanager check-data PATH [--repair]`.
@@ -44,17 +77,8 @@ struct ServeArgs {
     #[arg(long, default_value = "127.0.0.1:50000", value_parser = parse_address)]
     address: ListenAddress,
 
-    /// The authkey clients use (as in BaseManager(authkey=b"...")).
-    #[arg(long, group = "key")]
-    authkey: Option<String>,
-
-    /// Read the authkey from this environment variable.
-    #[arg(long, group = "key", value_name = "VAR")]
-    authkey_env: Option<String>,
-
-    /// Read the authkey from this file (one trailing newline is ignored).
-    #[arg(long, group = "key", value_name = "PATH")]
-    authkey_file: Option<PathBuf>,
+    #[command(flatten)]
+    key: AuthkeyArgs,
 
     /// NAME=KIND: NAME returns a proxy to one object of KIND that lives as
     /// long as the server. KIND is a SyncManager typeid with its arguments,
@@ -122,6 +146,27 @@ struct ServeArgs {
     /// groups), everysec, or no (as Redis's appendfsync).
     #[arg(long, value_enum, default_value_t = crate::store::Fsync::Everysec, requires = "data_dir")]
     fsync: crate::store::Fsync,
+
+    /// Log a warning for each request whose server time passes N
+    /// microseconds (and keep the last 128 for `fastmanager stat`).
+    #[arg(long, value_name = "N")]
+    slow_call_us: Option<u64>,
+
+    /// Serve Prometheus metrics at http://HOST:PORT/metrics (a bare PORT
+    /// listens on 127.0.0.1). Off by default.
+    #[arg(long, value_name = "HOST:PORT", value_parser = parse_metrics_address)]
+    metrics_address: Option<std::net::SocketAddr>,
+}
+
+fn parse_metrics_address(s: &str) -> Result<std::net::SocketAddr, String> {
+    if let Ok(port) = s.parse::<u16>() {
+        return Ok(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    use std::net::ToSocketAddrs;
+    s.to_socket_addrs()
+        .map_err(|e| format!("expected HOST:PORT or PORT, got {s:?} ({e})"))?
+        .next()
+        .ok_or_else(|| format!("{s:?} names no address"))
 }
 
 fn parse_seconds(s: &str) -> Result<Duration, String> {
@@ -190,7 +235,13 @@ fn parse_registration(s: &str) -> Result<Registration, String> {
     s.parse().map_err(|e: crate::registry::KindError| e.to_string())
 }
 
-fn read_authkey(args: &ServeArgs) -> Result<Vec<u8>> {
+impl AuthkeyArgs {
+    fn read(&self) -> Result<Vec<u8>> {
+        read_authkey(self)
+    }
+}
+
+fn read_authkey(args: &AuthkeyArgs) -> Result<Vec<u8>> {
     if let Some(k) = &args.authkey {
         return Ok(k.clone().into_bytes());
     }
@@ -229,7 +280,7 @@ fn tune_allocator() {
 fn serve(args: ServeArgs) -> Result<()> {
     args.check()?;
     tune_allocator();
-    let authkey = read_authkey(&args)?;
+    let authkey = args.key.read()?;
     let mut config = Config::new(args.address.clone(), authkey);
     config.limits = args.limits();
     config.registrations = args.registrations;
@@ -238,8 +289,25 @@ fn serve(args: ServeArgs) -> Result<()> {
     config.threads = args.threads.map_or(0, usize::from);
     config.data_dir = args.data_dir;
     config.fsync = args.fsync;
+    config.slow_call = args.slow_call_us.map(Duration::from_micros);
+    config.metrics_address = args.metrics_address;
     let mut server = Server::bind(config).with_context(|| format!("cannot listen on {}", args.address))?;
     server.run().context("event loop failed")
+}
+
+/// Log lines to stderr, at the level RUST_LOG asks (default `info`).
+fn init_logging(format: LogFormat) {
+    let filter = || tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    // try_init: an embedding program may call this more than once.
+    let _ = match format {
+        LogFormat::Json => tracing_subscriber::fmt().json().with_env_filter(filter()).with_writer(std::io::stderr).try_init(),
+        LogFormat::Text => tracing_subscriber::fmt()
+            .with_env_filter(filter())
+            .with_writer(std::io::stderr)
+            // Colour codes only for a terminal, not in log files.
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+    };
 }
 
 /// Parses `args` (program name first) and runs the command; returns the
@@ -249,15 +317,6 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
-    // try_init: an embedding program may call this more than once.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        // Colour codes only for a terminal, not in log files.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(e) => {
@@ -265,8 +324,10 @@ where
             return if e.use_stderr() { 2 } else { 0 };
         }
     };
+    init_logging(cli.log_format);
     let result = match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Stat(args) => stat::run(args),
         Command::CheckData(args) => match crate::store::check(&args.path, args.repair) {
             // A log that was bad (even if now repaired) exits 1, as
             // redis-check-aof does, so scripts notice.
