@@ -14,10 +14,11 @@ __all__ = ['BaseManager', 'SyncManager', 'Server', 'Manager', 'ReconnectError',
            'MaybeAppliedError', 'ObjectLostError', 'stat']
 
 
-def Manager():
+def Manager(**options):
     """A started :class:`SyncManager` served by the Rust server, as
-    ``multiprocessing.Manager()`` returns a started stdlib one."""
-    m = SyncManager()
+    ``multiprocessing.Manager()`` returns a started stdlib one; ``options``
+    are the server's (``managers.SERVER_OPTIONS``)."""
+    m = SyncManager(**options)
     m.start()
     return m
 

@@ -3,16 +3,17 @@
 
 use std::ffi::OsString;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 
+mod options;
 mod stat;
+
+pub use options::embedded_config;
 use crate::registry::Registration;
-use crate::pickle::DecodeLimits;
 use crate::address::ListenAddress;
-use crate::server::{Config, Limits, Server};
+use crate::server::{Config, Server};
 
 #[derive(Parser)]
 #[command(name = "fastmanager", version, about = "A Rust server for CPython's multiprocessing.managers protocol")]
@@ -88,111 +89,12 @@ struct ServeArgs {
     #[arg(long = "register", value_name = "NAME=KIND", value_parser = parse_registration)]
     registrations: Vec<Registration>,
 
-    /// Largest request frame accepted from an authenticated client.
-    #[arg(long, default_value_t = 256 << 20, value_name = "BYTES")]
-    max_frame_bytes: usize,
-
-    /// Refuse the HMAC-MD5 answers of Python 3.11 and older clients.
-    #[arg(long)]
-    no_legacy_md5: bool,
-
-    /// Worker threads serving connections (each an event loop; objects
-    /// are shared). Default: two per core this process may use. 1 serves
-    /// everything from one event loop.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
-    threads: Option<u16>,
-
-    /// Open client connections; more are accepted and closed at once.
-    #[arg(long, default_value_t = Limits::default().max_connections, value_name = "N")]
-    max_connections: usize,
-
-    /// Seconds a new connection has to authenticate and send its first
-    /// request.
-    #[arg(long, default_value = "10", value_name = "SECONDS", value_parser = parse_seconds)]
-    handshake_timeout: Duration,
-
-    /// Seconds a client with 8 MiB of unread replies may read nothing
-    /// before it is disconnected.
-    #[arg(long, default_value = "60", value_name = "SECONDS", value_parser = parse_seconds)]
-    send_timeout: Duration,
-
-    /// Deepest nesting (containers and MARKs) of a request pickle.
-    #[arg(long, default_value_t = Limits::default().pickle.max_depth, value_name = "N")]
-    max_pickle_depth: usize,
-
-    /// Memo indices of a request pickle must be below this.
-    #[arg(long, default_value_t = Limits::default().pickle.max_memo, value_name = "N")]
-    max_pickle_memo: usize,
-
-    /// Most values (pickle stack entries) in one request.
-    #[arg(long, default_value_t = Limits::default().pickle.max_nodes, value_name = "N")]
-    max_pickle_values: usize,
-
-    /// Bytes one shared object may store [default: a quarter of the RAM].
-    #[arg(long, value_name = "BYTES")]
-    max_object_bytes: Option<usize>,
-
-    /// Bytes all shared objects together may store [default: half the RAM].
-    #[arg(long, value_name = "BYTES")]
-    max_total_bytes: Option<usize>,
-
-    // Durable store (issue 16).
-    /// Keep the named queues (--register) in this directory, across
-    /// crashes and restarts.
-    #[arg(long, value_name = "PATH")]
-    data_dir: Option<PathBuf>,
-
-    /// When the data dir's log is synced: always (before replies, in
-    /// groups), everysec, or no (as Redis's appendfsync).
-    #[arg(long, value_enum, default_value_t = crate::store::Fsync::Everysec, requires = "data_dir")]
-    fsync: crate::store::Fsync,
-
-    /// Log a warning for each request whose server time passes N
-    /// microseconds (and keep the last 128 for `fastmanager stat`).
-    #[arg(long, value_name = "N")]
-    slow_call_us: Option<u64>,
-
-    /// Serve Prometheus metrics at http://HOST:PORT/metrics (a bare PORT
-    /// listens on 127.0.0.1). Off by default.
-    #[arg(long, value_name = "HOST:PORT", value_parser = parse_metrics_address)]
-    metrics_address: Option<std::net::SocketAddr>,
+    #[command(flatten)]
+    options: options::ServerOptions,
 }
 
-fn parse_metrics_address(s: &str) -> Result<std::net::SocketAddr, String> {
-    if let Ok(port) = s.parse::<u16>() {
-        return Ok(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
-    }
-    use std::net::ToSocketAddrs;
-    s.to_socket_addrs()
-        .map_err(|e| format!("expected HOST:PORT or PORT, got {s:?} ({e})"))?
-        .next()
-        .ok_or_else(|| format!("{s:?} names no address"))
-}
 
-fn parse_seconds(s: &str) -> Result<Duration, String> {
-    match s.parse::<f64>() {
-        Ok(v) if v > 0.0 && v.is_finite() => Ok(Duration::from_secs_f64(v)),
-        _ => Err(format!("expected a positive number of seconds, got {s:?}")),
-    }
-}
 
-impl ServeArgs {
-    fn limits(&self) -> Limits {
-        let defaults = Limits::default();
-        Limits {
-            max_connections: self.max_connections,
-            handshake_timeout: self.handshake_timeout,
-            send_timeout: self.send_timeout,
-            pickle: DecodeLimits {
-                max_depth: self.max_pickle_depth,
-                max_memo: self.max_pickle_memo,
-                max_nodes: self.max_pickle_values,
-            },
-            max_object_bytes: self.max_object_bytes.unwrap_or(defaults.max_object_bytes),
-            max_total_bytes: self.max_total_bytes.unwrap_or(defaults.max_total_bytes),
-        }
-    }
-}
 
 /// Every typeid SyncManager registers (Pool too, which this server does
 /// not serve): a `--register` name is looked up before them, so the same
@@ -205,12 +107,7 @@ const SYNC_MANAGER_TYPEIDS: &[&str] = &[
 impl ServeArgs {
     /// Refuses values that parse but cannot be meant.
     fn check(&self) -> Result<()> {
-        if self.max_connections == 0 {
-            bail!("--max-connections 0 would refuse every client");
-        }
-        if self.max_frame_bytes == 0 {
-            bail!("--max-frame-bytes 0 would refuse every request");
-        }
+        self.options.check()?;
         let mut seen = std::collections::HashSet::new();
         for r in &self.registrations {
             if SYNC_MANAGER_TYPEIDS.contains(&r.name.as_str()) {
@@ -282,15 +179,8 @@ fn serve(args: ServeArgs) -> Result<()> {
     tune_allocator();
     let authkey = args.key.read()?;
     let mut config = Config::new(args.address.clone(), authkey);
-    config.limits = args.limits();
+    args.options.apply(&mut config);
     config.registrations = args.registrations;
-    config.max_frame = args.max_frame_bytes;
-    config.allow_legacy_md5 = !args.no_legacy_md5;
-    config.threads = args.threads.map_or(0, usize::from);
-    config.data_dir = args.data_dir;
-    config.fsync = args.fsync;
-    config.slow_call = args.slow_call_us.map(Duration::from_micros);
-    config.metrics_address = args.metrics_address;
     let mut server = Server::bind(config).with_context(|| format!("cannot listen on {}", args.address))?;
     server.run().context("event loop failed")
 }

@@ -33,7 +33,7 @@ pub struct StatArgs {
     watch: bool,
 
     /// Seconds between --watch lines.
-    #[arg(long, default_value = "1", value_parser = super::parse_seconds, requires = "watch")]
+    #[arg(long, default_value = "1", value_parser = super::options::parse_seconds, requires = "watch")]
     interval: Duration,
 
     /// Stop --watch after this many lines (default: never).
