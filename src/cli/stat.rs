@@ -222,9 +222,9 @@ fn watch(args: &StatArgs, authkey: &[u8]) -> Result<()> {
         println!(
             "{:>12.1} {:>12} {:>12} {:>10}",
             rate,
-            s["connections"]["open"],
-            s["objects"]["queued_items"],
-            s["blocked"]["total"]
+            u(&s["connections"]["open"]),
+            u(&s["objects"]["queued_items"]),
+            u(&s["blocked"]["total"])
         );
         lines += 1;
         if args.count.is_some_and(|c| lines >= c) {

@@ -219,7 +219,7 @@ impl Snapshot {
             *waiting.entry(p.object).or_insert(0) += 1;
         }
         let name_of: BTreeMap<ObjectId, &str> = state.registry.named().map(|(n, id)| (id, n)).collect();
-        let named = state
+        let mut named: Vec<NamedObject> = state
             .registry
             .named()
             .filter_map(|(name, id)| {
@@ -238,6 +238,7 @@ impl Snapshot {
                 })
             })
             .collect();
+        named.sort_by(|a, b| a.name.cmp(&b.name));
         let by_object = waiting
             .iter()
             .map(|(&id, &n)| BlockedOn {
