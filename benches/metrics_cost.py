@@ -11,7 +11,9 @@ queue) per second with N stock client processes, side by side in one run:
 
 Modes alternate round by round, so drift on a noisy machine spreads over
 all of them; the table gives each mode's median and range, and the ratios
-of the medians.
+of the medians. Beside throughput it gives the server process's CPU time
+per round trip (user + system, from /proc), which what else runs on the
+machine disturbs far less than it disturbs throughput.
 
     python3 benches/metrics_cost.py [--clients 16] [--rounds 5] [--seconds 4]
                                     [--baseline-bin PATH]
@@ -60,7 +62,15 @@ def scrape(binary, every, stop):
                        stdout=subprocess.DEVNULL, check=True)
 
 
+def cpu_seconds(pid):
+    """User + system CPU time of process `pid` so far."""
+    with open('/proc/%d/stat' % pid) as f:
+        fields = f.read().rsplit(')', 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
+
+
 def run(binary, mode, n, seconds, scrape_every, stat_binary):
+    """Round trips per second, and the server's CPU µs per round trip."""
     cmd = [binary, 'serve', '--address', '127.0.0.1:%d' % PORT, '--authkey', 'bench', '--register', 'q=Queue']
     if mode == 'metrics':
         cmd += ['--metrics-address', '127.0.0.1:%d' % METRICS_PORT]
@@ -80,6 +90,7 @@ def run(binary, mode, n, seconds, scrape_every, stat_binary):
             p.start()
         time.sleep(0.3)
         scraper = None
+        cpu_before = cpu_seconds(server.pid)
         if mode == 'metrics':
             scraper = threading.Thread(target=scrape, args=(stat_binary, scrape_every, stop))
             scraper.start()
@@ -89,7 +100,8 @@ def run(binary, mode, n, seconds, scrape_every, stat_binary):
         stop.set()
         if scraper:
             scraper.join()
-        return sum(counts) / seconds
+        cpu = cpu_seconds(server.pid) - cpu_before
+        return sum(counts) / seconds, cpu * 1e6 / max(1, sum(counts))
     finally:
         server.terminate()
         server.wait()
@@ -108,21 +120,26 @@ def main():
     if args.baseline_bin:
         modes.insert(0, ('before', args.baseline_bin))
     rates = {m: [] for m, _ in modes}
+    cpu = {m: [] for m, _ in modes}
     for r in range(args.rounds):
         for mode, binary in modes:
-            rates[mode].append(run(binary, mode, args.clients, args.seconds, args.scrape, args.bin))
-        print('round %d: %s' % (r + 1, '  '.join('%s %.0f' % (m, rates[m][-1]) for m, _ in modes)), flush=True)
+            rate, us = run(binary, mode, args.clients, args.seconds, args.scrape, args.bin)
+            rates[mode].append(rate)
+            cpu[mode].append(us)
+        print('round %d: %s' % (r + 1, '  '.join('%s %.0f/s %.2fus' % (m, rates[m][-1], cpu[m][-1]) for m, _ in modes)),
+              flush=True)
     print('\nN = %d stock clients, %d rounds of %.0f s, scrape every %.1f s' % (
         args.clients, args.rounds, args.seconds, args.scrape))
-    print('%8s %10s %10s %10s' % ('mode', 'median/s', 'min', 'max'))
+    print('%8s %10s %10s %10s %14s %8s %8s' % ('mode', 'median/s', 'min', 'max', 'cpu us/trip', 'min', 'max'))
     for mode, _ in modes:
-        v = rates[mode]
-        print('%8s %10.0f %10.0f %10.0f' % (mode, statistics.median(v), min(v), max(v)))
-    off = statistics.median(rates['off'])
-    print('metrics / off: %.3f' % (statistics.median(rates['metrics']) / off))
-    if args.baseline_bin:
-        print('off / before: %.3f' % (off / statistics.median(rates['before'])))
-        print('metrics / before: %.3f' % (statistics.median(rates['metrics']) / statistics.median(rates['before'])))
+        v, c = rates[mode], cpu[mode]
+        print('%8s %10.0f %10.0f %10.0f %14.2f %8.2f %8.2f' % (
+            mode, statistics.median(v), min(v), max(v), statistics.median(c), min(c), max(c)))
+    med = {m: (statistics.median(rates[m]), statistics.median(cpu[m])) for m, _ in modes}
+    pairs = [('metrics', 'off')] + ([('off', 'before'), ('metrics', 'before')] if args.baseline_bin else [])
+    for a, b in pairs:
+        print('%s / %s: throughput %.3f, server cpu per round trip %.3f' % (
+            a, b, med[a][0] / med[b][0], med[a][1] / med[b][1]))
 
 
 if __name__ == '__main__':
