@@ -3,7 +3,6 @@
 //! without the core's lock; one step under the lock applies the request
 //! (`core.rs`); the reply is encoded and written after it.
 
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
 use mio::Token;
@@ -20,6 +19,7 @@ use super::core::{ControlDone, Prepared};
 use super::dispatch::AfterControl;
 use super::identify::{self, Quick};
 use super::peers::PeerProcess;
+use super::stats::counters::WorkerCounters;
 use super::stats::slowlog::SlowCall;
 use super::stats::snapshot::Snapshot;
 use super::stats::STAT_REQUEST;
@@ -61,12 +61,12 @@ impl Worker {
                 let conn = self.conns[token.0].as_mut().expect("live");
                 match conn.on_handshake_frame(&config.authkey, config.allow_legacy_md5, frame) {
                     Err(why) => {
-                        counters.auth_failed.fetch_add(1, Relaxed);
+                        WorkerCounters::add(&counters.auth_failed, 1);
                         let who = stats.clients.describe(conn.client());
                         warn!(conn = token.0, client = %who, "authentication failed: {why}");
                     }
                     Ok(()) if conn.phase() == Phase::AwaitControl => {
-                        counters.auth_ok.fetch_add(1, Relaxed);
+                        WorkerCounters::add(&counters.auth_ok, 1);
                         stats.clients.authenticated(conn.client());
                         debug!(conn = token.0, client = %stats.clients.describe(conn.client()), "authenticated");
                     }
@@ -99,7 +99,7 @@ impl Worker {
         let stats = &self.shared.stats;
         stats.worker(self.index()).request(call.slot, bytes, took);
         if stats.slow.is_slow(took) {
-            stats.worker(self.index()).slow_calls.fetch_add(1, Relaxed);
+            WorkerCounters::add(&stats.worker(self.index()).slow_calls, 1);
             let client = self.conns.get(token.0).and_then(Option::as_ref).map_or(0, |c| c.client());
             stats.slow.record(SlowCall {
                 at: 0.0,
@@ -258,10 +258,10 @@ impl Worker {
         let buffer = std::mem::take(&mut self.reply_buffer);
         let counters = self.shared.stats.worker(self.index());
         if matches!(reply, Reply::Error(_) | Reply::ErrorItem { .. } | Reply::Traceback(_)) {
-            counters.errors.fetch_add(1, Relaxed);
+            WorkerCounters::add(&counters.errors, 1);
         }
         let encoded = reply.into_encoded_in(buffer);
-        counters.bytes_sent.fetch_add(encoded.len() as u64 + 4, Relaxed);
+        WorkerCounters::add(&counters.bytes_sent, encoded.len() as u64 + 4);
         if let Some(conn) = self.conns.get_mut(token.0).and_then(Option::as_mut)
             && let Some(spare) = conn.send_encoded(encoded)
             && spare.capacity() <= KEEP_REPLY_BUFFER
