@@ -245,7 +245,7 @@ impl Server {
             return Err(io::Error::other("the server already ran"));
         }
         // The bound address, not the asked one: `HOST:0` logs its real port.
-        let bound = stats::snapshot::address_text(&self.address);
+        let bound = self.address.to_string();
         info!(address = %bound, threads = workers.len(), "fastmanager serving");
         let finder = identify::spawn_finder(self.shared.embedded.load(Ordering::SeqCst), self.shared.clone())?;
         for w in &mut workers {

@@ -117,21 +117,21 @@ impl Worker {
     /// later (see [`Worker::on_frame`]).
     fn on_control(&mut self, token: Token, frame: &[u8]) -> Option<Served> {
         let limits = self.shared.config.limits.pickle;
-        let other = Served { slot: self.shared.stats.methods.slot(""), object: None };
+        let other = Served { slot: self.shared.stats.methods.other(), object: None };
         let parsed = decode_request(frame, &limits);
         let pickle = match parsed {
             Ok(p) => p,
-            Err(reply) => return self.refuse_control(token, reply).then_some(other),
+            Err(reply) => return self.answer_and_close(token, reply).then_some(other),
         };
         let req = match parse(&pickle) {
             Ok(r) => r,
-            Err(reply) => return self.refuse_control(token, reply).then_some(other),
+            Err(reply) => return self.answer_and_close(token, reply).then_some(other),
         };
         let served = Served { slot: self.shared.stats.methods.slot(req.method), object: None };
         debug!(conn = token.0, request = req.method, "control request");
         if req.method == STAT_REQUEST {
             let json = Snapshot::take(&self.shared).to_json();
-            return self.refuse_control(token, Reply::Return(crate::protocol::ReplyValue::Str(json))).then_some(served);
+            return self.answer_and_close(token, Reply::Return(crate::protocol::ReplyValue::Str(json))).then_some(served);
         }
         // References change hands (`create`, `incref`), or, while some
         // process holds references, a reference is dropped or a connection
@@ -173,8 +173,9 @@ impl Worker {
         Some(served)
     }
 
-    /// Answers a control request that could not be read, and closes.
-    fn refuse_control(&mut self, token: Token, reply: Reply) -> bool {
+    /// Answers a control request the core does not see (one that could
+    /// not be read, or `stat`), and closes, as after any control request.
+    fn answer_and_close(&mut self, token: Token, reply: Reply) -> bool {
         self.send(token, reply);
         if let Some(conn) = self.conn(token) {
             conn.close_when_flushed();
@@ -184,7 +185,7 @@ impl Worker {
 
     fn on_call(&mut self, token: Token, frame: &[u8]) -> Served {
         let limits = self.shared.config.limits.pickle;
-        let mut served = Served { slot: self.shared.stats.methods.slot(""), object: None };
+        let mut served = Served { slot: self.shared.stats.methods.other(), object: None };
         let pickle = match decode_request(frame, &limits) {
             Ok(p) => p,
             Err(reply) => {

@@ -46,7 +46,12 @@ impl MethodNames {
 
     /// The slot of `method` (the last one for a name no type knows).
     pub fn slot(&self, method: &str) -> usize {
-        self.index.get(method).copied().unwrap_or(self.names.len() - 1)
+        self.index.get(method).copied().unwrap_or_else(|| self.other())
+    }
+
+    /// The slot of requests that could not be read, and of unknown names.
+    pub fn other(&self) -> usize {
+        self.names.len() - 1
     }
 
     pub fn names(&self) -> &[&'static str] {
