@@ -113,7 +113,7 @@ struct ServeArgs {
     max_total_bytes: Option<usize>,
 
     // Durable store (issue 16).
-    /// Keep the named queues (--register) in this directory, across
+    /// Keep the named objects (--register) in this directory, across
     /// crashes and restarts.
     #[arg(long, value_name = "PATH")]
     data_dir: Option<PathBuf>,
@@ -122,6 +122,11 @@ struct ServeArgs {
     /// groups), everysec, or no (as Redis's appendfsync).
     #[arg(long, value_enum, default_value_t = crate::store::Fsync::Everysec, requires = "data_dir")]
     fsync: crate::store::Fsync,
+
+    /// The data dir's log is compacted while serving once it is past this
+    /// size and twice its live data (as Redis's auto-aof-rewrite-min-size).
+    #[arg(long, value_name = "BYTES", default_value_t = crate::store::DEFAULT_COMPACT_MIN, requires = "data_dir")]
+    compact_min_bytes: u64,
 }
 
 fn parse_seconds(s: &str) -> Result<Duration, String> {
@@ -238,6 +243,7 @@ fn serve(args: ServeArgs) -> Result<()> {
     config.threads = args.threads.map_or(0, usize::from);
     config.data_dir = args.data_dir;
     config.fsync = args.fsync;
+    config.compact_min_bytes = args.compact_min_bytes;
     let mut server = Server::bind(config).with_context(|| format!("cannot listen on {}", args.address))?;
     server.run().context("event loop failed")
 }
