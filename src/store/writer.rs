@@ -312,3 +312,39 @@ impl LogWriter {
         r.map_err(|e| format!("cannot switch to the compacted log: {e}"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::record::{encode, scan, Op};
+
+    /// A switch keeps every record: the snapshot, the records the
+    /// compactor copied, those written after its copy, and later ones.
+    #[test]
+    fn a_switch_keeps_the_records_written_meanwhile() {
+        let dir = std::env::temp_dir().join(format!("fm-writer-switch-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = LogWriter::open(&dir, Fsync::Always, u64::MAX).unwrap();
+        let put = |data: &str| log.wait(log.append(|b| encode(b, Op::Put, "q", data.as_bytes()))).unwrap();
+        put("a");
+        put("b");
+        let copied = log.file_len();
+        put("c");
+        // The snapshot says `a` and `b` were one item `ab`; the compactor
+        // copied nothing after it, so the switch copies `c`.
+        let new = crate::store::compact_path(&dir);
+        let mut snap = Vec::new();
+        encode(&mut snap, Op::Put, "q", b"ab");
+        std::fs::write(&new, &snap).unwrap();
+        let len = log.switch(&new, copied).unwrap();
+        assert_eq!(len, log.file_len());
+        put("d");
+        log.stop();
+        let s = scan(&std::fs::read(crate::store::log_path(&dir)).unwrap()).unwrap();
+        let data: Vec<&[u8]> = s.records.iter().map(|r| &r.data[..]).collect();
+        assert_eq!(data, [&b"ab"[..], b"c", b"d"]);
+        assert!(!new.exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
