@@ -39,6 +39,15 @@ def client(seconds, counts, i, start):
     counts[i] = n
 
 
+def wait_listening(port):
+    while True:
+        try:
+            socket.create_connection(('127.0.0.1', port), 0.2).close()
+            return
+        except OSError:
+            time.sleep(0.01)
+
+
 def run(binary, mode, n, seconds):
     data = tempfile.mkdtemp(prefix='fm-durable-bench-')
     cmd = [binary, 'serve', '--address', '127.0.0.1:%d' % PORT, '--authkey', 'bench',
@@ -47,12 +56,7 @@ def run(binary, mode, n, seconds):
         cmd += ['--data-dir', data, '--fsync', mode]
     server = subprocess.Popen(cmd, stderr=subprocess.DEVNULL)
     try:
-        while True:
-            try:
-                socket.create_connection(('127.0.0.1', PORT), 0.2).close()
-                break
-            except OSError:
-                time.sleep(0.01)
+        wait_listening(PORT)
         counts = multiprocessing.Array('l', n)
         start = multiprocessing.Event()
         procs = [multiprocessing.Process(target=client, args=(seconds, counts, i, start)) for i in range(n)]

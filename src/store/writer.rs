@@ -57,8 +57,9 @@ struct Durable {
     upto: u64,
     /// Why the log could not be written, once it could not.
     failed: Option<String>,
-    /// The answer to the last switch request: the new file's length.
-    switched: Option<Result<u64, String>>,
+    /// The answer to the last switch request: the new file's length, and
+    /// the old file for the compactor to close.
+    switched: Option<Result<(u64, File), String>>,
 }
 
 /// When the compactor should run.
@@ -183,8 +184,11 @@ impl LogWriter {
     /// For the compactor: makes `new` (a synced snapshot followed by the
     /// log file's bytes up to `copied_upto`) the log. The thread copies
     /// the bytes written since, syncs it and renames it over the log,
-    /// between two batches. Returns the new file's length.
-    pub fn switch(&self, new: &Path, copied_upto: u64) -> Result<u64, String> {
+    /// between two batches. Returns the new file's length, and the old
+    /// file for the caller to close: closing it frees its blocks (a
+    /// quarter of a second for 76 MB on ext4 here), which this thread
+    /// does not wait for.
+    pub fn switch(&self, new: &Path, copied_upto: u64) -> Result<(u64, File), String> {
         {
             let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
             if p.stop {
@@ -267,10 +271,11 @@ impl LogWriter {
                 };
                 let answer = match r {
                     Ok((f, len)) => {
-                        file = f;
+                        // The compactor closes the old log (`switch`).
+                        let old = std::mem::replace(&mut file, f);
                         unsynced = false;
                         self.compaction.lock().unwrap_or_else(|e| e.into_inner()).file_len = len;
-                        Ok(len)
+                        Ok((len, old))
                     }
                     Err(e) => Err(e),
                 };
@@ -337,7 +342,7 @@ mod tests {
         let mut snap = Vec::new();
         encode(&mut snap, Op::Put, "q", b"ab");
         std::fs::write(&new, &snap).unwrap();
-        let len = log.switch(&new, copied).unwrap();
+        let (len, _old) = log.switch(&new, copied).unwrap();
         assert_eq!(len, log.file_len());
         put("d");
         log.stop();
