@@ -507,3 +507,18 @@ def test_a_compaction_cut_short_by_a_crash_is_ignored(durable, tmp_path):
     server.start()
     assert server.drain() == [0, 1, 2, 3, 4]
     assert not (tmp_path / 'data' / 'log.compact').exists()
+
+
+def test_a_name_registered_as_another_kind_starts_afresh_and_keeps_new_changes(durable, tmp_path):
+    server = kind_server(durable, 'dict')
+    server.start()
+    kind_client(server, 'dict', 0, 3)
+    server.kill9()
+    server = durable('always', extra=['--register', 'o=list'])
+    server.start()
+    assert kind_client(server, 'list', 0, 0) == []
+    assert 'do not fit' in server.output()
+    after = kind_client(server, 'list', 0, 4)
+    server.kill9()
+    server.start()
+    assert kind_client(server, 'list', 0, 0) == after[-1]

@@ -260,7 +260,17 @@ pub fn open_store(dir: &Path, config: &Config, registry: &Registry, objects: &mu
         o.for_each_item(&mut |_| items += 1);
         o.changes().expect("durable").keep();
     }
-    if scan.torn_at.is_some() {
+    if !replayed.unfit.is_empty() {
+        // The records that did not fit must go now: a later replay (the
+        // compactor's, the next start's) would stop at them again and
+        // skip the changes logged after them for the name's new kind.
+        let tmp = crate::store::compact_path(dir);
+        let mut f = std::fs::File::create(&tmp)?;
+        write_snapshot(ids.iter().map(|(n, &id)| (*n, &objects.get(id).expect("named objects exist").object)), &mut f)?;
+        drop(f);
+        std::fs::rename(&tmp, &path)?;
+        std::fs::File::open(dir)?.sync_all()?;
+    } else if scan.torn_at.is_some() {
         let log = std::fs::OpenOptions::new().write(true).open(&path)?;
         log.set_len(valid_len)?;
         log.sync_all()?;
