@@ -158,6 +158,15 @@ const SYNC_EVERY: u64 = 4 << 20;
 /// to copy while it writes nothing else.
 const SHORT_TAIL: u64 = 64 << 10;
 
+/// Bytes an unprivileged writer may still use on `dir`'s file system.
+fn free_bytes(dir: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a NUL-terminated path and a zeroed struct the call fills.
+    (unsafe { libc::statvfs(path.as_ptr(), &mut st) } == 0).then(|| st.f_bavail as u64 * st.f_frsize as u64)
+}
+
 /// Runs the calling thread (the compactor) at a lower CPU priority than
 /// the workers, so replaying a large log yields the cores to clients.
 fn lower_priority() {
@@ -353,6 +362,13 @@ impl Compactor {
         let live: u64 = objects.iter().map(|(n, o)| live_estimate(n, o)).sum();
         if upto <= live.saturating_mul(2) {
             return Ok(Compacted::NotWorth { live });
+        }
+        // A snapshot that filled the disk would make the log writer fail
+        // too (and refuse every change from then on): not without room.
+        if let Some(free) = free_bytes(&self.dir)
+            && free < live.saturating_mul(2)
+        {
+            return Err(format!("{free} bytes free, a snapshot of about {live} needs more"));
         }
         let path = crate::store::compact_path(&self.dir);
         let mut file = std::fs::File::create(&path).map_err(err)?;
