@@ -370,6 +370,7 @@ impl Compactor {
         {
             return Err(format!("{free} bytes free, a snapshot of about {live} needs more"));
         }
+        info!(log = upto, live, "compacting the data dir's log: writing a snapshot");
         let path = crate::store::compact_path(&self.dir);
         let mut file = std::fs::File::create(&path).map_err(err)?;
         let snapshot = write_snapshot(objects.iter().map(|(n, o)| (*n, o)), &mut file).map_err(err)?;
