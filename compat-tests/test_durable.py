@@ -150,6 +150,11 @@ def run_load(server, tmp_path, producers=3, consumers=2, seconds=1.5):
             logs[role].append(path)
             procs.append(subprocess.Popen(
                 [sys.executable, str(script), role, str(server.port), '%s%d' % (role, i), str(path)]))
+    # The load runs `seconds` once every loader is connected (its log is
+    # opened then): on a busy machine starting them can take longer.
+    deadline = time.time() + 30
+    while not all(p.exists() for p in logs['put'] + logs['get']) and time.time() < deadline:
+        time.sleep(0.02)
     time.sleep(seconds)
     server.kill9()
     for p in procs:

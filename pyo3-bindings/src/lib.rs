@@ -12,10 +12,13 @@ use fastmanager::protocol::Address;
 use fastmanager::registry::{ExtraTypeid, Registration};
 use fastmanager::server::host::{HostAnswer, HostEnd, HostRequest, Stopper};
 use fastmanager::address::ListenAddress;
-use fastmanager::server::{Config, Server};
+use fastmanager::cli::embedded_config;
+use fastmanager::server::Server;
 use pyo3::exceptions::{PyEOFError, PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple};
+
+mod logging;
 
 /// A bound server. `serve()` runs it (in the calling thread, GIL
 /// released) until `stop()` or a client's `shutdown` request.
@@ -36,17 +39,21 @@ impl NativeServer {
     /// `address`: `HOST:PORT` or `unix:PATH`; `registrations`: `NAME=KIND`
     /// named objects; `aliases`: `(typeid, kind, public_only)` built-in
     /// kinds under another typeid; `hosted`: `(typeid, public_only)`,
-    /// typeids Python creates.
+    /// typeids Python creates; `options`: the command line's server
+    /// options as flags (`["--max-connections", "100"]`).
     #[new]
-    #[pyo3(signature = (address, authkey, registrations=Vec::new(), aliases=Vec::new(), hosted=Vec::new()))]
+    #[pyo3(signature = (address, authkey, registrations=Vec::new(), aliases=Vec::new(), hosted=Vec::new(), options=Vec::new()))]
     fn new(
+        py: Python<'_>,
         address: &str,
         authkey: Vec<u8>,
         registrations: Vec<String>,
         aliases: Vec<(String, String, bool)>,
         hosted: Vec<(String, bool)>,
+        options: Vec<String>,
     ) -> PyResult<Self> {
-        let mut config = Config::new(parse_address(address)?, authkey);
+        logging::route_to_python(py)?;
+        let mut config = embedded_config(parse_address(address)?, authkey, &options).map_err(|e| PyValueError::new_err(format!("{e:#}")))?;
         config.handle_signals = false;
         for r in registrations {
             let parsed: Registration = r.parse().map_err(|e| PyValueError::new_err(format!("{e}")))?;

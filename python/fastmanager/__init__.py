@@ -8,15 +8,17 @@ Workers keep using the standard library's clients unchanged.
 """
 from .managers import BaseManager, Server, SyncManager
 from .reconnect import MaybeAppliedError, ObjectLostError, ReconnectError
+from .stat import stat
 
 __all__ = ['BaseManager', 'SyncManager', 'Server', 'Manager', 'ReconnectError',
-           'MaybeAppliedError', 'ObjectLostError']
+           'MaybeAppliedError', 'ObjectLostError', 'stat']
 
 
-def Manager():
+def Manager(**options):
     """A started :class:`SyncManager` served by the Rust server, as
-    ``multiprocessing.Manager()`` returns a started stdlib one."""
-    m = SyncManager()
+    ``multiprocessing.Manager()`` returns a started stdlib one; ``options``
+    are the server's (``managers.SERVER_OPTIONS``)."""
+    m = SyncManager(**options)
     m.start()
     return m
 

@@ -39,14 +39,18 @@ class NativeServer:
         registrations: Sequence[str] = ...,
         aliases: Sequence[Tuple[str, str, bool]] = ...,
         hosted: Sequence[Tuple[str, bool]] = ...,
+        options: Sequence[str] = ...,
     ) -> "NativeServer":
         """``address``: ``HOST:PORT`` or ``unix:PATH``; ``registrations``:
         ``NAME=KIND`` named objects; ``aliases``: ``(typeid, kind,
         public_only)``, built-in kinds under another typeid; ``hosted``:
-        ``(typeid, public_only)``, typeids Python creates.
+        ``(typeid, public_only)``, typeids Python creates; ``options``: the
+        ``fastmanager serve`` options as flags (``['--max-connections',
+        '100']``). Routes the server's log lines to ``logging`` (logger
+        ``fastmanager``).
 
-        Raises ValueError for a bad address, registration or kind, and
-        OSError when the address cannot be bound."""
+        Raises ValueError for a bad address, registration, kind or option,
+        and OSError when the address cannot be bound."""
 
     @property
     def address(self) -> Union[Tuple[str, int], str]:

@@ -10,6 +10,7 @@ the built-in types (see ``_host``), Python objects of this process
 otherwise.
 """
 import atexit
+import logging
 import sys
 import threading
 import warnings
@@ -31,6 +32,66 @@ def _address_text(address):
         host, port = address
         return '%s:%d' % (host or '0.0.0.0', port)
     return 'unix:' + address
+
+
+#: The server's options: keyword arguments of a manager (``BaseManager(
+#: address, authkey, max_connections=100)``) or attributes of its class.
+#: Each is the ``fastmanager serve`` option of the same name (``--max-
+#: connections``); ``None`` (and ``False``) leaves the server's default.
+SERVER_OPTIONS = (
+    'max_connections', 'max_frame_bytes', 'no_legacy_md5', 'threads',
+    'handshake_timeout', 'send_timeout', 'max_pickle_depth',
+    'max_pickle_memo', 'max_pickle_values', 'max_object_bytes',
+    'max_total_bytes', 'slow_call_us', 'metrics_address',
+)
+# Not yet: --data-dir and --fsync keep `--register` names, which a
+# package's manager does not make (its named objects are the results of
+# registered callables); making those durable is issue 16's work left.
+
+
+def _option_flags(options):
+    """``{'max_connections': 100, 'no_legacy_md5': True}`` as the command
+    line's flags, which the Rust side parses and checks as ``serve`` does."""
+    flags = []
+    for name in SERVER_OPTIONS:
+        value = options.get(name)
+        if value is None or value is False:
+            continue
+        flag = '--' + name.replace('_', '-')
+        if value is True:
+            flags.append(flag)
+        elif isinstance(value, tuple):          # ('127.0.0.1', 9100)
+            flags += [flag, '%s:%d' % value]
+        else:
+            flags += [flag, str(value)]
+    return flags
+
+
+class _ToMultiprocessingLogger(logging.Handler):
+    """Hands the server's records to the ``multiprocessing`` logger."""
+
+    def __init__(self, target):
+        logging.Handler.__init__(self)
+        self.target = target
+
+    def emit(self, record):
+        if self.target.isEnabledFor(record.levelno):
+            self.target.handle(record)
+
+
+def _follow_log_to_stderr():
+    """The server logs to the ``fastmanager`` logger (``logging``); a
+    program that asked ``multiprocessing.util.log_to_stderr()`` for the
+    ``multiprocessing`` logger sees those lines there too, at its level."""
+    target = util._logger
+    if target is None or not target.handlers:
+        return
+    logger = logging.getLogger('fastmanager')
+    if any(isinstance(h, _ToMultiprocessingLogger) for h in logger.handlers):
+        return
+    logger.addHandler(_ToMultiprocessingLogger(target))
+    if logger.level == logging.NOTSET:
+        logger.setLevel(target.getEffectiveLevel())
 
 
 def _split_registry(registry):
@@ -57,17 +118,19 @@ class Server(object):
     bound at once (``address`` is the real one, port 0 resolved)."""
 
     def __init__(self, registry, address, authkey, serializer='pickle',
-                 kept_objects_in_rust=True):
+                 kept_objects_in_rust=True, options=None):
         if serializer != 'pickle':
             raise ValueError('fastmanager speaks the pickle serializer only, '
                              'got %r' % (serializer,))
         if address is None:
             address = connection.arbitrary_address(connection.default_family)
         aliases, hosted = _split_registry(registry)
+        _follow_log_to_stderr()
         self.registry = registry
         self.authkey = process.AuthenticationString(authkey)
         self._native = _native.NativeServer(
-            _address_text(address), bytes(authkey), [], aliases, hosted)
+            _address_text(address), bytes(authkey), [], aliases, hosted,
+            _option_flags(options or {}))
         self.address = self._native.address
         if isinstance(address, tuple) and isinstance(self.address, tuple):
             # CPython reports the listener's own address: ('0.0.0.0', port)
@@ -147,9 +210,25 @@ class BaseManager(ReconnectingManager, _mpm.BaseManager):
     #: CPython's ``serve_forever()``, at Python speed.
     kept_objects_in_rust = True
 
+    def __init__(self, *args, **kwds):
+        options = {}
+        for name in SERVER_OPTIONS:
+            if name in kwds:
+                options[name] = kwds.pop(name)
+        super().__init__(*args, **kwds)
+        self._server_options = options
+
+    def server_options(self):
+        """The options the server gets: the class's attributes named in
+        ``SERVER_OPTIONS``, then this manager's keyword arguments."""
+        options = {name: getattr(self, name, None) for name in SERVER_OPTIONS}
+        options.update(getattr(self, '_server_options', {}))
+        return options
+
     def _make_server(self):
         return Server(self._registry, self._address, self._authkey,
-                      self._serializer, self.kept_objects_in_rust)
+                      self._serializer, self.kept_objects_in_rust,
+                      self.server_options())
 
     def _check_not_started(self):
         """CPython's errors for get_server()/start() on a used manager."""

@@ -124,6 +124,14 @@ impl Manager {
         expect(self.endpoint.control("number_of_objects", &[])?, "an int", PyValue::as_int)
     }
 
+    /// fastmanager's figures (`fastmanager stat`), as JSON text: one
+    /// control request on one connection. CPython's server does not know
+    /// the request and answers with an error.
+    pub fn stat(address: &Address, authkey: &[u8]) -> Result<String> {
+        let endpoint = Endpoint { address: address.clone(), authkey: authkey.to_vec() };
+        expect(endpoint.control(crate::server::stats::STAT_REQUEST, &[])?, "a str", |v| v.as_str().map(str::to_string))
+    }
+
     /// The server's description of its objects (`m._debug_info()`).
     pub fn debug_info(&self) -> Result<String> {
         expect(self.endpoint.control("debug_info", &[])?, "a str", |v| v.as_str().map(str::to_string))

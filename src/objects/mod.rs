@@ -15,6 +15,7 @@
 // One line per type module.
 pub mod array;
 pub mod change;
+pub mod depth;
 pub mod dict;
 pub mod hosted;
 pub mod iterator;
@@ -34,6 +35,7 @@ use std::time::Instant;
 use crate::protocol::{PyException, Reply, Request};
 
 pub use change::{Change, Changes};
+pub use depth::Depth;
 pub use queue::{QueueCall, SharedQueue};
 pub use table::{Entry, ObjectId, ObjectTable};
 pub use type_info::{type_info, TypeInfo, TYPES};

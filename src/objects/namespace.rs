@@ -79,6 +79,11 @@ fn args<'r>(req: &'r Request<'_, '_>, n: usize) -> Result<&'r [NodeId], PyExcept
 }
 
 impl SharedNamespace {
+    /// Attributes set.
+    pub fn len(&self) -> usize {
+        self.attrs.len()
+    }
+
     fn set(&mut self, name: String, value: StoredValue) {
         match self.attrs.get_mut(&name) {
             Some(slot) => slot.2 = value,

@@ -229,6 +229,14 @@ impl SharedQueue {
         SharedQueue { maxsize: usize::try_from(maxsize).unwrap_or(0), ..Default::default() }
     }
 
+    pub fn items(&self) -> impl Iterator<Item = &Item> {
+        self.items.iter()
+    }
+
+    pub fn unfinished(&self) -> u64 {
+        self.unfinished_tasks
+    }
+
     pub fn qsize(&self) -> usize {
         self.items.len()
     }

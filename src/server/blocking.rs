@@ -178,6 +178,16 @@ impl Blocked {
         out
     }
 
+    /// Every call waiting for its object (`stat`).
+    pub fn parked_calls(&self) -> impl Iterator<Item = &Parked> {
+        self.parked.values()
+    }
+
+    /// Connections waiting, for an object or for the host.
+    pub fn waiting_clients(&self) -> usize {
+        self.by_client.len()
+    }
+
     /// Whether no call waits, of any kind.
     pub fn is_empty(&self) -> bool {
         self.by_client.is_empty()

@@ -103,6 +103,7 @@ impl super::worker::Worker {
             self.accept_all();
         }
         if self.index() == 0 {
+            self.shared.stats.sample(now);
             self.step(|core, _| {
                 let core = &mut *core;
                 core.memory.forget_freed(&core.state.objects)

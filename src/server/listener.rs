@@ -115,6 +115,14 @@ pub enum Stream {
 }
 
 impl Stream {
+    /// The peer's IP address, or `unix` (logs and `stat` say who).
+    pub fn peer_host(&self) -> String {
+        match self {
+            Stream::Tcp(s) => s.peer_addr().map_or_else(|_| "?".to_string(), |a| a.ip().to_string()),
+            Stream::Unix(_) => "unix".to_string(),
+        }
+    }
+
     /// Each proxy opens short request/reply connections: without
     /// TCP_NODELAY every one of them waits ~40 ms on Nagle and delayed ACK.
     fn tune(&self) {

@@ -80,6 +80,12 @@ impl MemoryBudget {
         MemoryBudget { max_object, max_total, bounds: FxHashMap::default(), total: 0 }
     }
 
+    /// An upper bound of the bytes all objects store, and the two caps
+    /// (`stat`).
+    pub fn usage(&self) -> (usize, usize, usize) {
+        (self.total, self.max_object, self.max_total)
+    }
+
     /// Before a method call on `id`: `Ok(growth)` lets it run (then
     /// [`MemoryBudget::charge`] it), `Err` is the `MemoryError` to answer.
     /// `estimated` is what [`estimate_alone`] said before the lock, if it

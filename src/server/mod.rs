@@ -31,6 +31,7 @@ pub mod peers;
 mod race_tests;
 mod requests;
 mod shutdown;
+pub mod stats;
 mod worker;
 
 use std::io;
@@ -83,6 +84,10 @@ pub struct Config {
     /// The log is compacted while serving once past this size (and twice
     /// its live data).
     pub compact_min_bytes: u64,
+    /// Log (and keep for `stat`) calls whose server time passes this.
+    pub slow_call: Option<std::time::Duration>,
+    /// Serve Prometheus metrics at `http://ADDRESS/metrics`.
+    pub metrics_address: Option<std::net::SocketAddr>,
 }
 
 impl Config {
@@ -100,6 +105,8 @@ impl Config {
             data_dir: None,
             fsync: crate::store::Fsync::default(),
             compact_min_bytes: crate::store::DEFAULT_COMPACT_MIN,
+            slow_call: None,
+            metrics_address: None,
         }
     }
 
@@ -127,11 +134,14 @@ pub(crate) struct Shared {
     config: Config,
     /// The server runs inside the program that uses it (see `identify`).
     embedded: AtomicBool,
+    /// Counts, connections and slow calls, for `stat` and `/metrics`.
+    stats: stats::Stats,
 }
 
 impl Shared {
     fn new(core: Core, mailboxes: Vec<Mailbox>, config: Config) -> Shared {
         Shared {
+            stats: stats::Stats::new(mailboxes.len(), config.slow_call, core.state.registry.named()),
             core: Mutex::new(core),
             mailboxes,
             stopping: AtomicBool::new(false),
@@ -163,6 +173,8 @@ pub struct Server {
     shared: Arc<Shared>,
     workers: Vec<Worker>,
     address: Address,
+    /// The Prometheus endpoint, bound with the server, served from `run`.
+    metrics: Option<tiny_http::Server>,
 }
 
 impl Server {
@@ -182,6 +194,7 @@ impl Server {
             polls.push(poll);
         }
         let (mut listener, address) = Listener::bind(&config.address)?;
+        let metrics = config.metrics_address.map(stats::metrics::bind).transpose()?;
         polls[0].registry().register(&mut listener, worker::LISTENER, Interest::READABLE)?;
         let signals = if config.handle_signals {
             let mut s = Signals::new([SIGINT, SIGTERM, SIGHUP])?;
@@ -207,7 +220,7 @@ impl Server {
         let shared = Arc::new(Shared::new(core, mailboxes, config));
         let mut workers: Vec<Worker> = polls.into_iter().enumerate().map(|(i, poll)| Worker::new(i, poll, shared.clone())).collect();
         workers[0].listen(listener, signals);
-        Ok(Server { shared, workers, address })
+        Ok(Server { shared, workers, address, metrics })
     }
 
     /// The address clients connect to (with the real port when 0 was asked).
@@ -237,16 +250,14 @@ impl Server {
             return Err(io::Error::other("the server already ran"));
         }
         // The bound address, not the asked one: `HOST:0` logs its real port.
-        let bound = match &self.address {
-            Address::Tcp { host, port } => format!("{host}:{port}"),
-            Address::Unix(path) => format!("unix:{path}"),
-        };
+        let bound = self.address.to_string();
         info!(address = %bound, threads = workers.len(), "fastmanager serving");
         let finder = identify::spawn_finder(self.shared.embedded.load(Ordering::SeqCst), self.shared.clone())?;
         for w in &mut workers {
             w.set_finder(finder.clone());
         }
         drop(finder);
+        let metrics = self.metrics.take().map(|m| stats::metrics::serve(m, self.shared.clone())).transpose()?;
         let mut first = workers.remove(0);
         let mut handles = Vec::new();
         for mut w in workers {
@@ -264,6 +275,9 @@ impl Server {
             }
         }
         drop(first);
+        if let Some(m) = metrics {
+            let _ = m.join();
+        }
         // Mail left for workers that have ended (a connection accepted
         // as they stopped) is dropped: its socket closes, and its client
         // sees the server gone instead of waiting for a handshake.

@@ -24,6 +24,7 @@ use super::identify::Lookup;
 use super::limits;
 use super::listener::{Listener, Stream};
 use super::mailbox::{ConnRef, Delivery, Mail};
+use super::stats::counters::WorkerCounters;
 use super::Shared;
 
 pub(super) const LISTENER: Token = Token(usize::MAX - 1);
@@ -312,6 +313,9 @@ impl Worker {
                         && c.client() == conn.client
                     {
                         c.set_peer(found);
+                        if let Some(p) = found {
+                            self.shared.stats.clients.found_pid(conn.client, p.pid);
+                        }
                         self.resume.push_back(token);
                     }
                 }
@@ -356,10 +360,12 @@ impl Worker {
                         // Closed at once: the client sees EOF, instead of
                         // waiting in the backlog for a slot.
                         self.refused += 1;
+                        WorkerCounters::add(&self.shared.stats.worker(self.index).refused, 1);
                         drop(stream);
                         continue;
                     }
                     live.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    WorkerCounters::add(&self.shared.stats.worker(self.index).accepted, 1);
                     let client = self.next_client;
                     self.next_client += 1;
                     // In turn: connections of one kind (a benchmark's
@@ -397,6 +403,9 @@ impl Worker {
             self.shared.live_connections.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
             return;
         }
+        let host = conn.stream().peer_host();
+        tracing::debug!(conn = slot, client, host = %host, "connected");
+        self.shared.stats.clients.opened(client, host);
         self.conns[slot] = Some(conn);
         // The client may already have sent its answer.
         self.resume.push_back(token);
@@ -532,6 +541,10 @@ impl Worker {
         let _ = self.poll.registry().deregister(conn.stream_mut());
         self.free_slots.push(token.0);
         self.shared.live_connections.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            tracing::debug!(conn = token.0, client = %self.shared.stats.clients.describe(conn.client()), "disconnected");
+        }
+        self.shared.stats.clients.closed(conn.client());
         let serving_peer = conn.serving_peer();
         if conn.is_parked() || !conn.touched().is_empty() || serving_peer.is_some() {
             let me = ConnRef { worker: self.index, slot: token.0, client: conn.client() };

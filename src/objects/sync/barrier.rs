@@ -66,6 +66,11 @@ impl PendingCall for BarrierCall {
 }
 
 impl SharedBarrier {
+    /// Parties waiting now.
+    pub fn waiting(&self) -> usize {
+        self.waiting.len()
+    }
+
     pub fn new(parties: u64, timeout: Option<f64>) -> SharedBarrier {
         SharedBarrier { parties, timeout, broken: false, waiting: Vec::new(), results: HashMap::new(), next_ticket: 0 }
     }

@@ -93,6 +93,11 @@ impl PendingCall for ConditionCall {
 }
 
 impl SharedCondition {
+    /// The state of the lock it is built on (`objects::depth`).
+    pub fn lock_state(&self) -> Shared<LockState> {
+        self.lock.clone()
+    }
+
     /// `Condition()`: with its own `RLock`.
     pub fn new() -> SharedCondition {
         SharedCondition::with_lock(Shared::new(LockState::new(LockKind::RLock)), None)

@@ -57,6 +57,10 @@ impl SharedEvent {
     pub fn new() -> SharedEvent {
         SharedEvent::default()
     }
+
+    pub fn is_set(&self) -> bool {
+        self.flag
+    }
 }
 
 impl SharedType for SharedEvent {

@@ -64,6 +64,11 @@ impl SharedSemaphore {
         SharedSemaphore { value, initial: value, bounded }
     }
 
+    /// Units free now.
+    pub fn value(&self) -> u64 {
+        self.value
+    }
+
     fn qualname(&self) -> &'static str {
         if self.bounded { "BoundedSemaphore" } else { "Semaphore" }
     }

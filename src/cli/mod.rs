@@ -3,20 +3,34 @@
 
 use std::ffi::OsString;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
+
+mod options;
+mod stat;
+
+pub use options::embedded_config;
 use crate::registry::Registration;
-use crate::pickle::DecodeLimits;
 use crate::address::ListenAddress;
-use crate::server::{Config, Limits, Server};
+use crate::server::{Config, Server};
 
 #[derive(Parser)]
 #[command(name = "fastmanager", version, about = "A Rust server for CPython's multiprocessing.managers protocol")]
 struct Cli {
+    /// How log lines are written (to stderr): text, or JSON lines for log
+    /// shippers.
+    #[arg(long, value_enum, global = true, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -26,6 +40,26 @@ enum Command {
     /// Durable store (issue 16): check a --data-dir's log; with --repair,
     /// cut it where it goes bad (as redis-check-aof --fix).
     CheckData(CheckDataArgs),
+    /// A running server's figures: connections, requests, objects and
+    /// their depths, blocked calls, memory, slow calls.
+    Stat(stat::StatArgs),
+}
+
+/// The authkey, one of three ways (serve and stat).
+#[derive(Args)]
+#[group(id = "key", multiple = false)]
+struct AuthkeyArgs {
+    /// The authkey clients use (as in BaseManager(authkey=b"...")).
+    #[arg(long)]
+    authkey: Option<String>,
+
+    /// Read the authkey from this environment variable.
+    #[arg(long, value_name = "VAR")]
+    authkey_env: Option<String>,
+
+    /// Read the authkey from this file (one trailing newline is ignored).
+    #[arg(long, value_name = "PATH")]
+    authkey_file: Option<PathBuf>,
 }
 
 /// `fastmanager check-data PATH [--repair]`.
@@ -44,17 +78,8 @@ struct ServeArgs {
     #[arg(long, default_value = "127.0.0.1:50000", value_parser = parse_address)]
     address: ListenAddress,
 
-    /// The authkey clients use (as in BaseManager(authkey=b"...")).
-    #[arg(long, group = "key")]
-    authkey: Option<String>,
-
-    /// Read the authkey from this environment variable.
-    #[arg(long, group = "key", value_name = "VAR")]
-    authkey_env: Option<String>,
-
-    /// Read the authkey from this file (one trailing newline is ignored).
-    #[arg(long, group = "key", value_name = "PATH")]
-    authkey_file: Option<PathBuf>,
+    #[command(flatten)]
+    key: AuthkeyArgs,
 
     /// NAME=KIND: NAME returns a proxy to one object of KIND that lives as
     /// long as the server. KIND is a SyncManager typeid with its arguments,
@@ -64,95 +89,12 @@ struct ServeArgs {
     #[arg(long = "register", value_name = "NAME=KIND", value_parser = parse_registration)]
     registrations: Vec<Registration>,
 
-    /// Largest request frame accepted from an authenticated client.
-    #[arg(long, default_value_t = 256 << 20, value_name = "BYTES")]
-    max_frame_bytes: usize,
-
-    /// Refuse the HMAC-MD5 answers of Python 3.11 and older clients.
-    #[arg(long)]
-    no_legacy_md5: bool,
-
-    /// Worker threads serving connections (each an event loop; objects
-    /// are shared). Default: two per core this process may use. 1 serves
-    /// everything from one event loop.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
-    threads: Option<u16>,
-
-    /// Open client connections; more are accepted and closed at once.
-    #[arg(long, default_value_t = Limits::default().max_connections, value_name = "N")]
-    max_connections: usize,
-
-    /// Seconds a new connection has to authenticate and send its first
-    /// request.
-    #[arg(long, default_value = "10", value_name = "SECONDS", value_parser = parse_seconds)]
-    handshake_timeout: Duration,
-
-    /// Seconds a client with 8 MiB of unread replies may read nothing
-    /// before it is disconnected.
-    #[arg(long, default_value = "60", value_name = "SECONDS", value_parser = parse_seconds)]
-    send_timeout: Duration,
-
-    /// Deepest nesting (containers and MARKs) of a request pickle.
-    #[arg(long, default_value_t = Limits::default().pickle.max_depth, value_name = "N")]
-    max_pickle_depth: usize,
-
-    /// Memo indices of a request pickle must be below this.
-    #[arg(long, default_value_t = Limits::default().pickle.max_memo, value_name = "N")]
-    max_pickle_memo: usize,
-
-    /// Most values (pickle stack entries) in one request.
-    #[arg(long, default_value_t = Limits::default().pickle.max_nodes, value_name = "N")]
-    max_pickle_values: usize,
-
-    /// Bytes one shared object may store [default: a quarter of the RAM].
-    #[arg(long, value_name = "BYTES")]
-    max_object_bytes: Option<usize>,
-
-    /// Bytes all shared objects together may store [default: half the RAM].
-    #[arg(long, value_name = "BYTES")]
-    max_total_bytes: Option<usize>,
-
-    // Durable store (issue 16).
-    /// Keep the named objects (--register) in this directory, across
-    /// crashes and restarts.
-    #[arg(long, value_name = "PATH")]
-    data_dir: Option<PathBuf>,
-
-    /// When the data dir's log is synced: always (before replies, in
-    /// groups), everysec, or no (as Redis's appendfsync).
-    #[arg(long, value_enum, default_value_t = crate::store::Fsync::Everysec, requires = "data_dir")]
-    fsync: crate::store::Fsync,
-
-    /// The data dir's log is compacted while serving once it is past this
-    /// size and twice its live data (as Redis's auto-aof-rewrite-min-size).
-    #[arg(long, value_name = "BYTES", default_value_t = crate::store::DEFAULT_COMPACT_MIN, requires = "data_dir")]
-    compact_min_bytes: u64,
+    #[command(flatten)]
+    options: options::ServerOptions,
 }
 
-fn parse_seconds(s: &str) -> Result<Duration, String> {
-    match s.parse::<f64>() {
-        Ok(v) if v > 0.0 && v.is_finite() => Ok(Duration::from_secs_f64(v)),
-        _ => Err(format!("expected a positive number of seconds, got {s:?}")),
-    }
-}
 
-impl ServeArgs {
-    fn limits(&self) -> Limits {
-        let defaults = Limits::default();
-        Limits {
-            max_connections: self.max_connections,
-            handshake_timeout: self.handshake_timeout,
-            send_timeout: self.send_timeout,
-            pickle: DecodeLimits {
-                max_depth: self.max_pickle_depth,
-                max_memo: self.max_pickle_memo,
-                max_nodes: self.max_pickle_values,
-            },
-            max_object_bytes: self.max_object_bytes.unwrap_or(defaults.max_object_bytes),
-            max_total_bytes: self.max_total_bytes.unwrap_or(defaults.max_total_bytes),
-        }
-    }
-}
+
 
 /// Every typeid SyncManager registers (Pool too, which this server does
 /// not serve): a `--register` name is looked up before them, so the same
@@ -165,12 +107,7 @@ const SYNC_MANAGER_TYPEIDS: &[&str] = &[
 impl ServeArgs {
     /// Refuses values that parse but cannot be meant.
     fn check(&self) -> Result<()> {
-        if self.max_connections == 0 {
-            bail!("--max-connections 0 would refuse every client");
-        }
-        if self.max_frame_bytes == 0 {
-            bail!("--max-frame-bytes 0 would refuse every request");
-        }
+        self.options.check()?;
         let mut seen = std::collections::HashSet::new();
         for r in &self.registrations {
             if SYNC_MANAGER_TYPEIDS.contains(&r.name.as_str()) {
@@ -195,7 +132,13 @@ fn parse_registration(s: &str) -> Result<Registration, String> {
     s.parse().map_err(|e: crate::registry::KindError| e.to_string())
 }
 
-fn read_authkey(args: &ServeArgs) -> Result<Vec<u8>> {
+impl AuthkeyArgs {
+    fn read(&self) -> Result<Vec<u8>> {
+        read_authkey(self)
+    }
+}
+
+fn read_authkey(args: &AuthkeyArgs) -> Result<Vec<u8>> {
     if let Some(k) = &args.authkey {
         return Ok(k.clone().into_bytes());
     }
@@ -234,18 +177,27 @@ fn tune_allocator() {
 fn serve(args: ServeArgs) -> Result<()> {
     args.check()?;
     tune_allocator();
-    let authkey = read_authkey(&args)?;
+    let authkey = args.key.read()?;
     let mut config = Config::new(args.address.clone(), authkey);
-    config.limits = args.limits();
+    args.options.apply(&mut config);
     config.registrations = args.registrations;
-    config.max_frame = args.max_frame_bytes;
-    config.allow_legacy_md5 = !args.no_legacy_md5;
-    config.threads = args.threads.map_or(0, usize::from);
-    config.data_dir = args.data_dir;
-    config.fsync = args.fsync;
-    config.compact_min_bytes = args.compact_min_bytes;
     let mut server = Server::bind(config).with_context(|| format!("cannot listen on {}", args.address))?;
     server.run().context("event loop failed")
+}
+
+/// Log lines to stderr, at the level RUST_LOG asks (default `info`).
+fn init_logging(format: LogFormat) {
+    let filter = || tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    // try_init: an embedding program may call this more than once.
+    let _ = match format {
+        LogFormat::Json => tracing_subscriber::fmt().json().with_env_filter(filter()).with_writer(std::io::stderr).try_init(),
+        LogFormat::Text => tracing_subscriber::fmt()
+            .with_env_filter(filter())
+            .with_writer(std::io::stderr)
+            // Colour codes only for a terminal, not in log files.
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+    };
 }
 
 /// Parses `args` (program name first) and runs the command; returns the
@@ -255,15 +207,6 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
-    // try_init: an embedding program may call this more than once.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        // Colour codes only for a terminal, not in log files.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(e) => {
@@ -271,8 +214,10 @@ where
             return if e.use_stderr() { 2 } else { 0 };
         }
     };
+    init_logging(cli.log_format);
     let result = match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Stat(args) => stat::run(args),
         Command::CheckData(args) => match crate::store::check(&args.path, args.repair) {
             // A log that was bad (even if now repaired) exits 1, as
             // redis-check-aof does, so scripts notice.
