@@ -129,3 +129,88 @@ m = fastmanager.Manager()
 m.shutdown()
 ''')
     assert '[INFO/MainProcess] fastmanager serving' in r.stderr, r.stderr
+
+
+MASTER = r'''
+import sys, time, fastmanager
+class M(fastmanager.BaseManager):
+    pass
+M.register('get_task')
+M.register('counts')
+m = M(address=('127.0.0.1', int(sys.argv[1])), authkey=b'k', data_dir=sys.argv[2],
+      fsync='always', named={'get_task': 'Queue', 'counts': 'dict'})
+m.start()
+print('serving', flush=True)
+time.sleep(600)
+'''
+
+WORKER = r'''
+import sys
+from multiprocessing.managers import BaseManager
+class M(BaseManager):
+    pass
+M.register('get_task')
+M.register('counts')
+m = M(address=('127.0.0.1', int(sys.argv[1])), authkey=b'k')
+m.connect()
+q, counts = m.get_task(), m.counts()
+if sys.argv[2] == 'put':
+    for i in range(50):
+        q.put(('task', i))
+    counts.update({'put': 50})
+    print('acked')
+else:
+    got = []
+    while not q.empty():
+        got.append(q.get()[1])
+    print(got == list(range(50)), counts.get('put'))
+'''
+
+
+def test_named_objects_in_a_data_dir_survive_a_killed_master(tmp_path):
+    """`named=` and `data_dir=`: a stock worker's acknowledged puts into a
+    package master's named queue are there after the master is killed
+    with SIGKILL and started again on the same data dir."""
+    port = free_port()
+    data = str(tmp_path / 'data')
+
+    def start_master():
+        p = subprocess.Popen([sys.executable, '-c', MASTER, str(port), data],
+                             stdout=subprocess.PIPE, text=True)
+        assert p.stdout.readline().strip() == 'serving'
+        return p
+
+    def worker(role):
+        r = subprocess.run([sys.executable, '-c', WORKER, str(port), role],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        return r.stdout.strip()
+
+    master = start_master()
+    try:
+        assert worker('put') == 'acked'
+    finally:
+        master.kill()
+        master.wait()
+    master = start_master()
+    try:
+        assert worker('get') == 'True 50'
+    finally:
+        master.kill()
+        master.wait()
+
+
+def test_named_and_a_callable_for_one_typeid_is_refused():
+    r = run(r'''
+import fastmanager, queue
+q = queue.Queue()
+class M(fastmanager.BaseManager):
+    pass
+M.register('get_task', callable=lambda: q)
+try:
+    M(authkey=b'k', named={'get_task': 'Queue'}).start()
+    print('started')
+except ValueError as e:
+    print('ValueError', e)
+''')
+    assert r.stdout.startswith('ValueError') and 'both named' in r.stdout, r.stdout

@@ -38,15 +38,17 @@ def _address_text(address):
 #: address, authkey, max_connections=100)``) or attributes of its class.
 #: Each is the ``fastmanager serve`` option of the same name (``--max-
 #: connections``); ``None`` (and ``False``) leaves the server's default.
+#: ``named`` is ``--register``: ``{'get_task': 'Queue', 'counts': 'dict'}``
+#: makes objects the server itself keeps under those typeids (the ones
+#: ``data_dir`` keeps on disk), which clients, the master included, reach
+#: with a plain ``register('get_task')``.
 SERVER_OPTIONS = (
     'max_connections', 'max_frame_bytes', 'no_legacy_md5', 'threads',
     'handshake_timeout', 'send_timeout', 'max_pickle_depth',
     'max_pickle_memo', 'max_pickle_values', 'max_object_bytes',
-    'max_total_bytes', 'slow_call_us', 'metrics_address',
+    'max_total_bytes', 'slow_call_us', 'metrics_address', 'named',
+    'data_dir', 'fsync',
 )
-# Not yet: --data-dir and --fsync keep `--register` names, which a
-# package's manager does not make (its named objects are the results of
-# registered callables); making those durable is issue 16's work left.
 
 
 def _option_flags(options):
@@ -55,7 +57,7 @@ def _option_flags(options):
     flags = []
     for name in SERVER_OPTIONS:
         value = options.get(name)
-        if value is None or value is False:
+        if value is None or value is False or name == 'named':
             continue
         flag = '--' + name.replace('_', '-')
         if value is True:
@@ -94,10 +96,25 @@ def _follow_log_to_stderr():
         logger.setLevel(target.getEffectiveLevel())
 
 
-def _split_registry(registry):
+def _named_registrations(registry, named):
+    """``named`` as ``--register`` values. A name the manager registered
+    with a callable too would be two objects under one typeid: refused."""
+    out = []
+    for name, kind in sorted((named or {}).items()):
+        callable_ = registry.get(name, (None,))[0]
+        if callable_ is not None:
+            raise ValueError('%r is both named (%s) and registered with a '
+                             'callable; register it without one' % (name, kind))
+        out.append('%s=%s' % (name, kind))
+    return out
+
+
+def _split_registry(registry, named=()):
     """Which typeids Rust makes itself, and which Python must create."""
     aliases, hosted = [], []
     for typeid, (callable_, exposed, method_to_typeid, _) in registry.items():
+        if typeid in named:
+            continue            # the server's own named object
         try:
             kind = NATIVE_FACTORIES.get(callable_)
         except TypeError:       # an unhashable callable
@@ -124,13 +141,16 @@ class Server(object):
                              'got %r' % (serializer,))
         if address is None:
             address = connection.arbitrary_address(connection.default_family)
-        aliases, hosted = _split_registry(registry)
+        options = options or {}
+        named = options.get('named') or {}
+        registrations = _named_registrations(registry, named)
+        aliases, hosted = _split_registry(registry, named)
         _follow_log_to_stderr()
         self.registry = registry
         self.authkey = process.AuthenticationString(authkey)
         self._native = _native.NativeServer(
-            _address_text(address), bytes(authkey), [], aliases, hosted,
-            _option_flags(options or {}))
+            _address_text(address), bytes(authkey), registrations, aliases,
+            hosted, _option_flags(options))
         self.address = self._native.address
         if isinstance(address, tuple) and isinstance(self.address, tuple):
             # CPython reports the listener's own address: ('0.0.0.0', port)
