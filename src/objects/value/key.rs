@@ -89,6 +89,37 @@ impl PyValue {
     }
 }
 
+impl DictKey {
+    /// A byte string that is equal for two keys exactly when the keys are
+    /// equal: what a store outside this process (the Redis backend's hash
+    /// fields) files a key under. A tag byte, then the contents; variable
+    /// parts are length-prefixed so no two keys run together.
+    pub fn canonical_bytes(&self, out: &mut Vec<u8>) {
+        let bytes = |out: &mut Vec<u8>, tag: u8, b: &[u8]| {
+            out.push(tag);
+            out.extend_from_slice(&(b.len() as u64).to_le_bytes());
+            out.extend_from_slice(b);
+        };
+        match self {
+            DictKey::None => out.push(b'N'),
+            DictKey::Int(i) => bytes(out, b'I', &i.to_le_bytes()),
+            DictKey::BigInt(b) => bytes(out, b'L', b),
+            DictKey::Float(f) => bytes(out, b'F', &f.to_le_bytes()),
+            DictKey::NaN(n) => bytes(out, b'n', &n.to_le_bytes()),
+            DictKey::Str(s) => bytes(out, b'S', s.as_bytes()),
+            DictKey::Bytes(b) => bytes(out, b'B', b),
+            DictKey::Opaque(o) => bytes(out, b'O', o),
+            DictKey::Tuple(items) | DictKey::FrozenSet(items) => {
+                out.push(if matches!(self, DictKey::Tuple(_)) { b'T' } else { b'Z' });
+                out.extend_from_slice(&(items.len() as u64).to_le_bytes());
+                for k in items.iter() {
+                    k.canonical_bytes(out);
+                }
+            }
+        }
+    }
+}
+
 fn keys(items: &[PyValue]) -> Result<Vec<DictKey>, PyException> {
     items.iter().map(PyValue::key).collect()
 }

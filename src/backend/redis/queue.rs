@@ -1,0 +1,119 @@
+//! A named `Queue` in Redis: one list per name, `fm:{q:NAME}:items` (the
+//! hash tag puts all of a queue's keys in one slot). Items are the
+//! client's standalone pickles, as the embedded server stores them.
+//!
+//! `put` and a take are Lua scripts, so the maxsize check and the push
+//! are atomic and the wake-up is published in the same round trip: every
+//! push (and every take from a bounded queue, which may unblock a `put`)
+//! publishes the queue's name on [`WAKE_CHANNEL`], which each gateway's
+//! one subscriber connection hears (`waiters.rs`).
+
+use std::sync::LazyLock;
+use std::time::Instant;
+
+use redis::{ConnectionLike, RedisResult, Script};
+
+use crate::objects::queue::QueueCall;
+use crate::pickle::Item;
+use crate::protocol::{PyException, Reply, ReplyValue};
+
+use super::Named;
+
+/// The one pub/sub channel of every gateway: the payload is the name of
+/// a queue that changed.
+pub const WAKE_CHANNEL: &str = "fm:wake";
+
+/// `KEYS[1]` the list; `ARGV`: item, maxsize (0: unbounded), channel,
+/// name. 1 if pushed, 0 if the queue is full.
+static PUT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        "local max = tonumber(ARGV[2])
+         if max > 0 and redis.call('LLEN', KEYS[1]) >= max then return 0 end
+         redis.call('RPUSH', KEYS[1], ARGV[1])
+         redis.call('PUBLISH', ARGV[3], ARGV[4])
+         return 1",
+    )
+});
+
+/// `KEYS[1]` the list; `ARGV`: count, maxsize, channel, name. Up to
+/// `count` items, oldest first; a take from a bounded queue publishes,
+/// since it may make room for a blocked `put`.
+static TAKE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        "local items = redis.call('LPOP', KEYS[1], ARGV[1])
+         if items and tonumber(ARGV[2]) > 0 then redis.call('PUBLISH', ARGV[3], ARGV[4]) end
+         return items",
+    )
+});
+
+/// Pushes `item` unless the queue is full; whether it was pushed.
+pub fn put(conn: &mut dyn ConnectionLike, q: &Named, maxsize: i64, item: &[u8]) -> RedisResult<bool> {
+    let pushed: i64 = PUT.key(&q.key).arg(item).arg(maxsize).arg(WAKE_CHANNEL).arg(&q.name).invoke(conn)?;
+    Ok(pushed == 1)
+}
+
+/// Takes up to `count` items, oldest first.
+pub fn take(conn: &mut dyn ConnectionLike, q: &Named, maxsize: i64, count: usize) -> RedisResult<Vec<Vec<u8>>> {
+    let items: Option<Vec<Vec<u8>>> =
+        TAKE.key(&q.key).arg(count).arg(maxsize).arg(WAKE_CHANNEL).arg(&q.name).invoke(conn)?;
+    Ok(items.unwrap_or_default())
+}
+
+pub fn item_reply(bytes: Vec<u8>) -> Reply {
+    Reply::Return(ReplyValue::Item(Item::from(bytes)))
+}
+
+/// What a queue call comes to: answered now, or waiting in this gateway.
+pub enum Step {
+    Answer(Reply),
+    /// A `get` to park (until `deadline`, `None`: forever).
+    WaitGet { deadline: Option<Instant> },
+    /// A `put` of `item` to park, the queue being full.
+    WaitPut { item: Item, deadline: Option<Instant> },
+}
+
+/// One call on queue `q`. `getters_waiting`: whether this gateway already
+/// parks `get`s on it, in which case a blocking `get` queues behind them
+/// (FIFO per gateway) instead of taking an item first.
+pub fn call(
+    conn: &mut dyn ConnectionLike,
+    q: &Named,
+    maxsize: i64,
+    call: QueueCall,
+    getters_waiting: bool,
+    now: Instant,
+) -> RedisResult<Step> {
+    let passed = |deadline: Option<Instant>| deadline.is_some_and(|d| d <= now);
+    Ok(match call {
+        QueueCall::Put { item, block, deadline } => {
+            let item = item.expect("a parsed put has its item");
+            if put(conn, q, maxsize, &item)? {
+                Step::Answer(Reply::none())
+            } else if !block || passed(deadline) {
+                Step::Answer(Reply::Error(PyException::queue_full()))
+            } else {
+                Step::WaitPut { item, deadline }
+            }
+        }
+        QueueCall::Get { block, deadline, .. } => {
+            if block && getters_waiting {
+                return Ok(Step::WaitGet { deadline });
+            }
+            match take(conn, q, maxsize, 1)?.pop() {
+                Some(item) => Step::Answer(item_reply(item)),
+                None if !block || passed(deadline) => Step::Answer(Reply::Error(PyException::queue_empty())),
+                None => Step::WaitGet { deadline },
+            }
+        }
+        QueueCall::Qsize => Step::Answer(Reply::Return(ReplyValue::Int(len(conn, q)?))),
+        QueueCall::Empty => Step::Answer(Reply::Return(ReplyValue::Bool(len(conn, q)? == 0))),
+        QueueCall::Full => Step::Answer(Reply::Return(ReplyValue::Bool(maxsize > 0 && len(conn, q)? >= maxsize))),
+        QueueCall::TaskDone | QueueCall::Join | QueueCall::Shutdown { .. } => {
+            Step::Answer(super::not_served("task_done, join and shutdown of a Queue"))
+        }
+    })
+}
+
+fn len(conn: &mut dyn ConnectionLike, q: &Named) -> RedisResult<i64> {
+    redis::cmd("LLEN").arg(&q.key).query(conn)
+}
