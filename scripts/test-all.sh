@@ -11,6 +11,11 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 echo "== installing test dependencies"
 "$PYTHON" -m pip install --quiet --disable-pip-version-check -r compat-tests/requirements.txt
+# The Redis backend's tests start a local Redis Cluster (scripts/redis-cluster.sh).
+if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
+    SUDO=$([[ $(id -u) == 0 ]] || echo sudo)
+    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq redis-server
+fi
 
 echo "== building (release): the server and the Rust client's examples"
 cargo build --release --locked --bins --examples
