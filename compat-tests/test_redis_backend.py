@@ -19,7 +19,8 @@ import time
 
 import pytest
 
-from conftest import HERE, REPO, client_env, free_port, rust_binary, server_kind
+from conftest import (HERE, REPO, client_env, free_port, rust_binary,
+                      server_kind, stop_process)
 
 SCRIPT = REPO / 'scripts' / 'redis-cluster.sh'
 SEEDS = 'redis://127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103'
@@ -86,12 +87,7 @@ class Gateway:
         return m
 
     def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
+        stop_process(self.proc)
 
 
 @pytest.fixture(scope='module')
