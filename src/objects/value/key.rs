@@ -258,6 +258,35 @@ mod tests {
     use super::*;
 
     #[test]
+    fn canonical_bytes_tell_keys_apart_exactly() {
+        let bytes = |k: &DictKey| {
+            let mut out = Vec::new();
+            k.canonical_bytes(&mut out);
+            out
+        };
+        let s = |t: &str| DictKey::Str(PyStr::new(t));
+        let keys = [
+            DictKey::None,
+            DictKey::Int(1),
+            DictKey::Int(-1),
+            DictKey::Float(1.5f64.to_bits()),
+            s("a"),
+            s("ab"),
+            DictKey::Bytes(b"a".as_slice().into()),
+            DictKey::Tuple(vec![s("a"), s("b")].into()),
+            DictKey::Tuple(vec![s("ab")].into()),
+            DictKey::Tuple(vec![DictKey::Tuple(vec![s("a")].into()), s("b")].into()),
+            DictKey::FrozenSet(vec![s("a"), s("b")].into()),
+        ];
+        for (i, a) in keys.iter().enumerate() {
+            assert_eq!(bytes(a), bytes(&a.clone()));
+            for b in &keys[i + 1..] {
+                assert_ne!(bytes(a), bytes(b), "{a:?} vs {b:?}");
+            }
+        }
+    }
+
+    #[test]
     fn integral_floats_convert_exactly() {
         let le = |v: i128| {
             let mut b = v.to_le_bytes().to_vec();
