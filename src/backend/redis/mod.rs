@@ -64,11 +64,13 @@ impl ObjectKind {
     }
 }
 
-/// One named object and its Redis key.
+/// One named object and its Redis keys.
 pub struct Named {
     pub name: String,
     pub kind: ObjectKind,
     pub key: String,
+    /// A queue's flag: some gateway has calls parked on it (`queue.rs`).
+    pub flag: String,
 }
 
 /// A planned, then running, gateway.
@@ -106,11 +108,11 @@ impl Gateway {
                     other => other,
                 };
                 // The hash tag keeps every key of one object in one slot.
-                let key = match kind {
-                    ObjectKind::Queue { .. } => format!("fm:{{q:{}}}:items", r.name),
-                    ObjectKind::Dict => format!("fm:{{d:{}}}:hash", r.name),
+                let (tag, key) = match kind {
+                    ObjectKind::Queue { .. } => (format!("fm:{{q:{}}}", r.name), "items"),
+                    ObjectKind::Dict => (format!("fm:{{d:{}}}", r.name), "hash"),
                 };
-                Named { name: r.name.clone(), kind, key }
+                Named { name: r.name.clone(), kind, key: format!("{tag}:{key}"), flag: format!("{tag}:waiting") }
             })
             .collect();
         Ok(Plan { url, nodes, connector, objects })

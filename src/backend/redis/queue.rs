@@ -1,12 +1,18 @@
-//! A named `Queue` in Redis: one list per name, `fm:{q:NAME}:items` (the
-//! hash tag puts all of a queue's keys in one slot). Items are the
-//! client's standalone pickles, as the embedded server stores them.
+//! A named `Queue` in Redis: one list per name, `fm:{q:NAME}:items`, and
+//! a flag `fm:{q:NAME}:waiting` (the hash tag puts both in one slot).
+//! Items are the client's standalone pickles, as the embedded server
+//! stores them.
 //!
 //! `put` and a take are Lua scripts, so the maxsize check and the push
-//! are atomic and the wake-up is published in the same round trip: every
-//! push (and every take from a bounded queue, which may unblock a `put`)
-//! publishes the queue's name on [`WAKE_CHANNEL`], which each gateway's
-//! one subscriber connection hears (`waiters.rs`).
+//! are atomic and the wake-up goes out in the same round trip: a push
+//! (or a take from a bounded queue, which may unblock a `put`) publishes
+//! the queue's name on [`WAKE_CHANNEL`], which each gateway's one
+//! subscriber connection hears (`waiters.rs`), but only while the flag
+//! says that some gateway has calls parked on the queue: a publish in a
+//! cluster reaches every node, which a busy queue without waiters should
+//! not pay for. A gateway with parked calls sets the flag (with a TTL it
+//! renews each retry) in the same script as its next try, so a push
+//! after that try publishes and one before it is found by the try.
 
 use std::sync::LazyLock;
 use std::time::Instant;
@@ -23,39 +29,83 @@ use super::Named;
 /// a queue that changed.
 pub const WAKE_CHANNEL: &str = "fm:wake";
 
-/// `KEYS[1]` the list; `ARGV`: item, maxsize (0: unbounded), channel,
-/// name. 1 if pushed, 0 if the queue is full.
+/// How long a waiting flag lives unless renewed, in ms: several retries
+/// (`waiters::RETRY`), so a gateway that still waits keeps it set.
+const FLAG_TTL_MS: u64 = 2000;
+
+/// `KEYS`: the list, the flag. `ARGV`: item, maxsize (0: unbounded),
+/// channel, name, whether to set the flag first (a parked put's retry).
+/// 1 if pushed, 0 if the queue is full.
 static PUT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
-        "local max = tonumber(ARGV[2])
+        "if ARGV[5] == '1' then redis.call('SET', KEYS[2], '1', 'PX', ARGV[6]) end
+         local max = tonumber(ARGV[2])
          if max > 0 and redis.call('LLEN', KEYS[1]) >= max then return 0 end
          redis.call('RPUSH', KEYS[1], ARGV[1])
-         redis.call('PUBLISH', ARGV[3], ARGV[4])
+         if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('PUBLISH', ARGV[3], ARGV[4]) end
          return 1",
     )
 });
 
-/// `KEYS[1]` the list; `ARGV`: count, maxsize, channel, name. Up to
+/// `KEYS`: the list, the flag. `ARGV`: count, maxsize, channel, name,
+/// whether to set the flag first (parked gets' retry), its TTL. Up to
 /// `count` items, oldest first; a take from a bounded queue publishes,
-/// since it may make room for a blocked `put`.
+/// since it may make room for a parked `put`.
 static TAKE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
-        "local items = redis.call('LPOP', KEYS[1], ARGV[1])
-         if items and tonumber(ARGV[2]) > 0 then redis.call('PUBLISH', ARGV[3], ARGV[4]) end
+        "if ARGV[5] == '1' then redis.call('SET', KEYS[2], '1', 'PX', ARGV[6]) end
+         local items = redis.call('LPOP', KEYS[1], ARGV[1])
+         if items and tonumber(ARGV[2]) > 0 and redis.call('EXISTS', KEYS[2]) == 1 then
+             redis.call('PUBLISH', ARGV[3], ARGV[4])
+         end
          return items",
     )
 });
 
+/// Whether a script call comes from parked calls (and so sets the
+/// waiting flag first).
+#[derive(Clone, Copy)]
+pub enum For {
+    Caller,
+    Parked,
+}
+
+impl For {
+    fn flag(self) -> &'static str {
+        match self {
+            For::Caller => "0",
+            For::Parked => "1",
+        }
+    }
+}
+
 /// Pushes `item` unless the queue is full; whether it was pushed.
-pub fn put(conn: &mut dyn ConnectionLike, q: &Named, maxsize: i64, item: &[u8]) -> RedisResult<bool> {
-    let pushed: i64 = PUT.key(&q.key).arg(item).arg(maxsize).arg(WAKE_CHANNEL).arg(&q.name).invoke(conn)?;
+pub fn put(conn: &mut dyn ConnectionLike, q: &Named, maxsize: i64, item: &[u8], by: For) -> RedisResult<bool> {
+    let pushed: i64 = PUT
+        .key(&q.key)
+        .key(&q.flag)
+        .arg(item)
+        .arg(maxsize)
+        .arg(WAKE_CHANNEL)
+        .arg(&q.name)
+        .arg(by.flag())
+        .arg(FLAG_TTL_MS)
+        .invoke(conn)?;
     Ok(pushed == 1)
 }
 
 /// Takes up to `count` items, oldest first.
-pub fn take(conn: &mut dyn ConnectionLike, q: &Named, maxsize: i64, count: usize) -> RedisResult<Vec<Vec<u8>>> {
-    let items: Option<Vec<Vec<u8>>> =
-        TAKE.key(&q.key).arg(count).arg(maxsize).arg(WAKE_CHANNEL).arg(&q.name).invoke(conn)?;
+pub fn take(conn: &mut dyn ConnectionLike, q: &Named, maxsize: i64, count: usize, by: For) -> RedisResult<Vec<Vec<u8>>> {
+    let items: Option<Vec<Vec<u8>>> = TAKE
+        .key(&q.key)
+        .key(&q.flag)
+        .arg(count)
+        .arg(maxsize)
+        .arg(WAKE_CHANNEL)
+        .arg(&q.name)
+        .arg(by.flag())
+        .arg(FLAG_TTL_MS)
+        .invoke(conn)?;
     Ok(items.unwrap_or_default())
 }
 
@@ -87,7 +137,7 @@ pub fn call(
     Ok(match call {
         QueueCall::Put { item, block, deadline } => {
             let item = item.expect("a parsed put has its item");
-            if put(conn, q, maxsize, &item)? {
+            if put(conn, q, maxsize, &item, For::Caller)? {
                 Step::Answer(Reply::none())
             } else if !block || passed(deadline) {
                 Step::Answer(Reply::Error(PyException::queue_full()))
@@ -99,7 +149,7 @@ pub fn call(
             if block && getters_waiting {
                 return Ok(Step::WaitGet { deadline });
             }
-            match take(conn, q, maxsize, 1)?.pop() {
+            match take(conn, q, maxsize, 1, For::Caller)?.pop() {
                 Some(item) => Step::Answer(item_reply(item)),
                 None if !block || passed(deadline) => Step::Answer(Reply::Error(PyException::queue_empty())),
                 None => Step::WaitGet { deadline },

@@ -23,7 +23,7 @@ use crate::protocol::{PyException, Reply};
 use crate::server::host::HostAnswer;
 
 use super::conn::Lazy;
-use super::queue::{self, WAKE_CHANNEL};
+use super::queue::{self, For, WAKE_CHANNEL};
 use super::{Gateway, ObjectKind};
 
 /// How often parked calls retry without being woken.
@@ -165,7 +165,7 @@ fn serve_queue(gw: &Gateway, conn: &mut Lazy, object: usize) -> RedisResult<()> 
         (parked.getters.len(), parked.putters.front().map(|p| p.item.clone()))
     };
     if getters > 0 {
-        let items = conn.with(&gw.connector, |c| queue::take(c, q, maxsize, getters))?;
+        let items = conn.with(&gw.connector, |c| queue::take(c, q, maxsize, getters, For::Parked))?;
         let mut state = gw.waiters.lock();
         let parked = state.queues.entry(object).or_default();
         for item in items {
@@ -177,7 +177,7 @@ fn serve_queue(gw: &Gateway, conn: &mut Lazy, object: usize) -> RedisResult<()> 
     // Parked puts, oldest first, while there is room.
     let mut next = putter;
     while let Some(item) = next.take() {
-        if !conn.with(&gw.connector, |c| queue::put(c, q, maxsize, &item))? {
+        if !conn.with(&gw.connector, |c| queue::put(c, q, maxsize, &item, For::Parked))? {
             break;
         }
         let mut state = gw.waiters.lock();
