@@ -79,34 +79,29 @@ impl For {
     }
 }
 
+/// Runs a queue script: `KEYS` the list and the flag, `ARGV` `first`,
+/// then what both scripts take.
+fn invoke<T: redis::FromRedisValue>(
+    script: &Script,
+    conn: &mut dyn ConnectionLike,
+    q: &Named,
+    first: impl redis::ToRedisArgs,
+    maxsize: i64,
+    by: For,
+) -> RedisResult<T> {
+    let mut call = script.key(&q.key);
+    call.key(&q.flag).arg(first).arg(maxsize).arg(WAKE_CHANNEL).arg(&q.name).arg(by.flag()).arg(FLAG_TTL_MS);
+    call.invoke(conn)
+}
+
 /// Pushes `item` unless the queue is full; whether it was pushed.
 pub fn put(conn: &mut dyn ConnectionLike, q: &Named, maxsize: i64, item: &[u8], by: For) -> RedisResult<bool> {
-    let pushed: i64 = PUT
-        .key(&q.key)
-        .key(&q.flag)
-        .arg(item)
-        .arg(maxsize)
-        .arg(WAKE_CHANNEL)
-        .arg(&q.name)
-        .arg(by.flag())
-        .arg(FLAG_TTL_MS)
-        .invoke(conn)?;
-    Ok(pushed == 1)
+    Ok(invoke::<i64>(&PUT, conn, q, item, maxsize, by)? == 1)
 }
 
 /// Takes up to `count` items, oldest first.
 pub fn take(conn: &mut dyn ConnectionLike, q: &Named, maxsize: i64, count: usize, by: For) -> RedisResult<Vec<Vec<u8>>> {
-    let items: Option<Vec<Vec<u8>>> = TAKE
-        .key(&q.key)
-        .key(&q.flag)
-        .arg(count)
-        .arg(maxsize)
-        .arg(WAKE_CHANNEL)
-        .arg(&q.name)
-        .arg(by.flag())
-        .arg(FLAG_TTL_MS)
-        .invoke(conn)?;
-    Ok(items.unwrap_or_default())
+    Ok(invoke::<Option<Vec<Vec<u8>>>>(&TAKE, conn, q, count, maxsize, by)?.unwrap_or_default())
 }
 
 pub fn item_reply(bytes: Vec<u8>) -> Reply {
