@@ -13,7 +13,9 @@ temporary directory), then for each N runs N stock client processes for
   embedded     fastmanager serve without --backend (the queue in the server)
 
 and prints calls per second (each put and each get is one call, one round
-trip). Needs redis-server and redis-py (pip install redis). Not a test: the
+trip). Then the wake-up latency: a client of gateway 2 blocked in get(),
+a client of gateway 1 puts; the time from the put's call to the get's
+return, median and 90th percentile of 50. Needs redis-server and redis-py (pip install redis). Not a test: the
 figures depend on the machine; README quotes one run.
 """
 import argparse
@@ -102,6 +104,33 @@ def run(target, ports, clients, seconds):
     return total / seconds
 
 
+def wake_latency(port_a, port_b, rounds=50):
+    import statistics
+    import threading
+    from multiprocessing.managers import BaseManager
+
+    class M(BaseManager):
+        pass
+    M.register('tasks')
+    ms = [M(('127.0.0.1', p), authkey=AUTHKEY) for p in (port_a, port_b)]
+    for m in ms:
+        m.connect()
+    qa = ms[0].tasks()
+    qb = ms[1].tasks()
+    waits = []
+    for _ in range(rounds):
+        got = []
+        t = threading.Thread(target=lambda: got.append((qb.get(), time.perf_counter())))
+        t.start()
+        time.sleep(0.05)
+        sent = time.perf_counter()
+        qa.put('x')
+        t.join()
+        waits.append(got[0][1] - sent)
+    waits.sort()
+    return statistics.median(waits), waits[int(len(waits) * 0.9)]
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--seconds', type=float, default=3.0)
@@ -126,6 +155,9 @@ def main():
         for name, target, ports in systems:
             cells = [run(target, ports, n, args.seconds) for n in ns]
             print('%-12s' % name + ''.join('%12.0f' % c for c in cells), flush=True)
+        median, p90 = wake_latency(gw[0][1], gw[1][1])
+        print('wake-up across gateways (get blocked on 2, put on 1): '
+              'median %.2f ms, p90 %.2f ms' % (median * 1e3, p90 * 1e3))
     finally:
         for p in servers:
             p.terminate()
