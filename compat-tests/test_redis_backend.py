@@ -26,8 +26,10 @@ SCRIPT = REPO / 'scripts' / 'redis-cluster.sh'
 SEEDS = 'redis://127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103'
 AUTHKEY = 'redis-backend-test'
 CLIENT = HERE / 'clients' / 'redis_backend.py'
-REGISTER = ['tasks=Queue', 'small=Queue(2)', 'shared=dict']
-KEYS = ['fm:{q:tasks}:items', 'fm:{q:small}:items', 'fm:{d:shared}:hash']
+REGISTER = ['tasks=Queue', 'small=Queue(2)', 'shared=dict', 'ns=Namespace',
+            'counter=Value(i,7)']
+KEYS = ['fm:{q:tasks}:items', 'fm:{q:small}:items', 'fm:{d:shared}:hash',
+        'fm:{n:ns}:attrs']
 
 pytestmark = pytest.mark.skipif(
     server_kind() != 'rust', reason="the Redis backend is the Rust server's")
@@ -75,13 +77,16 @@ class Gateway:
         return '127.0.0.1:%d' % self.port
 
     def manager(self):
-        from multiprocessing.managers import BaseManager, DictProxy
+        from multiprocessing.managers import (BaseManager, DictProxy,
+                                              NamespaceProxy, ValueProxy)
 
         class M(BaseManager):
             pass
         M.register('tasks')
         M.register('small')
         M.register('shared', proxytype=DictProxy)
+        M.register('ns', proxytype=NamespaceProxy)
+        M.register('counter', proxytype=ValueProxy)
         m = M(('127.0.0.1', self.port), authkey=AUTHKEY.encode())
         m.connect()
         return m
@@ -256,6 +261,39 @@ def test_dict_through_both_gateways(gw):
     assert len(da) == 0
 
 
+def test_namespace_through_both_gateways(gw):
+    a, b = gw
+    na, nb = a.manager().ns(), b.manager().ns()
+    na.x = 1
+    na.label = ('a', [2])
+    assert nb.x == 1 and nb.label == ('a', [2])
+    nb.x += 1
+    assert na.x == 2
+    del nb.label
+    with pytest.raises(AttributeError) as e:
+        na.label
+    assert "'Namespace' object has no attribute 'label'" in str(e.value)
+    with pytest.raises(AttributeError):
+        del na.missing
+
+
+def test_value_through_both_gateways(gateways, tmp_path):
+    a, b = gateways
+    redis_cli('del', 'fm:{v:counter}:value')
+    va, vb = a.manager().counter(), b.manager().counter()
+    assert va.value == 7  # the key is gone: the start-up value
+    va.value = 41
+    assert vb.value == 41 and vb.get() == 41
+    vb.set('text')
+    assert va.value == 'text'
+    # A gateway that starts later (with Value(i,7) too) does not reset it.
+    c = Gateway(str(tmp_path / 'c.log'))
+    try:
+        assert c.manager().counter().value == 'text'
+    finally:
+        c.stop()
+
+
 def test_create_of_a_syncmanager_type_is_a_clear_error(gw):
     from multiprocessing.managers import RemoteError, SyncManager
     a, _ = gw
@@ -274,12 +312,13 @@ def serve(*args):
         capture_output=True, text=True, timeout=30)
 
 
-@pytest.mark.parametrize('kind', ['JoinableQueue', 'list', 'Lock', 'Event'])
+@pytest.mark.parametrize('kind', ['JoinableQueue', 'list', 'Lock', 'Event',
+                                  'Array(i,1)'])
 def test_unserved_type_is_refused_naming_backend_and_type(cluster, kind):
     r = serve('--backend', SEEDS, '--register', 'x=' + kind)
     assert r.returncode == 1, r
     assert 'redis backend' in r.stderr and SEEDS in r.stderr, r.stderr
-    assert 'does not serve %s' % kind in r.stderr, r.stderr
+    assert 'does not serve %s' % kind.split('(')[0] in r.stderr, r.stderr
 
 
 def test_no_registrations_refused(cluster):

@@ -11,7 +11,7 @@
 //! pickled reply message. So no worker thread waits for Redis, and a
 //! blocked `get` holds neither a thread nor a Redis connection.
 //!
-//! Served: `Queue` (with maxsize) and `dict`. Anything else is refused at
+//! Served: `Queue` (with maxsize), `dict`, `Namespace` and `Value`. Anything else is refused at
 //! start-up, naming the backend and the type, rather than quietly kept in
 //! this process (which would give each gateway its own, unshared object).
 
@@ -70,7 +70,7 @@ pub fn open(url: &BackendUrl, registrations: &[Registration]) -> Result<redis::P
     }
     if registrations.is_empty() {
         bail!(
-            "the redis backend ({url}) serves only --register'ed objects (Queue, dict); \
+            "the redis backend ({url}) serves only --register'ed objects (Queue, dict, Namespace, Value); \
              create()d objects would stay in this process, unshared, so the server does not start"
         );
     }
@@ -81,7 +81,7 @@ pub fn open(url: &BackendUrl, registrations: &[Registration]) -> Result<redis::P
         .collect();
     if !unserved.is_empty() {
         bail!(
-            "the redis backend ({url}) does not serve {} yet (served: Queue, dict); \
+            "the redis backend ({url}) does not serve {} yet (served: Queue, dict, Namespace, Value); \
              run without --backend to keep objects in this process",
             unserved.join(", ")
         );

@@ -13,7 +13,9 @@
 
 mod conn;
 mod dict;
+mod namespace;
 mod queue;
+mod value;
 mod waiters;
 
 use std::collections::HashMap;
@@ -21,12 +23,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use redis::RedisResult;
 use tracing::info;
 
-use crate::objects::{self, CallError};
-use crate::pickle::{decode, DecodeLimits};
+use crate::objects::{self, CallError, SharedObject};
+use crate::pickle::{decode, DecodeLimits, Item};
 use crate::protocol::reply::format_traceback;
-use crate::protocol::{parse_request, Reply, ReplyValue};
+use crate::objects::queue::QueueCall;
+use crate::protocol::{parse_request, Reply, ReplyValue, Request};
 use crate::registry::Registration;
 use crate::server::dispatch::not_exposed_traceback;
 use crate::server::host::{HostAnswer, HostEnd, HostRequest};
@@ -44,6 +48,8 @@ const REQUEST_THREADS: usize = 8;
 pub enum ObjectKind {
     Queue { maxsize: i64 },
     Dict,
+    Namespace,
+    Value,
 }
 
 impl ObjectKind {
@@ -52,6 +58,8 @@ impl ObjectKind {
         match typeid {
             "Queue" => Some(ObjectKind::Queue { maxsize: 0 }),
             "dict" => Some(ObjectKind::Dict),
+            "Namespace" => Some(ObjectKind::Namespace),
+            "Value" => Some(ObjectKind::Value),
             _ => None,
         }
     }
@@ -60,6 +68,8 @@ impl ObjectKind {
         match self {
             ObjectKind::Queue { .. } => &objects::queue::QUEUE,
             ObjectKind::Dict => &objects::dict::INFO,
+            ObjectKind::Namespace => &objects::namespace::INFO,
+            ObjectKind::Value => &objects::shared_value::INFO,
         }
     }
 }
@@ -71,6 +81,8 @@ pub struct Named {
     pub key: String,
     /// A queue's flag: some gateway has calls parked on it (`queue.rs`).
     pub flag: String,
+    /// A `Value`'s start-up value (`value.rs`).
+    pub initial: Option<Item>,
 }
 
 /// A planned, then running, gateway.
@@ -97,24 +109,31 @@ impl Gateway {
     /// each object's key.
     pub fn plan(url: String, nodes: Vec<String>, cluster: bool, registrations: &[Registration]) -> Result<Plan> {
         let connector = Connector::new(&nodes, cluster).with_context(|| format!("redis backend ({url})"))?;
-        connector.connect().with_context(|| format!("redis backend ({url}): cannot connect"))?;
-        let objects = registrations
-            .iter()
-            .map(|r| {
-                let kind = match ObjectKind::of(r.kind.typeid).expect("checked by backend::open") {
-                    ObjectKind::Queue { .. } => {
-                        ObjectKind::Queue { maxsize: r.kind.args.trim().parse().unwrap_or(0) }
-                    }
-                    other => other,
-                };
-                // The hash tag keeps every key of one object in one slot.
-                let (tag, key) = match kind {
-                    ObjectKind::Queue { .. } => (format!("fm:{{q:{}}}", r.name), "items"),
-                    ObjectKind::Dict => (format!("fm:{{d:{}}}", r.name), "hash"),
-                };
-                Named { name: r.name.clone(), kind, key: format!("{tag}:{key}"), flag: format!("{tag}:waiting") }
-            })
-            .collect();
+        let mut conn = connector.connect().with_context(|| format!("redis backend ({url}): cannot connect"))?;
+        let mut objects = Vec::new();
+        for r in registrations {
+            let kind = match ObjectKind::of(r.kind.typeid).expect("checked by backend::open") {
+                ObjectKind::Queue { .. } => ObjectKind::Queue { maxsize: r.kind.args.trim().parse().unwrap_or(0) },
+                other => other,
+            };
+            // The hash tag keeps every key of one object in one slot.
+            let (tag, key) = match kind {
+                ObjectKind::Queue { .. } => (format!("fm:{{q:{}}}", r.name), "items"),
+                ObjectKind::Dict => (format!("fm:{{d:{}}}", r.name), "hash"),
+                ObjectKind::Namespace => (format!("fm:{{n:{}}}", r.name), "attrs"),
+                ObjectKind::Value => (format!("fm:{{v:{}}}", r.name), "value"),
+            };
+            let mut named =
+                Named { name: r.name.clone(), kind, key: format!("{tag}:{key}"), flag: format!("{tag}:waiting"), initial: None };
+            if kind == ObjectKind::Value
+                && let Ok(SharedObject::Value(v)) = objects::shared_value::from_cli(&r.kind.args)
+            {
+                let initial = v.value().pickle().clone();
+                value::init(conn.raw(), &named, &initial).with_context(|| format!("redis backend ({url}): {}", r.name))?;
+                named.initial = Some(initial);
+            }
+            objects.push(named);
+        }
         Ok(Plan { url, nodes, connector, objects })
     }
 }
@@ -202,25 +221,35 @@ impl Gateway {
             "#GETVALUE" => return Some(not_served("#GETVALUE (a copy of the whole object)")),
             _ => {}
         }
-        let not_exposed = |e: CallError| match e {
-            CallError::Raise(e) => Reply::Error(e),
-            CallError::NotExposed => {
-                Reply::Traceback(not_exposed_traceback(req.method, q.kind.info().typeid, q.kind.info().exposed))
+        match self.run(conn, ticket, object, &req) {
+            Ok(Ok(reply)) => reply,
+            Ok(Err(e)) => {
+                Some(Reply::Traceback(format_traceback(&format!("RuntimeError: redis backend ({}): {e}", self.url))))
             }
-        };
-        let now = Instant::now();
-        let result = match q.kind {
+            Err(CallError::Raise(e)) => Some(Reply::Error(e)),
+            Err(CallError::NotExposed) => {
+                let info = q.kind.info();
+                Some(Reply::Traceback(not_exposed_traceback(req.method, info.typeid, info.exposed)))
+            }
+        }
+    }
+
+    /// Parses the call (the outer error) and runs it on Redis (the
+    /// inner one); `None` once parked.
+    fn run(&self, conn: &mut Lazy, ticket: u64, object: usize, req: &Request<'_, '_>) -> Result<RedisResult<Option<Reply>>, CallError> {
+        let q = &self.objects[object];
+        let connector = &self.connector;
+        Ok(match q.kind {
             ObjectKind::Queue { maxsize } => {
-                let call = match objects::queue::parse_call(&req, now) {
-                    Ok(c) => c,
-                    Err(e) => return Some(not_exposed(e)),
-                };
+                let now = Instant::now();
+                let call = objects::queue::parse_call(req, now)?;
+                let put = matches!(call, QueueCall::Put { .. });
                 let waiting = self.waiters.has_getters(object);
-                conn.with(&self.connector, |c| queue::call(c, q, maxsize, call, waiting, now)).map(|step| match step {
+                conn.with(connector, |c| queue::call(c, q, maxsize, call, waiting, now)).map(|step| match step {
                     queue::Step::Answer(reply) => {
-                        if matches!(reply, Reply::Return(ReplyValue::None)) {
-                            // A put: this gateway's own getters need no
-                            // round trip through pub/sub.
+                        if put {
+                            // This gateway's own getters need no round
+                            // trip through pub/sub.
                             self.waiters.kick();
                         }
                         Some(reply)
@@ -236,15 +265,18 @@ impl Gateway {
                 })
             }
             ObjectKind::Dict => {
-                let call = match objects::dict::parse_call(&req) {
-                    Ok(c) => c,
-                    Err(e) => return Some(not_exposed(e)),
-                };
-                conn.with(&self.connector, |c| dict::call(c, q, call)).map(Some)
+                let call = objects::dict::parse_call(req)?;
+                conn.with(connector, |c| dict::call(c, q, call)).map(Some)
             }
-        };
-        result.unwrap_or_else(|e| {
-            Some(Reply::Traceback(format_traceback(&format!("RuntimeError: redis backend ({}): {e}", self.url))))
+            ObjectKind::Namespace => {
+                let call = objects::namespace::parse_call(req)?;
+                conn.with(connector, |c| namespace::call(c, q, call)).map(Some)
+            }
+            ObjectKind::Value => {
+                let call = objects::shared_value::parse_call(req)?;
+                let initial = q.initial.as_ref().expect("a Value has its start-up value");
+                conn.with(connector, |c| value::call(c, q, initial, call)).map(Some)
+            }
         })
     }
 
