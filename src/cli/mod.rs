@@ -197,9 +197,10 @@ fn serve(args: ServeArgs) -> Result<()> {
             None
         }
     };
+    let limits = config.limits.pickle;
     let mut server = Server::bind(config).with_context(|| format!("cannot listen on {}", args.address))?;
     if let Some(plan) = gateway {
-        plan.start(server.host_end())?;
+        plan.start(server.host_end(), limits)?;
     }
     server.run().context("event loop failed")
 }

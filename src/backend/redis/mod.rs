@@ -94,6 +94,9 @@ pub struct Gateway {
     by_name: HashMap<String, usize>,
     waiters: Waiters,
     end: HostEnd,
+    /// The server's own bounds: the gateway decodes the frames the server
+    /// already accepted.
+    limits: DecodeLimits,
 }
 
 /// A gateway before the server it serves exists.
@@ -141,7 +144,7 @@ impl Gateway {
 impl Plan {
     /// Serves the server's host requests from now on, on threads of
     /// their own.
-    pub fn start(self, end: HostEnd) -> Result<()> {
+    pub fn start(self, end: HostEnd, limits: DecodeLimits) -> Result<()> {
         let by_name = self.objects.iter().enumerate().map(|(i, o)| (o.name.clone(), i)).collect();
         let gw = Arc::new(Gateway {
             url: self.url,
@@ -151,6 +154,7 @@ impl Plan {
             by_name,
             waiters: Waiters::default(),
             end,
+            limits,
         });
         info!(backend = %gw.url, objects = gw.objects.len(), "redis backend: objects live in Redis");
         let spawn = |name: &str, f: fn(Arc<Gateway>)| {
@@ -205,7 +209,7 @@ impl Gateway {
     /// A call on object `object`: its reply, or `None` once parked.
     fn call(&self, conn: &mut Lazy, ticket: u64, object: usize, frame: &[u8]) -> Option<Reply> {
         let q = &self.objects[object];
-        let pickle = match decode(frame, &DecodeLimits::default()) {
+        let pickle = match decode(frame, &self.limits) {
             Ok(p) => p,
             Err(e) => return Some(Reply::Traceback(format_traceback(&format!("RuntimeError: {e}")))),
         };
