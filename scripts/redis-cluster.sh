@@ -45,6 +45,18 @@ start() {
         sleep 0.1
     done
     [[ $ok == 1 ]] || { echo "cluster did not reach cluster_state:ok" >&2; exit 1; }
+    # A replica that has not finished its first sync cannot be promoted
+    # (it counts as too far behind): wait until every replica's link is up.
+    for _ in $(seq 100); do
+        ok=1
+        for p in "${PORTS[@]}"; do
+            info=$(redis-cli -p "$p" info replication)
+            grep -q 'role:master' <<<"$info" || grep -q 'master_link_status:up' <<<"$info" || ok=0
+        done
+        [[ $ok == 1 ]] && break
+        sleep 0.1
+    done
+    [[ $ok == 1 ]] || { echo "replicas did not finish their first sync" >&2; exit 1; }
     echo "cluster up: 127.0.0.1:7101-7106"
     if [[ "${1:-}" == "--gateways" ]]; then
         for gp in 50001 50002; do

@@ -5,10 +5,10 @@
 //! connection; no command here blocks on the server side (no BLPOP), so a
 //! waiting client never holds one.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redis::cluster::{ClusterClient, ClusterConnection};
-use redis::{ConnectionLike, RedisResult};
+use redis::{ConnectionLike, ErrorKind, RedisError, RedisResult};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// A reply slower than this counts as a failure (a stalled node); the
@@ -62,21 +62,52 @@ impl Conn {
     }
 }
 
-/// A thread's connection, made on first use and dropped after an error
-/// (the next command connects again).
+/// How long a command is retried through errors that a failover or a
+/// restarting node causes, before its caller gets the error.
+const STALL_LIMIT: Duration = Duration::from_secs(15);
+
+/// Errors a failover or a restarting node causes, which pass: no node
+/// for the slot yet, a dead connection, a node still loading.
+fn transient(e: &RedisError) -> bool {
+    use redis::ServerErrorKind::*;
+    match e.kind() {
+        ErrorKind::Io | ErrorKind::ClusterConnectionNotFound => true,
+        ErrorKind::Server(kind) => matches!(kind, TryAgain | ClusterDown | MasterDown | BusyLoading | ReadOnly | Moved | Ask),
+        _ => false,
+    }
+}
+
+/// A thread's connection, made on first use and made again after an
+/// error (which also reloads the cluster's slot map).
 #[derive(Default)]
 pub struct Lazy(Option<Conn>);
 
 impl Lazy {
-    /// Runs `f` on the connection; an error drops the connection.
-    pub fn with<T>(&mut self, connector: &Connector, f: impl FnOnce(&mut dyn ConnectionLike) -> RedisResult<T>) -> RedisResult<T> {
-        if self.0.is_none() {
-            self.0 = Some(connector.connect()?);
+    /// Runs `f` on the connection. Through a failover (a transient error)
+    /// it reconnects and runs `f` again, with backoff, for up to
+    /// [`STALL_LIMIT`], so that clients see a stall rather than an error.
+    /// A command whose connection dropped after it was sent may have run:
+    /// running it again may repeat a push (at-least-once).
+    pub fn with<T>(&mut self, connector: &Connector, mut f: impl FnMut(&mut dyn ConnectionLike) -> RedisResult<T>) -> RedisResult<T> {
+        let started = Instant::now();
+        let mut pause = Duration::from_millis(50);
+        loop {
+            let result = match &mut self.0 {
+                Some(conn) => f(conn.raw()),
+                None => connector.connect().and_then(|conn| f(self.0.insert(conn).raw())),
+            };
+            match result {
+                Err(e) if transient(&e) && started.elapsed() < STALL_LIMIT => {
+                    self.0 = None;
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(500));
+                }
+                Err(e) => {
+                    self.0 = None;
+                    return Err(e);
+                }
+                ok => return ok,
+            }
         }
-        let result = f(self.0.as_mut().expect("just made").raw());
-        if result.is_err() {
-            self.0 = None;
-        }
-        result
     }
 }

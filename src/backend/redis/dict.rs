@@ -88,11 +88,11 @@ fn list_of(items: impl Iterator<Item = Item>) -> Reply {
     ret(list_pickle(&refs))
 }
 
-pub fn call(conn: &mut dyn ConnectionLike, d: &Named, call: DictCall) -> RedisResult<Reply> {
+pub fn call(conn: &mut dyn ConnectionLike, d: &Named, call: &DictCall) -> RedisResult<Reply> {
     let key = &d.key;
     Ok(match call {
         DictCall::Contains(k) => {
-            let found: bool = redis::cmd("HEXISTS").arg(key).arg(field(&k)).query(conn)?;
+            let found: bool = redis::cmd("HEXISTS").arg(key).arg(field(k)).query(conn)?;
             Reply::Return(ReplyValue::Bool(found))
         }
         DictCall::GetItem(l) => match get(conn, d, l.key())? {
@@ -105,7 +105,7 @@ pub fn call(conn: &mut dyn ConnectionLike, d: &Named, call: DictCall) -> RedisRe
         }
         DictCall::Len => Reply::Return(ReplyValue::Int(redis::cmd("HLEN").arg(key).query(conn)?)),
         DictCall::SetItem(Some((k, ks, v))) => {
-            redis::cmd("HSET").arg(key).arg(field(&k)).arg(entry(ks.pickle(), v.pickle())).exec(conn)?;
+            redis::cmd("HSET").arg(key).arg(field(k)).arg(entry(ks.pickle(), v.pickle())).exec(conn)?;
             Reply::none()
         }
         DictCall::SetItem(None) => Reply::none(),
@@ -118,9 +118,9 @@ pub fn call(conn: &mut dyn ConnectionLike, d: &Named, call: DictCall) -> RedisRe
             let pairs: Vec<(&Item, &Item)> = all.iter().map(|(k, v)| (k, v)).collect();
             ret(dict_pickle(&pairs))
         }
-        DictCall::Get(k, default) => match (get(conn, d, &k)?, default) {
+        DictCall::Get(k, default) => match (get(conn, d, k)?, default) {
             (Some(e), _) => ret(value_of(&e)),
-            (None, Some(default)) => ret(default),
+            (None, Some(default)) => ret(default.clone()),
             (None, None) => Reply::none(),
         },
         DictCall::Keys => list_of(entries(conn, d)?.into_iter().map(|(k, _)| k)),
@@ -130,20 +130,27 @@ pub fn call(conn: &mut dyn ConnectionLike, d: &Named, call: DictCall) -> RedisRe
             let popped: Option<Vec<u8>> = POP.key(key).arg(field(l.key())).invoke(conn)?;
             match (popped, default) {
                 (Some(e), _) => ret(value_of(&e)),
-                (None, Some(default)) => ret(default),
+                (None, Some(default)) => ret(default.clone()),
                 (None, None) => key_error(l.item()),
             }
         }
         DictCall::SetDefault(k, ks, default) => {
-            let v = default.unwrap_or_else(|| synthesized(|w| w.none()));
-            let e: Vec<u8> = SET_DEFAULT.key(key).arg(field(&k)).arg(entry(ks.pickle(), v.pickle())).invoke(conn)?;
+            let none;
+            let v = match default {
+                Some(v) => v,
+                None => {
+                    none = synthesized(|w| w.none());
+                    &none
+                }
+            };
+            let e: Vec<u8> = SET_DEFAULT.key(key).arg(field(k)).arg(entry(ks.pickle(), v.pickle())).invoke(conn)?;
             ret(value_of(&e))
         }
         DictCall::Update(pairs) => {
             if !pairs.is_empty() {
                 let mut cmd = redis::cmd("HSET");
                 cmd.arg(key);
-                for (k, ks, v) in &pairs {
+                for (k, ks, v) in pairs {
                     cmd.arg(field(k)).arg(entry(ks.pickle(), v.pickle()));
                 }
                 cmd.exec(conn)?;

@@ -249,7 +249,7 @@ impl Gateway {
                 let call = objects::queue::parse_call(req, now)?;
                 let put = matches!(call, QueueCall::Put { .. });
                 let waiting = self.waiters.has_getters(object);
-                conn.with(connector, |c| queue::call(c, q, maxsize, call, waiting, now)).map(|step| match step {
+                conn.with(connector, |c| queue::call(c, q, maxsize, &call, waiting, now)).map(|step| match step {
                     queue::Step::Answer(reply) => {
                         if put {
                             // This gateway's own getters need no round
@@ -270,16 +270,16 @@ impl Gateway {
             }
             ObjectKind::Dict => {
                 let call = objects::dict::parse_call(req)?;
-                conn.with(connector, |c| dict::call(c, q, call)).map(Some)
+                conn.with(connector, |c| dict::call(c, q, &call)).map(Some)
             }
             ObjectKind::Namespace => {
                 let call = objects::namespace::parse_call(req)?;
-                conn.with(connector, |c| namespace::call(c, q, call)).map(Some)
+                conn.with(connector, |c| namespace::call(c, q, &call)).map(Some)
             }
             ObjectKind::Value => {
                 let call = objects::shared_value::parse_call(req)?;
                 let initial = q.initial.as_ref().expect("a Value has its start-up value");
-                conn.with(connector, |c| value::call(c, q, initial, call)).map(Some)
+                conn.with(connector, |c| value::call(c, q, initial, &call)).map(Some)
             }
         })
     }

@@ -124,23 +124,23 @@ pub fn call(
     conn: &mut dyn ConnectionLike,
     q: &Named,
     maxsize: i64,
-    call: QueueCall,
+    call: &QueueCall,
     getters_waiting: bool,
     now: Instant,
 ) -> RedisResult<Step> {
     let passed = |deadline: Option<Instant>| deadline.is_some_and(|d| d <= now);
     Ok(match call {
-        QueueCall::Put { item, block, deadline } => {
-            let item = item.expect("a parsed put has its item");
-            if put(conn, q, maxsize, &item, For::Caller)? {
+        &QueueCall::Put { ref item, block, deadline } => {
+            let item = item.as_ref().expect("a parsed put has its item");
+            if put(conn, q, maxsize, item, For::Caller)? {
                 Step::Answer(Reply::none())
             } else if !block || passed(deadline) {
                 Step::Answer(Reply::Error(PyException::queue_full()))
             } else {
-                Step::WaitPut { item, deadline }
+                Step::WaitPut { item: item.clone(), deadline }
             }
         }
-        QueueCall::Get { block, deadline, .. } => {
+        &QueueCall::Get { block, deadline, .. } => {
             if block && getters_waiting {
                 return Ok(Step::WaitGet { deadline });
             }

@@ -16,7 +16,7 @@ pub fn init(conn: &mut dyn ConnectionLike, v: &Named, initial: &Item) -> RedisRe
     redis::cmd("SET").arg(&v.key).arg(&initial[..]).arg("NX").exec(conn)
 }
 
-pub fn call(conn: &mut dyn ConnectionLike, v: &Named, initial: &Item, call: ValueCall) -> RedisResult<Reply> {
+pub fn call(conn: &mut dyn ConnectionLike, v: &Named, initial: &Item, call: &ValueCall) -> RedisResult<Reply> {
     Ok(match call {
         ValueCall::Get => {
             let value: Option<Vec<u8>> = redis::cmd("GET").arg(&v.key).query(conn)?;
@@ -24,7 +24,7 @@ pub fn call(conn: &mut dyn ConnectionLike, v: &Named, initial: &Item, call: Valu
             Reply::Return(ReplyValue::Item(value.map_or_else(|| initial.clone(), Item::from)))
         }
         ValueCall::Set(value) => {
-            let value = value.expect("a parsed set has its value");
+            let value = value.as_ref().expect("a parsed set has its value");
             redis::cmd("SET").arg(&v.key).arg(&value.pickle()[..]).exec(conn)?;
             Reply::none()
         }
