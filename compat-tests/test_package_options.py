@@ -74,7 +74,6 @@ n.shutdown()
 @pytest.mark.parametrize('options, says', [
     ("max_connections=0", '--max-connections 0'),
     ("max_frame_bytes=0", '--max-frame-bytes 0'),
-    ("fsync='always'", '--data-dir'),
     ("threads='many'", "invalid value 'many'"),
 ])
 def test_bad_options_are_refused_as_on_the_command_line(options, says):

@@ -63,7 +63,7 @@ impl std::str::FromStr for Kind {
 }
 
 impl Kind {
-    fn build(&self) -> SharedObject {
+    pub fn build(&self) -> SharedObject {
         let info = type_info(self.typeid).expect("checked when parsed");
         (info.from_cli)(&self.args).expect("checked when parsed")
     }

@@ -63,7 +63,7 @@ pub struct ServerOptions {
     max_total_bytes: Option<usize>,
 
     // Durable store (issue 16).
-    /// Keep the named queues (--register) in this directory, across
+    /// Keep the named objects (--register) in this directory, across
     /// crashes and restarts.
     #[arg(long, value_name = "PATH")]
     data_dir: Option<PathBuf>,
@@ -72,6 +72,11 @@ pub struct ServerOptions {
     /// groups), everysec, or no (as Redis's appendfsync).
     #[arg(long, value_enum, default_value_t = crate::store::Fsync::Everysec, requires = "data_dir")]
     fsync: crate::store::Fsync,
+
+    /// The data dir's log is compacted while serving once it is past this
+    /// size and twice its live data (as Redis's auto-aof-rewrite-min-size).
+    #[arg(long, value_name = "BYTES", default_value_t = crate::store::DEFAULT_COMPACT_MIN, requires = "data_dir")]
+    compact_min_bytes: u64,
 
     /// Log a warning for each request whose server time passes N
     /// microseconds (and keep the last 128 for `fastmanager stat`).
@@ -121,6 +126,7 @@ impl ServerOptions {
         config.threads = self.threads.map_or(0, usize::from);
         config.data_dir = self.data_dir.clone();
         config.fsync = self.fsync;
+        config.compact_min_bytes = self.compact_min_bytes;
         config.slow_call = self.slow_call_us.map(Duration::from_micros);
         config.metrics_address = self.metrics_address;
     }

@@ -15,7 +15,7 @@ use crate::protocol::{bind, PyException, Reply, Request, ReplyValue};
 
 use super::sequence::{int_arg, iterate, node_type_name, slice_arg, Slice};
 use super::value::{float_repr, str_repr, type_name, PyStr, PyValue, ViewBudget};
-use super::{Attempt, CallContext, CallError, ObjectTable, PendingCall, SharedObject, SharedType, TypeInfo};
+use super::{Attempt, Change, Changes, CallContext, CallError, ObjectTable, PendingCall, SharedObject, SharedType, TypeInfo};
 
 /// `ArrayProxy._exposed_`.
 pub const EXPOSED: &[&str] = &["__len__", "__getitem__", "__setitem__"];
@@ -49,6 +49,9 @@ pub enum Elem {
 pub struct SharedArray {
     typecode: char,
     items: Vec<Elem>,
+    /// Changes for the store, if durable: a `__setitem__` logs the whole
+    /// array (its pickle), as arrays are small and fixed in size.
+    changes: Changes,
 }
 
 #[derive(Debug)]
@@ -465,6 +468,9 @@ impl SharedType for SharedArray {
     }
 
     fn attempt(&mut self, call: &mut ArrayCall, _ctx: &CallContext) -> Attempt {
+        if matches!(call, ArrayCall::SetItem(..)) {
+            self.changes.dirty();
+        }
         match self.call(call) {
             Ok(r) => Attempt::reply(r),
             Err(e) => Attempt::error(e),
@@ -473,6 +479,23 @@ impl SharedType for SharedArray {
 
     fn timed_out(&mut self, _call: &mut ArrayCall, _ctx: &CallContext) -> Attempt {
         unreachable!("array calls never block")
+    }
+
+    fn changes(&mut self) -> Option<&mut Changes> {
+        Some(&mut self.changes)
+    }
+
+    /// The array's pickle, as `_getvalue()` sends it.
+    fn snapshot(&self, out: &mut Vec<Change>) {
+        out.push(Change::Whole(array_pickle(self.typecode, &self.items)));
+    }
+
+    fn replay(&mut self, change: Change) -> Result<(), String> {
+        let Change::Whole(data) = change else { return Err(super::change::unfit(&change, self.class_name())) };
+        let d = crate::pickle::decode(&data, &crate::pickle::DecodeLimits::default()).map_err(|e| e.to_string())?;
+        let (tc, items) = array_arg(&d, d.root()).ok_or("a logged array is not an array")?.map_err(|e| e.traceback_line())?;
+        (self.typecode, self.items) = (tc, items);
+        Ok(())
     }
 }
 
@@ -507,7 +530,7 @@ pub fn construct(req: &Request<'_, '_>, _table: &ObjectTable) -> Result<SharedOb
         None => {
             let values = match d.node(seq) {
                 Node::Bytes(b) | Node::ByteArray(b) => {
-                    return Ok(SharedObject::Array(SharedArray { typecode: tc, items: from_native(tc, b)? }));
+                    return Ok(SharedObject::Array(SharedArray { typecode: tc, items: from_native(tc, b)?, changes: Changes::default() }));
                 }
                 Node::Str(_) | Node::StrSurrogates(_) if !matches!(tc, 'u' | 'w') => {
                     return Err(PyException::type_error(format!(
@@ -519,7 +542,7 @@ pub fn construct(req: &Request<'_, '_>, _table: &ObjectTable) -> Result<SharedOb
             values.iter().map(|v| convert(tc, v.view())).collect::<Result<Vec<_>, _>>()?
         }
     };
-    Ok(SharedObject::Array(SharedArray { typecode: tc, items }))
+    Ok(SharedObject::Array(SharedArray { typecode: tc, items, changes: Changes::default() }))
 }
 
 /// `--register NAME=Array(TYPECODE, v1, v2, ...)` with numbers.
@@ -541,7 +564,7 @@ pub fn from_cli(args: &str) -> Result<SharedObject, String> {
         };
         items.push(convert(tc, &v).map_err(|e| e.traceback_line())?);
     }
-    Ok(SharedObject::Array(SharedArray { typecode: tc, items }))
+    Ok(SharedObject::Array(SharedArray { typecode: tc, items, changes: Changes::default() }))
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@ use crate::protocol::{PyException, Reply, Request, ReplyValue};
 use super::iterator::KeyIterator;
 use super::sequence::{dict_pickle, iterate, list_pickle, proxied, stored_str, tuple_pickle};
 use super::value::{DictKey, StoredValue, ViewBudget};
-use super::{Attempt, CallContext, CallError, Item, ObjectTable, PendingCall, SharedObject, SharedType, TypeInfo};
+use super::{Attempt, Change, Changes, CallContext, CallError, Item, ObjectTable, PendingCall, SharedObject, SharedType, TypeInfo};
 
 /// What CPython's `create` answers for a dict: `DictProxy._exposed_` (3.7
 /// to 3.13; 3.6 also lists `has_key`, which no Python 3 dict has) followed
@@ -62,6 +62,9 @@ pub struct SharedDict {
     /// The live size, shared with iterators so that they can raise
     /// "dictionary changed size during iteration" as CPython's do.
     size: Arc<AtomicUsize>,
+    /// Changes for the store, if durable: a key set or deleted is one
+    /// record, so a large dict is never rewritten whole on a change.
+    changes: Changes,
 }
 
 /// A key looked up: its identity, and its pickle for `KeyError(key)`.
@@ -373,6 +376,41 @@ impl SharedType for SharedDict {
     fn timed_out(&mut self, _call: &mut DictCall, _ctx: &CallContext) -> Attempt {
         unreachable!("dict calls never block")
     }
+
+    fn changes(&mut self) -> Option<&mut Changes> {
+        Some(&mut self.changes)
+    }
+
+    /// Its pairs in order, a thousand to a record.
+    fn snapshot(&self, out: &mut Vec<Change>) {
+        let pairs: Vec<(Item, Item)> = self.iter().map(|e| (e.k.pickle().clone(), e.v.pickle().clone())).collect();
+        out.extend(pairs.chunks(1000).map(|c| Change::DictSet(c.to_vec())));
+    }
+
+    fn replay(&mut self, change: Change) -> Result<(), String> {
+        let key = |k: Item| -> Result<(DictKey, StoredValue), String> {
+            let k = StoredValue::from_pickle(k)?;
+            Ok((k.key().map_err(|e| e.traceback_line())?, k))
+        };
+        match change {
+            Change::DictSet(pairs) => {
+                for (k, v) in pairs {
+                    let (dk, k) = key(k)?;
+                    self.insert(dk, k, StoredValue::from_pickle(v)?);
+                }
+            }
+            Change::DictDel(k) => {
+                self.remove(&key(k)?.0);
+            }
+            Change::Clear => {
+                self.entries.clear();
+                self.index.clear();
+            }
+            other => return Err(super::change::unfit(&other, self.class_name())),
+        }
+        self.size.store(self.index.len(), Ordering::Relaxed);
+        Ok(())
+    }
 }
 
 impl SharedDict {
@@ -401,19 +439,30 @@ impl SharedDict {
         self.index.get(key).and_then(|&i| self.entries[i].as_ref())
     }
 
-    fn insert(&mut self, key: DictKey, k: StoredValue, v: StoredValue) {
-        match self.index.get(&key) {
-            Some(&i) => self.entries[i].as_mut().expect("indexed entries exist").v = v,
+    /// Sets `key`; returns the key object and value as the dict now
+    /// holds them (the first key object stays), for the store.
+    fn insert(&mut self, key: DictKey, k: StoredValue, v: StoredValue) -> (Item, Item) {
+        let e = match self.index.get(&key) {
+            Some(&i) => {
+                let e = self.entries[i].as_mut().expect("indexed entries exist");
+                e.v = v;
+                e
+            }
             None => {
                 self.index.insert(key.clone(), self.entries.len());
                 self.entries.push(Some(Entry { key, k, v }));
+                self.entries.last_mut().expect("pushed").as_mut().expect("some")
             }
-        }
+        };
+        (e.k.pickle().clone(), e.v.pickle().clone())
     }
 
     fn remove(&mut self, key: &DictKey) -> Option<Entry> {
         let i = self.index.remove(key)?;
         let e = self.entries[i].take();
+        if let Some(e) = &e {
+            self.changes.record(|| Change::DictDel(e.k.pickle().clone()));
+        }
         self.compact();
         e
     }
@@ -432,9 +481,17 @@ impl SharedDict {
         }
     }
 
+    /// Sets every pair, in order: one change for the store.
     fn update(&mut self, pairs: Vec<(DictKey, StoredValue, StoredValue)>) {
+        let mut set = Vec::with_capacity(if self.changes.is_kept() { pairs.len() } else { 0 });
         for (key, k, v) in pairs {
-            self.insert(key, k, v);
+            let kv = self.insert(key, k, v);
+            if self.changes.is_kept() {
+                set.push(kv);
+            }
+        }
+        if !set.is_empty() {
+            self.changes.record(|| Change::DictSet(set));
         }
     }
 
@@ -459,13 +516,13 @@ impl SharedDict {
             DictCall::Iter => unreachable!("answered in attempt"),
             DictCall::Len => Reply::Return(ReplyValue::Int(self.len() as i64)),
             DictCall::SetItem(entry) => {
-                let (key, k, v) = entry.take().expect("attempted once");
-                self.insert(key, k, v);
+                self.update(vec![entry.take().expect("attempted once")]);
                 Reply::none()
             }
             DictCall::Clear => {
                 self.entries.clear();
                 self.index.clear();
+                self.changes.record(|| Change::Clear);
                 Reply::none()
             }
             DictCall::Copy => ret(self.to_pickle()),
@@ -509,7 +566,7 @@ impl SharedDict {
                 }
                 let v = default.take().unwrap_or_else(|| super::sequence::synthesized(|w| w.none()));
                 let out = v.pickle().clone();
-                self.insert(key.clone(), k.clone(), v);
+                self.update(vec![(key.clone(), k.clone(), v)]);
                 ret(out)
             }
             DictCall::Update(pairs) => {

@@ -25,7 +25,7 @@ use crate::protocol::{bind, is_truthy, PyException, Reply, Request, ReplyValue};
 
 use super::value::{py_eq, sort_by_key, PyValue, StoredValue};
 use super::sequence::*;
-use super::{Attempt, CallContext, CallError, Item, ObjectTable, PendingCall, SharedObject, SharedType, TypeInfo};
+use super::{Attempt, Change, Changes, CallContext, CallError, Item, ObjectTable, PendingCall, SharedObject, SharedType, TypeInfo};
 
 /// `ListProxy._exposed_` (the same in every version from 3.6 to 3.13).
 pub const EXPOSED: &[&str] = &[
@@ -54,6 +54,11 @@ pub(crate) const MAX_REPEAT: u128 = 1 << 28;
 #[derive(Debug, Default)]
 pub struct SharedList {
     items: Vec<StoredValue>,
+    /// Changes for the store, if durable: appends, single-item sets,
+    /// inserts and removals are deltas; slice assignment and deletion,
+    /// `*=`, `reverse` and `sort` log the whole list (README, "Durable
+    /// data").
+    changes: Changes,
 }
 
 /// A parsed list call. Values from the request are already cut out as
@@ -324,11 +329,45 @@ impl SharedType for SharedList {
     fn timed_out(&mut self, _call: &mut ListCall, _ctx: &CallContext) -> Attempt {
         unreachable!("list calls never block")
     }
+
+    fn changes(&mut self) -> Option<&mut Changes> {
+        Some(&mut self.changes)
+    }
+
+    /// The whole list, one record (its items' pickles, each with its
+    /// length).
+    fn snapshot(&self, out: &mut Vec<Change>) {
+        out.push(Change::Whole(super::change::join_parts(self.items.iter().map(|v| &v.pickle()[..]))));
+    }
+
+    fn replay(&mut self, change: Change) -> Result<(), String> {
+        let value = |i: Item| StoredValue::from_pickle(i);
+        let bad = |p: u64| format!("a logged list change at position {p} is past the list's end");
+        match change {
+            Change::ListExtend(items) => {
+                for i in items {
+                    self.items.push(value(i)?);
+                }
+            }
+            Change::ListSet(p, i) => *self.items.get_mut(p as usize).ok_or_else(|| bad(p))? = value(i)?,
+            Change::ListInsert(p, i) if p as usize <= self.items.len() => self.items.insert(p as usize, value(i)?),
+            Change::ListDel(p) if (p as usize) < self.items.len() => {
+                self.items.remove(p as usize);
+            }
+            Change::ListInsert(p, _) | Change::ListDel(p) => return Err(bad(p)),
+            Change::Whole(data) => {
+                let parts = super::change::split_parts(&data).ok_or("a logged list is malformed")?;
+                self.items = parts.into_iter().map(|p| value(Item::from(p))).collect::<Result<_, _>>()?;
+            }
+            other => return Err(super::change::unfit(&other, self.class_name())),
+        }
+        Ok(())
+    }
 }
 
 impl SharedList {
     pub fn new(items: Vec<StoredValue>) -> SharedList {
-        SharedList { items }
+        SharedList { items, changes: Changes::default() }
     }
 
     pub fn len(&self) -> usize {
@@ -347,6 +386,11 @@ impl SharedList {
     pub fn to_pickle(&self) -> Item {
         let refs: Vec<&Item> = self.items.iter().map(|s| s.pickle()).collect();
         list_pickle(&refs)
+    }
+
+    fn remove_at(&mut self, p: usize) {
+        self.changes.record(|| Change::ListDel(p as u64));
+        self.items.remove(p);
     }
 
     /// A position from a Python index, or `None` when out of range.
@@ -391,14 +435,15 @@ impl SharedList {
             ListCall::DelItem(index) => {
                 match *index {
                     Index::Int(i) => match self.position(i) {
-                        Some(p) => {
-                            self.items.remove(p);
-                        }
+                        Some(p) => self.remove_at(p),
                         None => return Err(PyException::index_error("list assignment index out of range")),
                     },
                     Index::Huge => return Err(PyException::index_error("cannot fit 'int' into an index-sized integer")),
                     Index::Slice(s) => {
                         let (start, stop, step, n) = s.indices(self.items.len())?;
+                        if n > 0 {
+                            self.changes.dirty();
+                        }
                         if step == 1 {
                             if n > 0 {
                                 self.items.drain(start as usize..stop as usize);
@@ -421,12 +466,17 @@ impl SharedList {
             ListCall::SetItem(index, values) => {
                 match *index {
                     Index::Int(i) => match self.position(i) {
-                        Some(p) => self.items[p] = values.pop().expect("one value"),
+                        Some(p) => {
+                            let v = values.pop().expect("one value");
+                            self.changes.record(|| Change::ListSet(p as u64, v.pickle().clone()));
+                            self.items[p] = v;
+                        }
                         None => return Err(PyException::index_error("list assignment index out of range")),
                     },
                     Index::Huge => return Err(PyException::index_error("cannot fit 'int' into an index-sized integer")),
                     Index::Slice(s) => {
                         let (start, stop, step, n) = s.indices(self.items.len())?;
+                        self.changes.dirty();
                         if step == 1 {
                             let start = start as usize;
                             let stop = (stop.max(start as i64)) as usize;
@@ -453,6 +503,7 @@ impl SharedList {
             ListCall::IMul(n) => {
                 let repeated: Vec<StoredValue> = self.repeat(n)?.into_iter().cloned().collect();
                 self.items = repeated;
+                self.changes.dirty();
                 // CPython returns the list itself, pickled.
                 ret_item(self.to_pickle())
             }
@@ -472,13 +523,18 @@ impl SharedList {
                 ret_item(w.finish().into())
             }
             ListCall::Append(v) => {
-                self.items.push(v.take().expect("attempted once"));
+                let v = v.take().expect("attempted once");
+                self.changes.record(|| Change::ListExtend(vec![v.pickle().clone()]));
+                self.items.push(v);
                 Reply::none()
             }
             ListCall::Count(x) => {
                 Reply::Return(ReplyValue::Int(self.items.iter().filter(|s| py_eq(s.view(), x)).count() as i64))
             }
             ListCall::Extend(values) => {
+                if !values.is_empty() {
+                    self.changes.record(|| Change::ListExtend(values.iter().map(|v| v.pickle().clone()).collect()));
+                }
                 self.items.append(values);
                 Reply::none()
             }
@@ -494,7 +550,9 @@ impl SharedList {
             ListCall::Insert(i, v) => {
                 let len = self.items.len() as i64;
                 let at = if *i < 0 { (i.saturating_add(len)).max(0) } else { (*i).min(len) };
-                self.items.insert(at as usize, v.take().expect("attempted once"));
+                let v = v.take().expect("attempted once");
+                self.changes.record(|| Change::ListInsert(at as u64, v.pickle().clone()));
+                self.items.insert(at as usize, v);
                 Reply::none()
             }
             ListCall::Pop(index) => {
@@ -506,22 +564,30 @@ impl SharedList {
                     _ => None,
                 };
                 match p {
-                    Some(p) => ret_item(self.items.remove(p).pickle().clone()),
+                    Some(p) => {
+                        let out = self.items[p].pickle().clone();
+                        self.remove_at(p);
+                        ret_item(out)
+                    }
                     None => return Err(PyException::index_error("pop index out of range")),
                 }
             }
             ListCall::Remove(x) => match self.items.iter().position(|s| py_eq(s.view(), x)) {
                 Some(p) => {
-                    self.items.remove(p);
+                    self.remove_at(p);
                     Reply::none()
                 }
                 None => return Err(PyException::value_error("list.remove(x): x not in list")),
             },
             ListCall::Reverse => {
                 self.items.reverse();
+                self.changes.dirty();
                 Reply::none()
             }
             ListCall::Sort { reverse } => {
+                // Marked first: a sort that fails midway (an uncomparable
+                // pair) may have moved items already.
+                self.changes.dirty();
                 sort_by_key(&mut self.items, |s| s.view(), *reverse)?;
                 Reply::none()
             }

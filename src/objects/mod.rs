@@ -14,6 +14,7 @@
 
 // One line per type module.
 pub mod array;
+pub mod change;
 pub mod depth;
 pub mod dict;
 pub mod hosted;
@@ -33,6 +34,7 @@ use std::time::Instant;
 
 use crate::protocol::{PyException, Reply, Request};
 
+pub use change::{Change, Changes};
 pub use depth::Depth;
 pub use queue::{QueueCall, SharedQueue};
 pub use table::{Entry, ObjectId, ObjectTable};
@@ -190,6 +192,24 @@ pub trait SharedType: Debug {
     fn give_back(&mut self, _item: Item) -> bool {
         false
     }
+
+    /// Durable types (issue 16): the recorder of this object's changes,
+    /// which the store turns on for named objects under `--data-dir`.
+    /// Types whose state is runtime coordination (locks, semaphores,
+    /// barriers, conditions) have none: see README, "Durable data".
+    fn changes(&mut self) -> Option<&mut Changes> {
+        None
+    }
+
+    /// The changes that rebuild this object's contents from the object as
+    /// `--register` makes it; a type whose changes mark it [`Change::Dirty`]
+    /// answers one [`Change::Whole`] that replaces its contents.
+    fn snapshot(&self, _out: &mut Vec<Change>) {}
+
+    /// Applies one logged change at start-up (not recorded again).
+    fn replay(&mut self, change: Change) -> Result<(), String> {
+        Err(change::unfit(&change, self.class_name()))
+    }
 }
 
 /// Declares the closed set of shared types: the `SharedObject` and
@@ -264,6 +284,18 @@ macro_rules! shared_types {
             pub fn give_back(&mut self, item: Item) -> bool {
                 match self { $(SharedObject::$variant(o) => o.give_back(item),)+ }
             }
+
+            pub fn changes(&mut self) -> Option<&mut Changes> {
+                match self { $(SharedObject::$variant(o) => o.changes(),)+ }
+            }
+
+            pub fn snapshot(&self, out: &mut Vec<Change>) {
+                match self { $(SharedObject::$variant(o) => o.snapshot(out),)+ }
+            }
+
+            pub fn replay(&mut self, change: Change) -> Result<(), String> {
+                match self { $(SharedObject::$variant(o) => o.replay(change),)+ }
+            }
         }
 
         impl ObjectCall {
@@ -272,6 +304,20 @@ macro_rules! shared_types {
             }
         }
     };
+}
+
+impl SharedObject {
+    /// The changes a durable object made since the last call, as the log
+    /// takes them: a [`Change::Dirty`] step becomes its whole value.
+    pub fn take_changes(&mut self) -> Vec<Change> {
+        let Some(c) = self.changes() else { return Vec::new() };
+        let mut taken = c.take();
+        if taken.first() == Some(&Change::Dirty) {
+            taken.clear();
+            self.snapshot(&mut taken);
+        }
+        taken
+    }
 }
 
 // One line per type; keep the list sorted by file.

@@ -18,7 +18,7 @@ use crate::protocol::{PyException, Reply, Request, ReplyValue};
 
 use super::sequence::{node_type_name, protocol_for, stored_str, write_dict};
 use super::value::{StoredValue, ViewBudget};
-use super::{Attempt, CallContext, CallError, ObjectTable, PendingCall, SharedObject, SharedType, TypeInfo};
+use super::{Attempt, Change, Changes, CallContext, CallError, ObjectTable, PendingCall, SharedObject, SharedType, TypeInfo};
 
 /// `NamespaceProxy._exposed_`.
 pub const EXPOSED: &[&str] = &["__getattribute__", "__setattr__", "__delattr__"];
@@ -40,6 +40,9 @@ pub struct SharedNamespace {
     /// name -> (insertion sequence, name as a stored str, value)
     attrs: HashMap<String, (u64, StoredValue, StoredValue)>,
     next_seq: u64,
+    /// Changes for the store, if durable: a set or delete logs the whole
+    /// namespace (a handful of attributes, as namespaces are used).
+    changes: Changes,
 }
 
 #[derive(Debug)]
@@ -165,10 +168,14 @@ impl SharedType for SharedNamespace {
             NamespaceCall::Set(name, value) => {
                 let value = std::mem::replace(value, super::sequence::synthesized(|w| w.none()));
                 self.set(std::mem::take(name), value);
+                self.changes.dirty();
                 Attempt::reply(Reply::none())
             }
             NamespaceCall::Del(name) => match self.attrs.remove(name.as_str()) {
-                Some(_) => Attempt::reply(Reply::none()),
+                Some(_) => {
+                    self.changes.dirty();
+                    Attempt::reply(Reply::none())
+                }
                 None => Attempt::error(no_attribute(name)),
             },
         }
@@ -176,6 +183,28 @@ impl SharedType for SharedNamespace {
 
     fn timed_out(&mut self, _call: &mut NamespaceCall, _ctx: &CallContext) -> Attempt {
         unreachable!("namespace calls never block")
+    }
+
+    fn changes(&mut self) -> Option<&mut Changes> {
+        Some(&mut self.changes)
+    }
+
+    /// Every attribute in insertion order: name (UTF-8), value's pickle.
+    fn snapshot(&self, out: &mut Vec<Change>) {
+        let ordered = self.ordered();
+        let parts = ordered.iter().flat_map(|(name, (_, _, v))| [name.as_bytes(), &v.pickle()[..]]);
+        out.push(Change::Whole(super::change::join_parts(parts)));
+    }
+
+    fn replay(&mut self, change: Change) -> Result<(), String> {
+        let Change::Whole(data) = change else { return Err(super::change::unfit(&change, self.class_name())) };
+        let parts = super::change::split_parts(&data).filter(|p| p.len() % 2 == 0).ok_or("a logged namespace is malformed")?;
+        self.attrs.clear();
+        for pair in parts.chunks(2) {
+            let name = std::str::from_utf8(pair[0]).map_err(|_| "a logged attribute name is not UTF-8")?;
+            self.set(name.to_string(), StoredValue::from_pickle(pair[1].into())?);
+        }
+        Ok(())
     }
 }
 

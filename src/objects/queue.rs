@@ -9,7 +9,7 @@ use std::time::Instant;
 use crate::protocol::args::timeout_seconds;
 use crate::protocol::{bind, is_truthy, PyException, Reply, Request, ReplyValue};
 
-use super::{deadline_after, Attempt, CallContext, CallError, Item, ObjectTable, PendingCall, SharedObject, SharedType, TypeInfo};
+use super::{deadline_after, Attempt, Change, Changes, CallContext, CallError, Item, ObjectTable, PendingCall, SharedObject, SharedType, TypeInfo};
 
 /// `public_methods(queue.Queue())` on Python 3.13. Older clients never call
 /// `shutdown`; an AutoProxy built from this list simply has one more method.
@@ -40,21 +40,9 @@ pub struct SharedQueue {
     maxsize: usize,
     unfinished_tasks: u64,
     is_shutdown: bool,
-    /// The changes since the store last took them, in order; `None`
-    /// unless the queue is durable (a named one under `--data-dir`).
-    changes: Option<Vec<QueueChange>>,
-}
-
-/// One change to a durable queue's contents, as the store logs it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum QueueChange {
-    PushBack(Item),
-    PopFront,
-    /// An item taken for a client that left, given back.
-    PushFront(Item),
-    TaskDone,
-    /// `shutdown(immediate=True)` dropped every item.
-    Clear,
+    /// Changes for the store, if the queue is durable (a named one
+    /// under `--data-dir`).
+    changes: Changes,
 }
 
 /// A parsed queue call. Blocking calls carry their deadline so that a retry
@@ -142,7 +130,7 @@ impl PendingCall for QueueCall {
 impl SharedType for SharedQueue {
     /// Back at the front: the next getter gets it.
     fn give_back(&mut self, item: Item) -> bool {
-        self.record(|| QueueChange::PushFront(item.clone()));
+        self.changes.record(|| Change::PushFront(item.clone()));
         self.items.push_front(item);
         true
     }
@@ -174,6 +162,37 @@ impl SharedType for SharedQueue {
             Step::Done(reply, false) => Attempt::reply(reply),
             Step::Block => Attempt::Block { on: ctx.this },
         }
+    }
+
+    fn changes(&mut self) -> Option<&mut Changes> {
+        Some(&mut self.changes)
+    }
+
+    /// Its items in order, then its unfinished count.
+    fn snapshot(&self, out: &mut Vec<Change>) {
+        out.extend(self.items.iter().map(|i| Change::PushBack(i.clone())));
+        out.push(Change::Unfinished(self.unfinished_tasks));
+    }
+
+    fn replay(&mut self, change: Change) -> Result<(), String> {
+        match change {
+            Change::PushBack(item) => {
+                self.items.push_back(item);
+                self.unfinished_tasks += 1;
+            }
+            Change::PopFront => {
+                self.items.pop_front();
+            }
+            Change::PushFront(item) => self.items.push_front(item),
+            Change::TaskDone => self.unfinished_tasks = self.unfinished_tasks.saturating_sub(1),
+            Change::Clear => {
+                self.unfinished_tasks = self.unfinished_tasks.saturating_sub(self.items.len() as u64);
+                self.items.clear();
+            }
+            Change::Unfinished(n) => self.unfinished_tasks = n,
+            other => return Err(super::change::unfit(&other, self.class_name())),
+        }
+        Ok(())
     }
 
     fn for_each_item(&self, f: &mut dyn FnMut(&Item)) {
@@ -210,34 +229,12 @@ impl SharedQueue {
         SharedQueue { maxsize: usize::try_from(maxsize).unwrap_or(0), ..Default::default() }
     }
 
-    /// Records changes from now on, for the store to take.
-    pub fn keep_changes(&mut self) {
-        self.changes.get_or_insert_with(Vec::new);
-    }
-
-    /// The changes recorded since the last call.
-    pub fn take_changes(&mut self) -> Vec<QueueChange> {
-        self.changes.as_mut().map(std::mem::take).unwrap_or_default()
-    }
-
-    /// Contents read back from the store at start-up.
-    pub fn restore(&mut self, items: impl IntoIterator<Item = Item>, unfinished: u64) {
-        self.items.extend(items);
-        self.unfinished_tasks = unfinished;
-    }
-
     pub fn items(&self) -> impl Iterator<Item = &Item> {
         self.items.iter()
     }
 
     pub fn unfinished(&self) -> u64 {
         self.unfinished_tasks
-    }
-
-    fn record(&mut self, change: impl FnOnce() -> QueueChange) {
-        if let Some(c) = &mut self.changes {
-            c.push(change());
-        }
     }
 
     pub fn qsize(&self) -> usize {
@@ -260,7 +257,7 @@ impl SharedQueue {
                     return if *block { Step::Block } else { error(PyException::queue_full()) };
                 }
                 let item = item.take().expect("a put is completed only once");
-                self.record(|| QueueChange::PushBack(item.clone()));
+                self.changes.record(|| Change::PushBack(item.clone()));
                 self.items.push_back(item);
                 self.unfinished_tasks += 1;
                 done(Reply::none(), true)
@@ -277,7 +274,7 @@ impl SharedQueue {
             }
             QueueCall::Get { block, .. } => match self.items.pop_front() {
                 Some(item) => {
-                    self.record(|| QueueChange::PopFront);
+                    self.changes.record(|| Change::PopFront);
                     done(Reply::Return(ReplyValue::Item(item)), true)
                 }
                 None if self.is_shutdown => error(PyException::queue_shut_down()),
@@ -292,7 +289,7 @@ impl SharedQueue {
                     return error(PyException::value_error("task_done() called too many times"));
                 }
                 self.unfinished_tasks -= 1;
-                self.record(|| QueueChange::TaskDone);
+                self.changes.record(|| Change::TaskDone);
                 done(Reply::none(), self.unfinished_tasks == 0)
             }
             QueueCall::Join => {
@@ -303,7 +300,7 @@ impl SharedQueue {
                 if *immediate {
                     let drained = self.items.len() as u64;
                     self.items.clear();
-                    self.record(|| QueueChange::Clear);
+                    self.changes.record(|| Change::Clear);
                     self.unfinished_tasks = self.unfinished_tasks.saturating_sub(drained);
                 }
                 done(Reply::none(), true)

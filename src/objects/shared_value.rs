@@ -9,7 +9,7 @@ use crate::protocol::{bind, PyException, Reply, Request, ReplyValue};
 
 use super::sequence::{protocol_for, stored_str, synthesized, write_dict};
 use super::value::{StoredValue, ViewBudget};
-use super::{Attempt, CallContext, CallError, ObjectTable, PendingCall, SharedObject, SharedType, TypeInfo};
+use super::{Attempt, Change, Changes, CallContext, CallError, ObjectTable, PendingCall, SharedObject, SharedType, TypeInfo};
 
 /// `ValueProxy._exposed_`.
 pub const EXPOSED: &[&str] = &["get", "set"];
@@ -30,6 +30,8 @@ pub const INFO: TypeInfo = TypeInfo {
 pub struct SharedValue {
     typecode: StoredValue,
     value: StoredValue,
+    /// Changes for the store, if durable: a `set` logs the value.
+    changes: Changes,
 }
 
 #[derive(Debug)]
@@ -103,6 +105,7 @@ impl SharedType for SharedValue {
             ValueCall::Get => Attempt::reply(Reply::Return(ReplyValue::Item(self.value.pickle().clone()))),
             ValueCall::Set(v) => {
                 self.value = v.take().expect("a set is attempted once");
+                self.changes.dirty();
                 Attempt::reply(Reply::none())
             }
         }
@@ -110,6 +113,21 @@ impl SharedType for SharedValue {
 
     fn timed_out(&mut self, _call: &mut ValueCall, _ctx: &CallContext) -> Attempt {
         unreachable!("value calls never block")
+    }
+
+    fn changes(&mut self) -> Option<&mut Changes> {
+        Some(&mut self.changes)
+    }
+
+    /// The value's pickle (the typecode is the one `--register` gave).
+    fn snapshot(&self, out: &mut Vec<Change>) {
+        out.push(Change::Whole(self.value.pickle().to_vec()));
+    }
+
+    fn replay(&mut self, change: Change) -> Result<(), String> {
+        let Change::Whole(data) = change else { return Err(super::change::unfit(&change, self.class_name())) };
+        self.value = StoredValue::from_pickle(data.into())?;
+        Ok(())
     }
 }
 
@@ -119,7 +137,7 @@ pub fn construct(req: &Request<'_, '_>, _table: &ObjectTable) -> Result<SharedOb
     let b = bind(req, "Value.__init__", ["typecode", "value", "lock"], 2)?;
     let mut budget = ViewBudget::for_request(req.pickle);
     let mut stored = |i: usize| StoredValue::from_node_in(req.pickle, b.0[i].expect("required"), &mut budget);
-    Ok(SharedObject::Value(SharedValue { typecode: stored(0), value: stored(1) }))
+    Ok(SharedObject::Value(SharedValue { typecode: stored(0), value: stored(1), changes: Changes::default() }))
 }
 
 /// `--register NAME=Value(i,0)`: a typecode and an int, float or string
@@ -142,7 +160,7 @@ pub fn from_cli(args: &str) -> Result<SharedObject, String> {
         let s = unquote(v);
         synthesized(|w| w.str(&s))
     };
-    Ok(SharedObject::Value(SharedValue { typecode: stored_str(tc.as_bytes()), value }))
+    Ok(SharedObject::Value(SharedValue { typecode: stored_str(tc.as_bytes()), value, changes: Changes::default() }))
 }
 
 #[cfg(test)]

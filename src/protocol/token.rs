@@ -9,6 +9,16 @@ pub enum Address {
     Unix(String),
 }
 
+/// As the command line writes it: `HOST:PORT` or `unix:PATH`.
+impl std::fmt::Display for Address {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Address::Tcp { host, port } => write!(f, "{host}:{port}"),
+            Address::Unix(path) => write!(f, "unix:{path}"),
+        }
+    }
+}
+
 /// Pickles as `multiprocessing.managers.Token` with state `(typeid, address, id)`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Token {

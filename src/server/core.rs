@@ -21,6 +21,7 @@ use crate::pickle::{DecodeLimits, Decoded};
 use crate::protocol::{PyException, Reply, Request};
 
 use super::blocking::Parked;
+use super::durable::Durable;
 use super::dispatch::{self, AfterControl, Outcome, State};
 use super::host::{self, HostLink};
 use super::mailbox::{ConnRef, Delivery};
@@ -39,12 +40,6 @@ pub struct Core {
     pub timers_sleep_until: Option<Instant>,
     /// The durable store under `--data-dir`, if any.
     pub durable: Option<Durable>,
-}
-
-/// The named queues the store keeps, and its log.
-pub struct Durable {
-    pub log: std::sync::Arc<crate::store::LogWriter>,
-    pub queues: Vec<(String, ObjectId)>,
 }
 
 /// What a worker read from a method call before taking the lock, so that
@@ -314,53 +309,19 @@ impl Core {
         }
     }
 
-    /// A put on a durable object once its log could not be written: it is
-    /// refused, so nothing acknowledged is lost. Gets and reads go on (a
-    /// get that is not logged only means the item may come back after a
-    /// restart).
+    /// A change to a durable object once its log could not be written:
+    /// it is refused, so nothing acknowledged is lost. Gets and reads go
+    /// on (a get that is not logged only means the item may come back
+    /// after a restart).
     fn refuse_unlogged(&self, id: Option<ObjectId>, req: &Request<'_, '_>) -> Option<PyException> {
-        let d = self.durable.as_ref()?;
-        let why = d.log.failed()?;
-        let id = id?;
-        let stores = ObjectTable::type_of(id).is_some_and(|t| t.storing.contains(&req.method));
-        (stores && d.queues.iter().any(|&(_, q)| q == id))
-            .then(|| PyException::os_error(format!("the server cannot write its data dir's log ({why}); the change was not made")))
+        self.durable.as_ref()?.refuse_unlogged(id, req)
     }
 
     /// Hands the changes the last step made to durable objects to the log
     /// (under the core lock, so the log keeps their order); the log
     /// position to wait for under `--fsync always`, if any were made.
     pub fn log_changes(&mut self) -> Option<u64> {
-        use crate::objects::queue::QueueChange;
-        use crate::store::record::{encode, Op};
-        let d = self.durable.as_mut()?;
-        let mut changes = Vec::new();
-        for (name, id) in &d.queues {
-            if let Some(e) = self.state.objects.get_mut(*id)
-                && let crate::objects::SharedObject::Queue(q) = &mut e.object
-            {
-                let c = q.take_changes();
-                if !c.is_empty() {
-                    changes.push((name.as_str(), c));
-                }
-            }
-        }
-        if changes.is_empty() {
-            return None;
-        }
-        Some(d.log.append(|buf| {
-            for (name, cs) in &changes {
-                for c in cs {
-                    match c {
-                        QueueChange::PushBack(item) => encode(buf, Op::Put, name, item),
-                        QueueChange::PushFront(item) => encode(buf, Op::PutFront, name, item),
-                        QueueChange::PopFront => encode(buf, Op::Get, name, &[]),
-                        QueueChange::TaskDone => encode(buf, Op::TaskDone, name, &[]),
-                        QueueChange::Clear => encode(buf, Op::Clear, name, &[]),
-                    }
-                }
-            }
-        }))
+        self.durable.as_ref()?.log_changes(&mut self.state.objects)
     }
 
     /// Items stored in every object, and how many objects hold any.

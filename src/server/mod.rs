@@ -17,6 +17,7 @@
 pub mod blocking;
 pub mod connection;
 mod core;
+mod durable;
 pub mod dispatch;
 pub mod host;
 mod identify;
@@ -76,10 +77,13 @@ pub struct Config {
     pub limits: Limits,
     /// Worker threads; 0 means two per core this process may use.
     pub threads: usize,
-    /// Durable store (issue 16): keep named queues in this directory.
+    /// Durable store (issue 16): keep named objects in this directory.
     pub data_dir: Option<std::path::PathBuf>,
     /// When the store's log is synced.
     pub fsync: crate::store::Fsync,
+    /// The log is compacted while serving once past this size (and twice
+    /// its live data).
+    pub compact_min_bytes: u64,
     /// Log (and keep for `stat`) calls whose server time passes this.
     pub slow_call: Option<std::time::Duration>,
     /// Serve Prometheus metrics at `http://ADDRESS/metrics`.
@@ -100,6 +104,7 @@ impl Config {
             threads: 0,
             data_dir: None,
             fsync: crate::store::Fsync::default(),
+            compact_min_bytes: crate::store::DEFAULT_COMPACT_MIN,
             slow_call: None,
             metrics_address: None,
         }
@@ -201,7 +206,7 @@ impl Server {
         let mut objects = ObjectTable::default();
         let registry = Registry::new(&config.registrations, &config.extra_typeids, &mut objects);
         let durable = match &config.data_dir {
-            Some(dir) => Some(open_store(dir, config.fsync, &registry, &mut objects)?),
+            Some(dir) => Some(durable::open_store(dir, &config, &registry, &mut objects)?),
             None => None,
         };
         let core = Core {
@@ -245,7 +250,7 @@ impl Server {
             return Err(io::Error::other("the server already ran"));
         }
         // The bound address, not the asked one: `HOST:0` logs its real port.
-        let bound = stats::snapshot::address_text(&self.address);
+        let bound = self.address.to_string();
         info!(address = %bound, threads = workers.len(), "fastmanager serving");
         let finder = identify::spawn_finder(self.shared.embedded.load(Ordering::SeqCst), self.shared.clone())?;
         for w in &mut workers {
@@ -298,56 +303,4 @@ impl Server {
         info!("fastmanager stopped");
         result
     }
-}
-
-/// Reads the data dir back into the named queues, writes it afresh as a
-/// snapshot (compaction at start), and opens its log for what follows.
-fn open_store(dir: &std::path::Path, fsync: crate::store::Fsync, registry: &Registry, objects: &mut ObjectTable) -> io::Result<core::Durable> {
-    use crate::objects::SharedObject;
-    use crate::store::record;
-    let fail = |e: anyhow::Error| io::Error::other(format!("{e:#}"));
-    std::fs::create_dir_all(dir)?;
-    let started = std::time::Instant::now();
-    let scan = crate::store::load(dir).map_err(fail)?;
-    if let Some(at) = scan.torn_at {
-        tracing::warn!(file = %crate::store::log_path(dir).display(), offset = at, "the log's last record is torn (cut short by a crash): dropped");
-    }
-    let mut state = crate::store::replay(&scan);
-    let mut queues = Vec::new();
-    for (name, id) in registry.named() {
-        let Some(SharedObject::Queue(q)) = objects.get_mut(id).map(|e| &mut e.object) else { continue };
-        if let Some(saved) = state.get(name) {
-            q.restore(saved.items.iter().map(|b| crate::objects::Item::from(&b[..])), saved.unfinished);
-        }
-        q.keep_changes();
-        queues.push((name.to_string(), id));
-    }
-    // Only what a named queue holds is written back: a name no longer
-    // registered is dropped with its contents, and said so.
-    for gone in state.keys().filter(|n| !queues.iter().any(|(q, _)| q == *n)) {
-        tracing::warn!(name = %gone, "the data dir holds a queue no --register names: dropped");
-    }
-    state.retain(|n, _| queues.iter().any(|(q, _)| q == n));
-    // Compaction at start, when the log has outgrown its live data by
-    // half again (a snapshot would be smaller): else the log is kept, cut
-    // after its last whole record so appends follow it.
-    let live: u64 = state.iter().map(|(n, q)| q.items.iter().map(|i| (record::HEADER + 3 + n.len() + i.len()) as u64).sum::<u64>() + 32).sum();
-    let compacted = scan.valid_len > live + live / 2 && match crate::store::compact(dir, &state) {
-        Ok(()) => true,
-        Err(e) => {
-            // A full disk has no room for a second copy.
-            warn!("{e:#}; going on with the log as it is");
-            let _ = std::fs::remove_file(dir.join("log.compact"));
-            false
-        }
-    };
-    if !compacted && scan.torn_at.is_some() {
-        let log = std::fs::OpenOptions::new().write(true).open(crate::store::log_path(dir))?;
-        log.set_len(scan.valid_len)?;
-        log.sync_all()?;
-    }
-    let items: usize = state.values().map(|q| q.items.len()).sum();
-    info!(dir = %dir.display(), items, records = scan.records.len(), ms = started.elapsed().as_millis() as u64, "data dir read back");
-    let log = crate::store::LogWriter::open(dir, fsync).map_err(fail)?;
-    Ok(core::Durable { log, queues })
 }

@@ -3,7 +3,6 @@
 //! without the core's lock; one step under the lock applies the request
 //! (`core.rs`); the reply is encoded and written after it.
 
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
 use mio::Token;
@@ -20,6 +19,7 @@ use super::core::{ControlDone, Prepared};
 use super::dispatch::AfterControl;
 use super::identify::{self, Quick};
 use super::peers::PeerProcess;
+use super::stats::counters::WorkerCounters;
 use super::stats::slowlog::SlowCall;
 use super::stats::snapshot::Snapshot;
 use super::stats::STAT_REQUEST;
@@ -61,12 +61,12 @@ impl Worker {
                 let conn = self.conns[token.0].as_mut().expect("live");
                 match conn.on_handshake_frame(&config.authkey, config.allow_legacy_md5, frame) {
                     Err(why) => {
-                        counters.auth_failed.fetch_add(1, Relaxed);
+                        WorkerCounters::add(&counters.auth_failed, 1);
                         let who = stats.clients.describe(conn.client());
                         warn!(conn = token.0, client = %who, "authentication failed: {why}");
                     }
                     Ok(()) if conn.phase() == Phase::AwaitControl => {
-                        counters.auth_ok.fetch_add(1, Relaxed);
+                        WorkerCounters::add(&counters.auth_ok, 1);
                         stats.clients.authenticated(conn.client());
                         debug!(conn = token.0, client = %stats.clients.describe(conn.client()), "authenticated");
                     }
@@ -99,7 +99,7 @@ impl Worker {
         let stats = &self.shared.stats;
         stats.worker(self.index()).request(call.slot, bytes, took);
         if stats.slow.is_slow(took) {
-            stats.worker(self.index()).slow_calls.fetch_add(1, Relaxed);
+            WorkerCounters::add(&stats.worker(self.index()).slow_calls, 1);
             let client = self.conns.get(token.0).and_then(Option::as_ref).map_or(0, |c| c.client());
             stats.slow.record(SlowCall {
                 at: 0.0,
@@ -117,21 +117,21 @@ impl Worker {
     /// later (see [`Worker::on_frame`]).
     fn on_control(&mut self, token: Token, frame: &[u8]) -> Option<Served> {
         let limits = self.shared.config.limits.pickle;
-        let other = Served { slot: self.shared.stats.methods.slot(""), object: None };
+        let other = Served { slot: self.shared.stats.methods.other(), object: None };
         let parsed = decode_request(frame, &limits);
         let pickle = match parsed {
             Ok(p) => p,
-            Err(reply) => return self.refuse_control(token, reply).then_some(other),
+            Err(reply) => return self.answer_and_close(token, reply).then_some(other),
         };
         let req = match parse(&pickle) {
             Ok(r) => r,
-            Err(reply) => return self.refuse_control(token, reply).then_some(other),
+            Err(reply) => return self.answer_and_close(token, reply).then_some(other),
         };
         let served = Served { slot: self.shared.stats.methods.slot(req.method), object: None };
         debug!(conn = token.0, request = req.method, "control request");
         if req.method == STAT_REQUEST {
             let json = Snapshot::take(&self.shared).to_json();
-            return self.refuse_control(token, Reply::Return(crate::protocol::ReplyValue::Str(json))).then_some(served);
+            return self.answer_and_close(token, Reply::Return(crate::protocol::ReplyValue::Str(json))).then_some(served);
         }
         // References change hands (`create`, `incref`), or, while some
         // process holds references, a reference is dropped or a connection
@@ -173,8 +173,9 @@ impl Worker {
         Some(served)
     }
 
-    /// Answers a control request that could not be read, and closes.
-    fn refuse_control(&mut self, token: Token, reply: Reply) -> bool {
+    /// Answers a control request the core does not see (one that could
+    /// not be read, or `stat`), and closes, as after any control request.
+    fn answer_and_close(&mut self, token: Token, reply: Reply) -> bool {
         self.send(token, reply);
         if let Some(conn) = self.conn(token) {
             conn.close_when_flushed();
@@ -184,7 +185,7 @@ impl Worker {
 
     fn on_call(&mut self, token: Token, frame: &[u8]) -> Served {
         let limits = self.shared.config.limits.pickle;
-        let mut served = Served { slot: self.shared.stats.methods.slot(""), object: None };
+        let mut served = Served { slot: self.shared.stats.methods.other(), object: None };
         let pickle = match decode_request(frame, &limits) {
             Ok(p) => p,
             Err(reply) => {
@@ -258,10 +259,10 @@ impl Worker {
         let buffer = std::mem::take(&mut self.reply_buffer);
         let counters = self.shared.stats.worker(self.index());
         if matches!(reply, Reply::Error(_) | Reply::ErrorItem { .. } | Reply::Traceback(_)) {
-            counters.errors.fetch_add(1, Relaxed);
+            WorkerCounters::add(&counters.errors, 1);
         }
         let encoded = reply.into_encoded_in(buffer);
-        counters.bytes_sent.fetch_add(encoded.len() as u64 + 4, Relaxed);
+        WorkerCounters::add(&counters.bytes_sent, encoded.len() as u64 + 4);
         if let Some(conn) = self.conns.get_mut(token.0).and_then(Option::as_mut)
             && let Some(spare) = conn.send_encoded(encoded)
             && spare.capacity() <= KEEP_REPLY_BUFFER

@@ -24,6 +24,7 @@ use super::identify::Lookup;
 use super::limits;
 use super::listener::{Listener, Stream};
 use super::mailbox::{ConnRef, Delivery, Mail};
+use super::stats::counters::WorkerCounters;
 use super::Shared;
 
 pub(super) const LISTENER: Token = Token(usize::MAX - 1);
@@ -359,12 +360,12 @@ impl Worker {
                         // Closed at once: the client sees EOF, instead of
                         // waiting in the backlog for a slot.
                         self.refused += 1;
-                        self.shared.stats.worker(self.index).refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        WorkerCounters::add(&self.shared.stats.worker(self.index).refused, 1);
                         drop(stream);
                         continue;
                     }
                     live.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    self.shared.stats.worker(self.index).accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    WorkerCounters::add(&self.shared.stats.worker(self.index).accepted, 1);
                     let client = self.next_client;
                     self.next_client += 1;
                     // In turn: connections of one kind (a benchmark's

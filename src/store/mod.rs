@@ -1,23 +1,22 @@
 //! The durable store behind `--data-dir` (issue 16): the record format
-//! ([`record`]), replay of a log into the named objects' contents, and the
-//! `check-data` command. Apart from `objects` and `server`: it knows
+//! ([`record`]), the log writer and its switch to a compacted log
+//! ([`writer`]), reading a log back, and the `check-data` command. Apart from `objects` and `server`: it knows
 //! record bytes and files, not connections or proxies.
 //!
-//! What is kept: named queues (items in order, a JoinableQueue's
-//! unfinished count). See README, "Durable data", for what is not yet.
+//! Which objects are kept and how their changes become records is the
+//! server's business (`server/durable.rs`); see README, "Durable data".
 
 pub mod record;
 pub mod writer;
 
 pub use writer::{Fsync, LogWriter};
 
-use std::collections::{HashMap, VecDeque};
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use record::{Op, Scan};
+use record::Scan;
 
 /// The log file inside a data dir.
 pub const LOG_FILE: &str = "log";
@@ -26,61 +25,30 @@ pub fn log_path(dir: &Path) -> PathBuf {
     dir.join(LOG_FILE)
 }
 
-/// A named queue's contents as the log rebuilds them.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct QueueState {
-    pub items: VecDeque<Vec<u8>>,
-    /// A JoinableQueue's puts not yet matched by `task_done`.
-    pub unfinished: u64,
+/// Where a snapshot is written before it replaces the log; one left by
+/// a crash mid-compaction is removed at start.
+pub const COMPACT_FILE: &str = "log.compact";
+
+/// The smallest log that is compacted while serving (Redis's
+/// `auto-aof-rewrite-min-size` is 64 MB too).
+pub const DEFAULT_COMPACT_MIN: u64 = 64 << 20;
+
+pub fn compact_path(dir: &Path) -> PathBuf {
+    dir.join(COMPACT_FILE)
 }
 
-/// Applies a log's records in order, by object name.
-pub fn replay(scan: &Scan) -> HashMap<String, QueueState> {
-    let mut objects: HashMap<String, QueueState> = HashMap::new();
-    for r in &scan.records {
-        let q = objects.entry(r.name.clone()).or_default();
-        match r.op {
-            Op::Put => {
-                q.items.push_back(r.data.clone());
-                q.unfinished += 1;
-            }
-            Op::Get => {
-                q.items.pop_front();
-            }
-            Op::TaskDone => q.unfinished = q.unfinished.saturating_sub(1),
-            Op::PutFront => q.items.push_front(r.data.clone()),
-            Op::Clear => {
-                q.unfinished = q.unfinished.saturating_sub(q.items.len() as u64);
-                q.items.clear();
-            }
-            Op::Unfinished => {
-                q.unfinished = r.data.get(..8).map_or(0, |b| u64::from_le_bytes(b.try_into().unwrap()));
-            }
-        }
+/// Bytes `from..to` of `path` (a log: its records up to `to` are whole
+/// once the writer wrote them).
+pub fn read_range(path: &Path, from: u64, to: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::{Read, Seek};
+    let mut f = std::fs::File::open(path)?;
+    f.seek(std::io::SeekFrom::Start(from))?;
+    let mut out = Vec::with_capacity(to.saturating_sub(from) as usize);
+    f.take(to.saturating_sub(from)).read_to_end(&mut out)?;
+    if (out.len() as u64) < to.saturating_sub(from) {
+        return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, format!("{} is shorter than {to} bytes", path.display())));
     }
-    objects
-}
-
-/// Writes `objects` as a fresh log (a snapshot: each queue's items, then
-/// its unfinished count) beside the old one, syncs it and moves it over
-/// the old one, so a crash leaves one or the other whole.
-pub fn compact(dir: &Path, objects: &HashMap<String, QueueState>) -> Result<()> {
-    let tmp = dir.join("log.compact");
-    let mut out = Vec::new();
-    for (name, q) in objects {
-        for item in &q.items {
-            record::encode(&mut out, Op::Put, name, item);
-        }
-        record::encode(&mut out, Op::Unfinished, name, &q.unfinished.to_le_bytes());
-    }
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        std::io::Write::write_all(&mut f, &out)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, log_path(dir))?;
-        std::fs::File::open(dir)?.sync_all()
-    };
-    write().with_context(|| format!("cannot write a snapshot of {}", dir.display()))
+    Ok(out)
 }
 
 /// Reads and scans a data dir's log (missing: empty). Damage before the
@@ -134,18 +102,7 @@ pub fn check(dir: &Path, repair: bool) -> Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn replay_rebuilds_queue_order_and_unfinished_count() {
-        let mut log = Vec::new();
-        for (op, data) in [(Op::Put, "a"), (Op::Put, "b"), (Op::Get, ""), (Op::TaskDone, ""), (Op::Put, "c")] {
-            record::encode(&mut log, op, "tasks", data.as_bytes());
-        }
-        let objects = replay(&record::scan(&log).unwrap());
-        let q = &objects["tasks"];
-        assert_eq!(q.items, [b"b".to_vec(), b"c".to_vec()]);
-        assert_eq!(q.unfinished, 2);
-    }
+    use record::Op;
 
     #[test]
     fn check_repairs_middle_damage_by_truncating() {
@@ -162,7 +119,7 @@ mod tests {
         assert!(!check(&dir, true).unwrap());
         assert_eq!(std::fs::metadata(log_path(&dir)).unwrap().len(), second as u64);
         assert!(check(&dir, false).unwrap());
-        assert_eq!(replay(&load(&dir).unwrap())["q"].items, [b"one".to_vec()]);
+        assert_eq!(load(&dir).unwrap().records.len(), 1);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -25,19 +25,35 @@ pub enum Op {
     Clear = 5,
     /// The unfinished-task count set (data: u64 LE); snapshots end with it.
     Unfinished = 6,
+    /// A dict's keys set (data: key and value pickles, each `[len u32
+    /// LE][bytes]`, pair after pair).
+    DictSet = 7,
+    /// A dict's key removed (data: the key's pickle).
+    DictDel = 8,
+    /// Items appended to a list (data: their pickles, each `[len u32
+    /// LE][bytes]`).
+    ListExtend = 9,
+    /// A list's item replaced (data: position u64 LE, the item's pickle).
+    ListSet = 10,
+    /// An item inserted into a list (data: position u64 LE, its pickle).
+    ListInsert = 11,
+    /// A list's item removed (data: position u64 LE).
+    ListDel = 12,
+    /// An object's whole value, replacing what it held (data: as its type
+    /// writes it: a list's or Namespace's pickles with lengths, a Value's
+    /// pickle, an Array's pickle, an Event's flag byte).
+    Whole = 13,
 }
 
 impl Op {
+    /// Every op; a log holds no other byte.
+    const ALL: [Op; 13] = [
+        Op::Put, Op::Get, Op::TaskDone, Op::PutFront, Op::Clear, Op::Unfinished, Op::DictSet, Op::DictDel,
+        Op::ListExtend, Op::ListSet, Op::ListInsert, Op::ListDel, Op::Whole,
+    ];
+
     fn from_byte(b: u8) -> Option<Op> {
-        Some(match b {
-            1 => Op::Put,
-            2 => Op::Get,
-            3 => Op::TaskDone,
-            4 => Op::PutFront,
-            5 => Op::Clear,
-            6 => Op::Unfinished,
-            _ => return None,
-        })
+        Op::ALL.into_iter().find(|&op| op as u8 == b)
     }
 }
 

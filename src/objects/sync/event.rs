@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use crate::objects::{TypeInfo, Attempt, CallContext, CallError, ObjectTable, PendingCall, SharedObject, SharedType};
+use crate::objects::{TypeInfo, Attempt, Change, Changes, CallContext, CallError, ObjectTable, PendingCall, SharedObject, SharedType};
 use crate::protocol::{bind, PyException, Reply, Request, ReplyValue};
 
 use super::{cli_no_args, deadline_after, wait_timeout};
@@ -30,6 +30,9 @@ pub struct SharedEvent {
     /// notified, even if `clear()` came before it ran (as in CPython, where
     /// `set()` notifies the waiters' condition).
     sets: u64,
+    /// Changes for the store, if durable: the flag, after a set or clear
+    /// (waiters are runtime state, not kept).
+    changes: Changes,
 }
 
 #[derive(Debug)]
@@ -109,10 +112,12 @@ impl SharedType for SharedEvent {
             EventCall::Set => {
                 self.flag = true;
                 self.sets += 1;
+                self.changes.dirty();
                 Attempt::changed(Reply::none(), ctx)
             }
             EventCall::Clear => {
                 self.flag = false;
+                self.changes.dirty();
                 Attempt::reply(Reply::none())
             }
             EventCall::Wait { since, timeout, .. } => {
@@ -131,6 +136,25 @@ impl SharedType for SharedEvent {
     fn timed_out(&mut self, call: &mut EventCall, _ctx: &CallContext) -> Attempt {
         let notified = matches!(call, EventCall::Wait { since, .. } if *since != self.sets);
         Attempt::reply(Reply::Return(ReplyValue::Bool(notified)))
+    }
+
+    fn changes(&mut self) -> Option<&mut Changes> {
+        Some(&mut self.changes)
+    }
+
+    /// The flag, one byte.
+    fn snapshot(&self, out: &mut Vec<Change>) {
+        out.push(Change::Whole(vec![self.flag as u8]));
+    }
+
+    fn replay(&mut self, change: Change) -> Result<(), String> {
+        match change {
+            Change::Whole(data) if data.len() == 1 => {
+                self.flag = data[0] != 0;
+                Ok(())
+            }
+            other => Err(crate::objects::change::unfit(&other, self.class_name())),
+        }
     }
 }
 

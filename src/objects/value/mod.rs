@@ -84,6 +84,18 @@ impl StoredValue {
         StoredValue { pickle, view }
     }
 
+    /// A value read back from the data dir (issue 16): the pickle the
+    /// object held, with its view built again. The limits are generous:
+    /// the pickle passed the server's own when a client sent it.
+    pub fn from_pickle(pickle: Item) -> Result<StoredValue, String> {
+        let limits = crate::pickle::DecodeLimits { max_depth: 100_000, max_memo: usize::MAX, max_nodes: usize::MAX };
+        let view = {
+            let d = crate::pickle::decode(&pickle, &limits).map_err(|e| format!("a logged value does not unpickle: {e}"))?;
+            build::build_view(&d, d.root(), &mut ViewBudget::for_request(&d), Some(&pickle))
+        };
+        Ok(StoredValue { pickle, view })
+    }
+
     /// The standalone pickle, to be embedded in replies as is.
     pub fn pickle(&self) -> &Item {
         &self.pickle

@@ -1,7 +1,9 @@
 //! The counts each worker keeps of what it served. A worker writes only
-//! its own block (relaxed atomic adds on cache lines no other thread
-//! writes), so counting costs no contention; a reader (`stat`, `/metrics`)
-//! sums every worker's block.
+//! its own block, on cache lines no other thread writes, so counting costs
+//! no contention; a reader (`stat`, `/metrics`) sums every worker's block.
+//! With one writer per counter an add is a relaxed load and store (no
+//! locked instruction): readers may see a count a moment late, never a
+//! torn or lost one.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
@@ -44,7 +46,12 @@ impl MethodNames {
 
     /// The slot of `method` (the last one for a name no type knows).
     pub fn slot(&self, method: &str) -> usize {
-        self.index.get(method).copied().unwrap_or(self.names.len() - 1)
+        self.index.get(method).copied().unwrap_or_else(|| self.other())
+    }
+
+    /// The slot of requests that could not be read, and of unknown names.
+    pub fn other(&self) -> usize {
+        self.names.len() - 1
     }
 
     pub fn names(&self) -> &[&'static str] {
@@ -89,17 +96,20 @@ impl WorkerCounters {
     }
 
     /// One request of method slot `slot` that took `took` of server time.
+    /// Only the worker that owns this block calls it (as every add).
     pub fn request(&self, slot: usize, bytes: usize, took: Duration) {
-        self.requests[slot].fetch_add(1, Relaxed);
-        self.bytes_received.fetch_add(bytes as u64, Relaxed);
+        Self::add(&self.requests[slot], 1);
+        Self::add(&self.bytes_received, bytes as u64);
         let ns = took.as_nanos();
         let bucket = LATENCY_BOUNDS_US.iter().position(|&b| ns <= u128::from(b) * 1000).unwrap_or(LATENCY_BOUNDS_US.len());
-        self.latency[bucket].fetch_add(1, Relaxed);
-        self.latency_sum_ns.fetch_add(took.as_nanos() as u64, Relaxed);
+        Self::add(&self.latency[bucket], 1);
+        Self::add(&self.latency_sum_ns, took.as_nanos() as u64);
     }
 
+    /// Adds `n` to one of this block's counters; its owning worker is its
+    /// only writer.
     pub fn add(counter: &AtomicU64, n: u64) {
-        counter.fetch_add(n, Relaxed);
+        counter.store(counter.load(Relaxed).wrapping_add(n), Relaxed);
     }
 }
 

@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::objects::{ObjectId, ObjectTable};
-use crate::protocol::Address;
 
 use super::counters::LATENCY_BOUNDS_US;
 use super::slowlog::SlowCall;
@@ -174,12 +173,6 @@ fn latency(counts: &[u64], sum_ns: u64) -> Latency {
     }
 }
 
-pub fn address_text(address: &Address) -> String {
-    match address {
-        Address::Tcp { host, port } => format!("{host}:{port}"),
-        Address::Unix(path) => format!("unix:{path}"),
-    }
-}
 
 impl Snapshot {
     pub(crate) fn take(shared: &Shared) -> Snapshot {
@@ -250,7 +243,7 @@ impl Snapshot {
         let (stored_bytes, max_object_bytes, max_total_bytes) = core.memory.usage();
         let waiting_clients = state.blocked.waiting_clients();
         let objects = Objects { total: by_type.values().sum(), queued_items, by_type };
-        let address = address_text(&state.address);
+        let address = state.address.to_string();
         drop(core);
         Snapshot {
             version: env!("CARGO_PKG_VERSION"),
