@@ -30,10 +30,11 @@ SCRIPT = REPO / 'scripts' / 'redis-cluster.sh'
 SEEDS = 'redis://127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103'
 AUTHKEY = 'redis-backend-test'
 CLIENT = HERE / 'clients' / 'redis_backend.py'
-REGISTER = ['tasks=Queue', 'small=Queue(2)', 'shared=dict', 'ns=Namespace',
-            'counter=Value(i,7)']
-KEYS = ['fm:{q:tasks}:items', 'fm:{q:small}:items', 'fm:{d:shared}:hash',
-        'fm:{n:ns}:attrs']
+REGISTER = ['tasks=Queue', 'small=Queue(2)', 'jobs=JoinableQueue',
+            'shared=dict', 'ns=Namespace', 'counter=Value(i,7)']
+KEYS = ['fm:{q:tasks}:items', 'fm:{q:small}:items', 'fm:{q:jobs}:items',
+        'fm:{q:tasks}:unfinished', 'fm:{q:small}:unfinished',
+        'fm:{q:jobs}:unfinished', 'fm:{d:shared}:hash', 'fm:{n:ns}:attrs']
 
 pytestmark = pytest.mark.skipif(
     server_kind() != 'rust', reason="the Redis backend is the Rust server's")
@@ -89,6 +90,7 @@ class Gateway:
             pass
         M.register('tasks')
         M.register('small')
+        M.register('jobs')
         M.register('shared', proxytype=DictProxy)
         M.register('ns', proxytype=NamespaceProxy)
         M.register('counter', proxytype=ValueProxy)
@@ -237,6 +239,27 @@ def test_bounded_queue_full_and_a_blocked_put_woken_by_a_get(gw):
     assert [qb.get(), qb.get()] == [2, 3]
 
 
+def test_joinable_queue_join_waits_for_task_done_on_the_other_gateway(gw):
+    a, b = gw
+    ja, jb = a.manager().jobs(), b.manager().jobs()
+    ja.join()  # nothing unfinished: returns at once
+    for i in range(3):
+        ja.put(i)
+    joined = []
+    t = threading.Thread(target=lambda: joined.append(ja.join()))
+    t.start()
+    for i in range(3):
+        assert jb.get() == i
+        time.sleep(0.2)
+        assert not joined, 'join returned with %d tasks unfinished' % (3 - i)
+        jb.task_done()
+    t.join(10)
+    assert joined == [None]
+    with pytest.raises(ValueError) as e:
+        jb.task_done()
+    assert str(e.value) == 'task_done() called too many times'
+
+
 def test_dict_through_both_gateways(gw):
     a, b = gw
     da, db = a.manager().shared(), b.manager().shared()
@@ -317,7 +340,7 @@ def serve(*args):
         capture_output=True, text=True, timeout=30)
 
 
-@pytest.mark.parametrize('kind', ['JoinableQueue', 'list', 'Lock', 'Event',
+@pytest.mark.parametrize('kind', ['RLock', 'list', 'Lock', 'Event',
                                   'Array(i,1)'])
 def test_unserved_type_is_refused_naming_backend_and_type(cluster, kind):
     r = serve('--backend', SEEDS, '--register', 'x=' + kind)

@@ -11,7 +11,8 @@
 //! pickled reply message. So no worker thread waits for Redis, and a
 //! blocked `get` holds neither a thread nor a Redis connection.
 //!
-//! Served: `Queue` (with maxsize), `dict`, `Namespace` and `Value`. Anything else is refused at
+//! Served: `Queue` and `JoinableQueue` (with maxsize), `dict`, `Namespace`
+//! and `Value`. Anything else is refused at
 //! start-up, naming the backend and the type, rather than quietly kept in
 //! this process (which would give each gateway its own, unshared object).
 
@@ -70,7 +71,7 @@ pub fn open(url: &BackendUrl, registrations: &[Registration]) -> Result<redis::P
     }
     if registrations.is_empty() {
         bail!(
-            "the redis backend ({url}) serves only --register'ed objects (Queue, dict, Namespace, Value); \
+            "the redis backend ({url}) serves only --register'ed objects (Queue, JoinableQueue, dict, Namespace, Value); \
              create()d objects would stay in this process, unshared, so the server does not start"
         );
     }
@@ -81,7 +82,7 @@ pub fn open(url: &BackendUrl, registrations: &[Registration]) -> Result<redis::P
         .collect();
     if !unserved.is_empty() {
         bail!(
-            "the redis backend ({url}) does not serve {} yet (served: Queue, dict, Namespace, Value); \
+            "the redis backend ({url}) does not serve {} yet (served: Queue, JoinableQueue, dict, Namespace, Value); \
              run without --backend to keep objects in this process",
             unserved.join(", ")
         );

@@ -93,7 +93,8 @@ struct ServeArgs {
     /// redis://HOST:PORT[,HOST:PORT...] (a Redis Cluster's seed nodes, or
     /// one server). Every server started with the same backend and
     /// registrations serves the same objects (README, "Redis Cluster
-    /// backend"). Served: Queue, Queue(N), dict.
+    /// backend"). Served: Queue, JoinableQueue (with maxsize),
+    /// dict, Namespace, Value.
     #[arg(long, value_name = "URL", conflicts_with = "data_dir")]
     backend: Option<crate::backend::BackendUrl>,
 

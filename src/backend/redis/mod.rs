@@ -56,7 +56,8 @@ impl ObjectKind {
     /// The kind for a `--register` typeid, if served.
     pub fn of(typeid: &str) -> Option<ObjectKind> {
         match typeid {
-            "Queue" => Some(ObjectKind::Queue { maxsize: 0 }),
+            // SyncManager's JoinableQueue is `queue.Queue` too.
+            "Queue" | "JoinableQueue" => Some(ObjectKind::Queue { maxsize: 0 }),
             "dict" => Some(ObjectKind::Dict),
             "Namespace" => Some(ObjectKind::Namespace),
             "Value" => Some(ObjectKind::Value),
@@ -81,6 +82,8 @@ pub struct Named {
     pub key: String,
     /// A queue's flag: some gateway has calls parked on it (`queue.rs`).
     pub flag: String,
+    /// A queue's count of unfinished tasks.
+    pub unfinished: String,
     /// A `Value`'s start-up value (`value.rs`).
     pub initial: Option<Item>,
 }
@@ -126,8 +129,14 @@ impl Gateway {
                 ObjectKind::Namespace => (format!("fm:{{n:{}}}", r.name), "attrs"),
                 ObjectKind::Value => (format!("fm:{{v:{}}}", r.name), "value"),
             };
-            let mut named =
-                Named { name: r.name.clone(), kind, key: format!("{tag}:{key}"), flag: format!("{tag}:waiting"), initial: None };
+            let mut named = Named {
+                name: r.name.clone(),
+                kind,
+                key: format!("{tag}:{key}"),
+                flag: format!("{tag}:waiting"),
+                unfinished: format!("{tag}:unfinished"),
+                initial: None,
+            };
             if kind == ObjectKind::Value
                 && let Ok(SharedObject::Value(v)) = objects::shared_value::from_cli(&r.kind.args)
             {
@@ -247,13 +256,13 @@ impl Gateway {
             ObjectKind::Queue { maxsize } => {
                 let now = Instant::now();
                 let call = objects::queue::parse_call(req, now)?;
-                let put = matches!(call, QueueCall::Put { .. });
+                let wakes = matches!(call, QueueCall::Put { .. } | QueueCall::TaskDone);
                 let waiting = self.waiters.has_getters(object);
                 conn.with(connector, |c| queue::call(c, q, maxsize, &call, waiting, now)).map(|step| match step {
                     queue::Step::Answer(reply) => {
-                        if put {
-                            // This gateway's own getters need no round
-                            // trip through pub/sub.
+                        if wakes {
+                            // This gateway's own getters and joiners need
+                            // no round trip through pub/sub.
                             self.waiters.kick();
                         }
                         Some(reply)
@@ -264,6 +273,10 @@ impl Gateway {
                     }
                     queue::Step::WaitPut { item, deadline } => {
                         self.waiters.park_put(object, ticket, item, deadline);
+                        None
+                    }
+                    queue::Step::WaitJoin => {
+                        self.waiters.park_join(object, ticket);
                         None
                     }
                 })

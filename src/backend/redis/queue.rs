@@ -1,5 +1,8 @@
-//! A named `Queue` in Redis: one list per name, `fm:{q:NAME}:items`, and
-//! a flag `fm:{q:NAME}:waiting` (the hash tag puts both in one slot).
+//! A named `Queue` (or `JoinableQueue`: SyncManager's are both
+//! `queue.Queue`) in Redis: one list per name, `fm:{q:NAME}:items`, the
+//! count of unfinished tasks `fm:{q:NAME}:unfinished` (`task_done`,
+//! `join`), and a flag `fm:{q:NAME}:waiting` (the hash tag puts all three
+//! in one slot).
 //! Items are the client's standalone pickles, as the embedded server
 //! stores them.
 //!
@@ -33,21 +36,23 @@ pub const WAKE_CHANNEL: &str = "fm:wake";
 /// (`waiters::RETRY`), so a gateway that still waits keeps it set.
 const FLAG_TTL_MS: u64 = 2000;
 
-/// `KEYS`: the list, the flag. `ARGV`: item, maxsize (0: unbounded),
-/// channel, name, whether to set the flag first (a parked put's retry).
-/// 1 if pushed, 0 if the queue is full.
+/// `KEYS`: the list, the flag, the unfinished count. `ARGV`: item,
+/// maxsize (0: unbounded), channel, name, whether to set the flag first
+/// (a parked put's retry). 1 if pushed, 0 if the queue is full.
 static PUT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         "if ARGV[5] == '1' then redis.call('SET', KEYS[2], '1', 'PX', ARGV[6]) end
          local max = tonumber(ARGV[2])
          if max > 0 and redis.call('LLEN', KEYS[1]) >= max then return 0 end
          redis.call('RPUSH', KEYS[1], ARGV[1])
+         redis.call('INCR', KEYS[3])
          if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('PUBLISH', ARGV[3], ARGV[4]) end
          return 1",
     )
 });
 
-/// `KEYS`: the list, the flag. `ARGV`: count, maxsize, channel, name,
+/// `KEYS`: the list, the flag (and the unfinished count, unused). `ARGV`:
+/// count, maxsize, channel, name,
 /// whether to set the flag first (parked gets' retry), its TTL. Up to
 /// `count` items, oldest first; a take from a bounded queue publishes,
 /// since it may make room for a parked `put`.
@@ -79,8 +84,29 @@ impl For {
     }
 }
 
-/// Runs a queue script: `KEYS` the list and the flag, `ARGV` `first`,
-/// then what both scripts take.
+/// `KEYS`: the unfinished count, the flag. `ARGV`: channel, name. The
+/// count left, or -1 if there was none to finish; reaching 0 publishes
+/// (for parked `join`s).
+static TASK_DONE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        "if tonumber(redis.call('GET', KEYS[1]) or '0') <= 0 then return -1 end
+         local n = redis.call('DECR', KEYS[1])
+         if n == 0 and redis.call('EXISTS', KEYS[2]) == 1 then redis.call('PUBLISH', ARGV[1], ARGV[2]) end
+         return n",
+    )
+});
+
+/// `KEYS`: the flag, the unfinished count. `ARGV`: the flag's TTL. Sets
+/// the flag (parked `join`s), then reads the count.
+static UNFINISHED: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        "redis.call('SET', KEYS[1], '1', 'PX', ARGV[1])
+         return tonumber(redis.call('GET', KEYS[2]) or '0')",
+    )
+});
+
+/// Runs a queue script: `KEYS` the list, the flag and the unfinished
+/// count, `ARGV` `first`, then what both scripts take.
 fn invoke<T: redis::FromRedisValue>(
     script: &Script,
     conn: &mut dyn ConnectionLike,
@@ -90,7 +116,7 @@ fn invoke<T: redis::FromRedisValue>(
     by: For,
 ) -> RedisResult<T> {
     let mut call = script.key(&q.key);
-    call.key(&q.flag).arg(first).arg(maxsize).arg(WAKE_CHANNEL).arg(&q.name).arg(by.flag()).arg(FLAG_TTL_MS);
+    call.key(&q.flag).key(&q.unfinished).arg(first).arg(maxsize).arg(WAKE_CHANNEL).arg(&q.name).arg(by.flag()).arg(FLAG_TTL_MS);
     call.invoke(conn)
 }
 
@@ -104,6 +130,11 @@ pub fn take(conn: &mut dyn ConnectionLike, q: &Named, maxsize: i64, count: usize
     Ok(invoke::<Option<Vec<Vec<u8>>>>(&TAKE, conn, q, count, maxsize, by)?.unwrap_or_default())
 }
 
+/// The unfinished count, for parked `join`s (setting the flag first).
+pub fn unfinished(conn: &mut dyn ConnectionLike, q: &Named) -> RedisResult<i64> {
+    UNFINISHED.key(&q.flag).key(&q.unfinished).arg(FLAG_TTL_MS).invoke(conn)
+}
+
 pub fn item_reply(bytes: Vec<u8>) -> Reply {
     Reply::Return(ReplyValue::Item(Item::from(bytes)))
 }
@@ -115,6 +146,8 @@ pub enum Step {
     WaitGet { deadline: Option<Instant> },
     /// A `put` of `item` to park, the queue being full.
     WaitPut { item: Item, deadline: Option<Instant> },
+    /// A `join` to park until no task is unfinished.
+    WaitJoin,
 }
 
 /// One call on queue `q`. `getters_waiting`: whether this gateway already
@@ -153,9 +186,19 @@ pub fn call(
         QueueCall::Qsize => Step::Answer(Reply::Return(ReplyValue::Int(len(conn, q)?))),
         QueueCall::Empty => Step::Answer(Reply::Return(ReplyValue::Bool(len(conn, q)? == 0))),
         QueueCall::Full => Step::Answer(Reply::Return(ReplyValue::Bool(maxsize > 0 && len(conn, q)? >= maxsize))),
-        QueueCall::TaskDone | QueueCall::Join | QueueCall::Shutdown { .. } => {
-            Step::Answer(super::not_served("task_done, join and shutdown of a Queue"))
+        QueueCall::TaskDone => {
+            let left: i64 = TASK_DONE.key(&q.unfinished).key(&q.flag).arg(WAKE_CHANNEL).arg(&q.name).invoke(conn)?;
+            if left < 0 {
+                Step::Answer(Reply::Error(PyException::value_error("task_done() called too many times")))
+            } else {
+                Step::Answer(Reply::none())
+            }
         }
+        QueueCall::Join => {
+            let left: Option<i64> = redis::cmd("GET").arg(&q.unfinished).query(conn)?;
+            if left.unwrap_or(0) <= 0 { Step::Answer(Reply::none()) } else { Step::WaitJoin }
+        }
+        QueueCall::Shutdown { .. } => Step::Answer(super::not_served("shutdown of a Queue")),
     })
 }
 

@@ -44,11 +44,13 @@ struct Putter {
 struct Parked {
     getters: VecDeque<Getter>,
     putters: VecDeque<Putter>,
+    /// Tickets of `join`s (which have no timeout).
+    joiners: Vec<u64>,
 }
 
 impl Parked {
     fn is_empty(&self) -> bool {
-        self.getters.is_empty() && self.putters.is_empty()
+        self.getters.is_empty() && self.putters.is_empty() && self.joiners.is_empty()
     }
 
     fn next_deadline(&self) -> Option<Instant> {
@@ -89,6 +91,11 @@ impl Waiters {
 
     pub fn park_put(&self, object: usize, ticket: u64, item: Item, deadline: Option<Instant>) {
         self.lock().queues.entry(object).or_default().putters.push_back(Putter { ticket, item, deadline });
+        self.kick();
+    }
+
+    pub fn park_join(&self, object: usize, ticket: u64) {
+        self.lock().queues.entry(object).or_default().joiners.push(ticket);
         self.kick();
     }
 
@@ -157,12 +164,13 @@ fn serve_queue(gw: &Gateway, conn: &mut Lazy, object: usize) -> RedisResult<()> 
     let q = &gw.objects[object];
     let ObjectKind::Queue { maxsize } = q.kind else { return Ok(()) };
     // Callers that left are dropped before taking anything for them.
-    let (getters, putter) = {
+    let (getters, putter, joiners) = {
         let mut state = gw.waiters.lock();
         let Some(parked) = state.queues.get_mut(&object) else { return Ok(()) };
         parked.getters.retain(|g| gw.end.is_waiting(g.ticket));
         parked.putters.retain(|p| gw.end.is_waiting(p.ticket));
-        (parked.getters.len(), parked.putters.front().map(|p| p.item.clone()))
+        parked.joiners.retain(|&t| gw.end.is_waiting(t));
+        (parked.getters.len(), parked.putters.front().map(|p| p.item.clone()), !parked.joiners.is_empty())
     };
     if getters > 0 {
         let items = conn.with(&gw.connector, |c| queue::take(c, q, maxsize, getters, For::Parked))?;
@@ -185,6 +193,12 @@ fn serve_queue(gw: &Gateway, conn: &mut Lazy, object: usize) -> RedisResult<()> 
         let p = parked.putters.pop_front().expect("the putter served");
         gw.answer(p.ticket, Reply::none());
         next = parked.putters.front().map(|p| p.item.clone());
+    }
+    if joiners && conn.with(&gw.connector, |c| queue::unfinished(c, q))? <= 0 {
+        let mut state = gw.waiters.lock();
+        for ticket in state.queues.entry(object).or_default().joiners.drain(..) {
+            gw.answer(ticket, Reply::none());
+        }
     }
     expire(gw, object);
     Ok(())
