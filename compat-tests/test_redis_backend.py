@@ -59,14 +59,14 @@ def cluster(tmp_path_factory):
 
 
 class Gateway:
-    def __init__(self, log):
+    def __init__(self, log, backend=SEEDS):
         self.port = free_port()
         self.log = log
         args = [a for r in REGISTER for a in ('--register', r)]
         with open(log, 'wb') as out:
             self.proc = subprocess.Popen(
                 [rust_binary(), 'serve', '--address', '127.0.0.1:%d' % self.port,
-                 '--authkey', AUTHKEY, '--backend', SEEDS, *args],
+                 '--authkey', AUTHKEY, '--backend', backend, *args],
                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
         deadline = time.time() + 15
         while True:
@@ -331,6 +331,40 @@ def test_create_of_a_syncmanager_type_is_a_clear_error(gw):
         m.Queue()
     assert 'redis backend' in str(e.value)
     assert 'does not serve create("Queue")' in str(e.value)
+
+
+def test_one_redis_server_without_cluster_mode(tmp_path):
+    if shutil.which('redis-server') is None:
+        pytest.fail('redis-server is not installed')
+    port = free_port()
+    redis = subprocess.Popen(
+        ['redis-server', '--bind', '127.0.0.1', '--port', str(port),
+         '--save', '', '--appendonly', 'no', '--dir', str(tmp_path)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    gateways = []
+    try:
+        for _ in range(50):
+            if 'PONG' in subprocess.run(['redis-cli', '-p', str(port), 'ping'],
+                                        capture_output=True, text=True).stdout:
+                break
+            time.sleep(0.1)
+        backend = 'redis://127.0.0.1:%d' % port
+        gateways = [Gateway(str(tmp_path / n), backend) for n in ('a.log', 'b.log')]
+        qa, qb = (g.manager().tasks() for g in gateways)
+        got = []
+        t = threading.Thread(target=lambda: got.append(qb.get(timeout=30)))
+        t.start()
+        time.sleep(0.3)
+        qa.put('over one server')
+        t.join(10)
+        assert got == ['over one server']
+        da, db = (g.manager().shared() for g in gateways)
+        da['k'] = 'v'
+        assert db['k'] == 'v'
+    finally:
+        for g in gateways:
+            g.stop()
+        stop_process(redis)
 
 
 def serve(*args):
