@@ -12,7 +12,8 @@ temporary directory), then for each N runs N stock client processes for
                RedisCluster client)
   embedded     fastmanager serve without --backend (the queue in the server)
 
-and prints calls per second (each put and each get is one call, one round
+(and with --gateway-threads N, one gateway with --threads N) and prints
+calls per second (each put and each get is one call, one round
 trip). Then the wake-up latency: a client of gateway 2 blocked in get(),
 a client of gateway 1 puts; the time from the put's call to the get's
 return, median and 90th percentile of 50. Needs redis-server and redis-py (pip install redis). Not a test: the
@@ -135,6 +136,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--seconds', type=float, default=3.0)
     ap.add_argument('--clients', default='1,4,16')
+    ap.add_argument('--gateway-threads', type=int,
+                    help='also run one gateway with --threads N')
     args = ap.parse_args()
     ns = [int(n) for n in args.clients.split(',')]
     env = dict(os.environ, REDIS_CLUSTER_DIR=tempfile.mkdtemp(prefix='fm-redis-bench-'))
@@ -144,7 +147,12 @@ def main():
         gw = [start_server('--backend', SEEDS) for _ in range(2)]
         embedded = start_server()
         servers = [p for p, _ in gw] + [embedded[0]]
-        systems = [
+        systems = []
+        if args.gateway_threads:
+            t = start_server('--backend', SEEDS, '--threads', str(args.gateway_threads))
+            servers.append(t[0])
+            systems.append(('gw --threads %d' % args.gateway_threads, manager_client, [t[1]]))
+        systems += [
             ('gateway x1', manager_client, [gw[0][1]]),
             ('gateway x2', manager_client, [gw[0][1], gw[1][1]]),
             ('redis-py', redis_client, [0]),
