@@ -15,6 +15,7 @@
 //! - [`client`]: a Rust client for the same protocol (Rust workers and masters).
 
 pub mod address;
+pub mod backend;
 pub mod cli;
 pub mod client;
 pub mod objects;

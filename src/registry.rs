@@ -12,6 +12,13 @@ use crate::protocol::{PyException, Request};
 /// with the type; these names stay here for the registry's callers.
 pub use crate::objects::type_info::{type_info, TypeInfo, TYPES};
 
+/// Every typeid SyncManager registers (Pool too, which this server does
+/// not serve).
+pub const SYNC_MANAGER_TYPEIDS: &[&str] = &[
+    "Queue", "JoinableQueue", "Event", "Lock", "RLock", "Semaphore", "BoundedSemaphore",
+    "Condition", "Barrier", "Pool", "list", "dict", "Value", "Array", "Namespace",
+];
+
 /// The methods an object of built-in `kind` exposes.
 pub fn exposed_methods(kind: &str) -> Option<&'static [&'static str]> {
     type_info(kind).map(|t| t.exposed)

@@ -11,7 +11,7 @@ mod options;
 mod stat;
 
 pub use options::embedded_config;
-use crate::registry::Registration;
+use crate::registry::{Registration, SYNC_MANAGER_TYPEIDS};
 use crate::address::ListenAddress;
 use crate::server::{Config, Server};
 
@@ -89,6 +89,15 @@ struct ServeArgs {
     #[arg(long = "register", value_name = "NAME=KIND", value_parser = parse_registration)]
     registrations: Vec<Registration>,
 
+    /// Keep the --register'ed objects in Redis:
+    /// redis://HOST:PORT[,HOST:PORT...] (a Redis Cluster's seed nodes, or
+    /// one server). Every server started with the same backend and
+    /// registrations serves the same objects (README, "Redis Cluster
+    /// backend"). Served: Queue, JoinableQueue (with maxsize),
+    /// dict, Namespace, Value.
+    #[arg(long, value_name = "URL", conflicts_with = "data_dir")]
+    backend: Option<crate::backend::BackendUrl>,
+
     #[command(flatten)]
     options: options::ServerOptions,
 }
@@ -96,13 +105,6 @@ struct ServeArgs {
 
 
 
-/// Every typeid SyncManager registers (Pool too, which this server does
-/// not serve): a `--register` name is looked up before them, so the same
-/// name would silently hand `SyncManager.Queue()` clients the named object.
-const SYNC_MANAGER_TYPEIDS: &[&str] = &[
-    "Queue", "JoinableQueue", "Event", "Lock", "RLock", "Semaphore", "BoundedSemaphore",
-    "Condition", "Barrier", "Pool", "list", "dict", "Value", "Array", "Namespace",
-];
 
 impl ServeArgs {
     /// Refuses values that parse but cannot be meant.
@@ -110,6 +112,9 @@ impl ServeArgs {
         self.options.check()?;
         let mut seen = std::collections::HashSet::new();
         for r in &self.registrations {
+            // A `--register` name is looked up before SyncManager's
+            // typeids, so the same name would silently hand
+            // `SyncManager.Queue()` clients the named object.
             if SYNC_MANAGER_TYPEIDS.contains(&r.name.as_str()) {
                 bail!(
                     "--register {}: the name shadows SyncManager's {} typeid (SyncManager.{}() would return this object); choose another name",
@@ -180,8 +185,24 @@ fn serve(args: ServeArgs) -> Result<()> {
     let authkey = args.key.read()?;
     let mut config = Config::new(args.address.clone(), authkey);
     args.options.apply(&mut config);
-    config.registrations = args.registrations;
+    // With a backend the named objects live there: the server hosts them
+    // through the gateway instead of making them itself.
+    let gateway = match &args.backend {
+        Some(url) => {
+            let plan = crate::backend::open(url, &args.registrations)?;
+            config.extra_typeids.extend(crate::backend::hosted_typeids(&args.registrations));
+            Some(plan)
+        }
+        None => {
+            config.registrations = args.registrations;
+            None
+        }
+    };
+    let limits = config.limits.pickle;
     let mut server = Server::bind(config).with_context(|| format!("cannot listen on {}", args.address))?;
+    if let Some(plan) = gateway {
+        plan.start(server.host_end(), limits)?;
+    }
     server.run().context("event loop failed")
 }
 

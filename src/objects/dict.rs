@@ -74,6 +74,18 @@ pub struct Lookup {
     item: Item,
 }
 
+impl Lookup {
+    /// The key's identity (Python's `hash`/`==`).
+    pub fn key(&self) -> &DictKey {
+        &self.key
+    }
+
+    /// The key object as the client sent it, for `KeyError(key)`.
+    pub fn item(&self) -> &Item {
+        &self.item
+    }
+}
+
 #[derive(Debug)]
 pub enum DictCall {
     Contains(DictKey),

@@ -60,7 +60,22 @@ fn attribute_name(d: &Decoded, id: NodeId) -> Result<String, PyException> {
     })
 }
 
-fn no_attribute(name: &str) -> PyException {
+/// Reads a call; a namespace's state does not change how (the Redis
+/// backend reads calls with no object at hand).
+pub fn parse_call(req: &Request<'_, '_>) -> Result<NamespaceCall, CallError> {
+    let d = req.pickle;
+    Ok(match req.method {
+        "__getattribute__" => NamespaceCall::Get(attribute_name(d, args(req, 1)?[0])?),
+        "__setattr__" => {
+            let a = args(req, 2)?;
+            NamespaceCall::Set(attribute_name(d, a[0])?, StoredValue::from_node(d, a[1]))
+        }
+        "__delattr__" => NamespaceCall::Del(attribute_name(d, args(req, 1)?[0])?),
+        _ => return Err(CallError::NotExposed),
+    })
+}
+
+pub fn no_attribute(name: &str) -> PyException {
     PyException::attribute_error(format!("'Namespace' object has no attribute '{name}'"))
 }
 
@@ -141,16 +156,7 @@ impl SharedType for SharedNamespace {
     }
 
     fn parse_call(&self, req: &Request<'_, '_>, _ctx: &CallContext) -> Result<NamespaceCall, CallError> {
-        let d = req.pickle;
-        Ok(match req.method {
-            "__getattribute__" => NamespaceCall::Get(attribute_name(d, args(req, 1)?[0])?),
-            "__setattr__" => {
-                let a = args(req, 2)?;
-                NamespaceCall::Set(attribute_name(d, a[0])?, StoredValue::from_node(d, a[1]))
-            }
-            "__delattr__" => NamespaceCall::Del(attribute_name(d, args(req, 1)?[0])?),
-            _ => return Err(CallError::NotExposed),
-        })
+        parse_call(req)
     }
 
     fn attempt(&mut self, call: &mut NamespaceCall, _ctx: &CallContext) -> Attempt {

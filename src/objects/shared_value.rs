@@ -42,6 +42,29 @@ pub enum ValueCall {
 
 impl PendingCall for ValueCall {}
 
+/// Reads a call; a value's state does not change how (the Redis backend
+/// reads calls with no object at hand).
+pub fn parse_call(req: &Request<'_, '_>) -> Result<ValueCall, CallError> {
+    Ok(match req.method {
+        "get" => {
+            bind(req, "Value.get", [], 0)?;
+            ValueCall::Get
+        }
+        "set" => {
+            let b = bind(req, "Value.set", ["value"], 1)?;
+            ValueCall::Set(Some(StoredValue::from_node(req.pickle, b.0[0].expect("required"))))
+        }
+        _ => return Err(CallError::NotExposed),
+    })
+}
+
+impl SharedValue {
+    /// The value held.
+    pub fn value(&self) -> &StoredValue {
+        &self.value
+    }
+}
+
 impl SharedType for SharedValue {
     fn for_each_item(&self, f: &mut dyn FnMut(&super::Item)) {
         f(self.value.pickle());
@@ -74,17 +97,7 @@ impl SharedType for SharedValue {
     }
 
     fn parse_call(&self, req: &Request<'_, '_>, _ctx: &CallContext) -> Result<ValueCall, CallError> {
-        Ok(match req.method {
-            "get" => {
-                bind(req, "Value.get", [], 0)?;
-                ValueCall::Get
-            }
-            "set" => {
-                let b = bind(req, "Value.set", ["value"], 1)?;
-                ValueCall::Set(Some(StoredValue::from_node(req.pickle, b.0[0].expect("required"))))
-            }
-            _ => return Err(CallError::NotExposed),
-        })
+        parse_call(req)
     }
 
     fn attempt(&mut self, call: &mut ValueCall, _ctx: &CallContext) -> Attempt {

@@ -113,6 +113,11 @@ impl Blocked {
         Some(wait)
     }
 
+    /// Whether a connection still waits for the host's answer to `ticket`.
+    pub fn waits_for_host(&self, ticket: u64) -> bool {
+        self.host.contains_key(&ticket)
+    }
+
     /// Whether `client`'s connection waits for anything.
     pub fn is_parked(&self, client: ClientId) -> bool {
         self.by_client.contains_key(&client)

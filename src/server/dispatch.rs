@@ -230,7 +230,7 @@ pub fn resolve(state: &mut State, attempt: Attempt, call: ObjectCall) -> Outcome
 
 /// CPython raises AttributeError for a method outside `exposed`, then fails
 /// to find a fallback for it: the client sees both in a `RemoteError`.
-fn not_exposed_traceback(method: &str, class: &str, exposed: &[&str]) -> String {
+pub fn not_exposed_traceback(method: &str, class: &str, exposed: &[&str]) -> String {
     let names: Vec<String> = exposed.iter().map(|n| format!("'{n}'")).collect();
     let first = format_traceback(&format!(
         "AttributeError: method '{method}' of <class '{class}'> object is not in exposed={{{}}}",

@@ -93,6 +93,15 @@ impl HostEnd {
         }
     }
 
+    /// Whether the connection that sent request `ticket` still waits for
+    /// its answer. A host that takes something for a waiting call (an
+    /// item from a queue kept elsewhere) asks first, so that a caller who
+    /// left long ago is not handed, and does not lose, what it took; the
+    /// window left is the time between this check and the answer.
+    pub fn is_waiting(&self, ticket: u64) -> bool {
+        self.shared.lock().state.blocked.waits_for_host(ticket)
+    }
+
     /// Answers the request `ticket`.
     pub fn answer(&self, ticket: u64, answer: HostAnswer) -> Result<(), ServerGone> {
         self.answers.send((ticket, answer)).map_err(|_| ServerGone)?;

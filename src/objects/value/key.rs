@@ -89,6 +89,37 @@ impl PyValue {
     }
 }
 
+impl DictKey {
+    /// A byte string that is equal for two keys exactly when the keys are
+    /// equal: what a store outside this process (the Redis backend's hash
+    /// fields) files a key under. A tag byte, then the contents; variable
+    /// parts are length-prefixed so no two keys run together.
+    pub fn canonical_bytes(&self, out: &mut Vec<u8>) {
+        let bytes = |out: &mut Vec<u8>, tag: u8, b: &[u8]| {
+            out.push(tag);
+            out.extend_from_slice(&(b.len() as u64).to_le_bytes());
+            out.extend_from_slice(b);
+        };
+        match self {
+            DictKey::None => out.push(b'N'),
+            DictKey::Int(i) => bytes(out, b'I', &i.to_le_bytes()),
+            DictKey::BigInt(b) => bytes(out, b'L', b),
+            DictKey::Float(f) => bytes(out, b'F', &f.to_le_bytes()),
+            DictKey::NaN(n) => bytes(out, b'n', &n.to_le_bytes()),
+            DictKey::Str(s) => bytes(out, b'S', s.as_bytes()),
+            DictKey::Bytes(b) => bytes(out, b'B', b),
+            DictKey::Opaque(o) => bytes(out, b'O', o),
+            DictKey::Tuple(items) | DictKey::FrozenSet(items) => {
+                out.push(if matches!(self, DictKey::Tuple(_)) { b'T' } else { b'Z' });
+                out.extend_from_slice(&(items.len() as u64).to_le_bytes());
+                for k in items.iter() {
+                    k.canonical_bytes(out);
+                }
+            }
+        }
+    }
+}
+
 fn keys(items: &[PyValue]) -> Result<Vec<DictKey>, PyException> {
     items.iter().map(PyValue::key).collect()
 }
@@ -225,6 +256,35 @@ pub(super) fn integral_float_to_le(f: f64) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn canonical_bytes_tell_keys_apart_exactly() {
+        let bytes = |k: &DictKey| {
+            let mut out = Vec::new();
+            k.canonical_bytes(&mut out);
+            out
+        };
+        let s = |t: &str| DictKey::Str(PyStr::new(t));
+        let keys = [
+            DictKey::None,
+            DictKey::Int(1),
+            DictKey::Int(-1),
+            DictKey::Float(1.5f64.to_bits()),
+            s("a"),
+            s("ab"),
+            DictKey::Bytes(b"a".as_slice().into()),
+            DictKey::Tuple(vec![s("a"), s("b")].into()),
+            DictKey::Tuple(vec![s("ab")].into()),
+            DictKey::Tuple(vec![DictKey::Tuple(vec![s("a")].into()), s("b")].into()),
+            DictKey::FrozenSet(vec![s("a"), s("b")].into()),
+        ];
+        for (i, a) in keys.iter().enumerate() {
+            assert_eq!(bytes(a), bytes(&a.clone()));
+            for b in &keys[i + 1..] {
+                assert_ne!(bytes(a), bytes(b), "{a:?} vs {b:?}");
+            }
+        }
+    }
 
     #[test]
     fn integral_floats_convert_exactly() {

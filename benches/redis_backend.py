@@ -1,0 +1,177 @@
+"""Round trips through Redis-backed gateways (issue 18), side by side.
+
+    python3 benches/redis_backend.py [--seconds 3] [--clients 1,4,16]
+
+Starts a local 6-node Redis Cluster (scripts/redis-cluster.sh, state in a
+temporary directory), then for each N runs N stock client processes for
+--seconds, each doing put+get pairs on one shared queue, against:
+
+  gateway x1   fastmanager serve --backend redis://... (the named queue in Redis)
+  gateway x2   two such gateways, the clients split between them
+  redis-py     LPUSH + BRPOP on one list of the same cluster (redis-py's
+               RedisCluster client)
+  embedded     fastmanager serve without --backend (the queue in the server)
+
+(and with --gateway-threads N, one gateway with --threads N) and prints
+calls per second (each put and each get is one call, one round
+trip). Then the wake-up latency: a client of gateway 2 blocked in get(),
+a client of gateway 1 puts; the time from the put's call to the get's
+return, median and 90th percentile of 50. Needs redis-server and redis-py (pip install redis). Not a test: the
+figures depend on the machine; README quotes one run.
+"""
+import argparse
+import multiprocessing as mp
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+SCRIPT = REPO / 'scripts' / 'redis-cluster.sh'
+BIN = os.environ.get('FASTMANAGER_BIN') or str(REPO / 'target' / 'release' / 'fastmanager')
+SEEDS = 'redis://127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103'
+AUTHKEY = b'bench'
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(('127.0.0.1', 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def start_server(*extra):
+    port = free_port()
+    proc = subprocess.Popen([BIN, 'serve', '--address', '127.0.0.1:%d' % port,
+                             '--authkey', AUTHKEY.decode(), '--register', 'tasks=Queue', *extra],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(300):
+        try:
+            socket.create_connection(('127.0.0.1', port), 0.2).close()
+            return proc, port
+        except OSError:
+            time.sleep(0.02)
+    raise SystemExit('server did not start')
+
+
+def manager_client(port, seconds, start, out):
+    from multiprocessing.managers import BaseManager
+
+    class M(BaseManager):
+        pass
+    M.register('tasks')
+    m = M(('127.0.0.1', port), authkey=AUTHKEY)
+    m.connect()
+    q = m.tasks()
+    q.put(0)
+    q.get()
+    start.wait()
+    n, end = 0, time.monotonic() + seconds
+    while time.monotonic() < end:
+        q.put(n)
+        q.get()
+        n += 2
+    out.put(n)
+
+
+def redis_client(_port, seconds, start, out):
+    from redis.cluster import RedisCluster
+    r = RedisCluster(host='127.0.0.1', port=7101)
+    key = '{bench}:list'
+    start.wait()
+    n, end = 0, time.monotonic() + seconds
+    while time.monotonic() < end:
+        r.lpush(key, n)
+        r.brpop(key, timeout=5)
+        n += 2
+    out.put(n)
+
+
+def run(target, ports, clients, seconds):
+    start, out = mp.Event(), mp.Queue()
+    procs = [mp.Process(target=target, args=(ports[i % len(ports)], seconds, start, out))
+             for i in range(clients)]
+    for p in procs:
+        p.start()
+    time.sleep(0.5 + 0.05 * clients)
+    start.set()
+    total = sum(out.get(timeout=seconds + 60) for _ in procs)
+    for p in procs:
+        p.join()
+    return total / seconds
+
+
+def wake_latency(port_a, port_b, rounds=50):
+    import statistics
+    import threading
+    from multiprocessing.managers import BaseManager
+
+    class M(BaseManager):
+        pass
+    M.register('tasks')
+    ms = [M(('127.0.0.1', p), authkey=AUTHKEY) for p in (port_a, port_b)]
+    for m in ms:
+        m.connect()
+    qa = ms[0].tasks()
+    qb = ms[1].tasks()
+    waits = []
+    for _ in range(rounds):
+        got = []
+        t = threading.Thread(target=lambda: got.append((qb.get(), time.perf_counter())))
+        t.start()
+        time.sleep(0.05)
+        sent = time.perf_counter()
+        qa.put('x')
+        t.join()
+        waits.append(got[0][1] - sent)
+    waits.sort()
+    return statistics.median(waits), waits[int(len(waits) * 0.9)]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument('--seconds', type=float, default=3.0)
+    ap.add_argument('--clients', default='1,4,16')
+    ap.add_argument('--gateway-threads', type=int,
+                    help='also run one gateway with --threads N')
+    args = ap.parse_args()
+    ns = [int(n) for n in args.clients.split(',')]
+    env = dict(os.environ, REDIS_CLUSTER_DIR=tempfile.mkdtemp(prefix='fm-redis-bench-'))
+    subprocess.run([str(SCRIPT), 'start'], env=env, check=True)
+    servers = []
+    try:
+        gw = [start_server('--backend', SEEDS) for _ in range(2)]
+        embedded = start_server()
+        servers = [p for p, _ in gw] + [embedded[0]]
+        systems = []
+        if args.gateway_threads:
+            t = start_server('--backend', SEEDS, '--threads', str(args.gateway_threads))
+            servers.append(t[0])
+            systems.append(('gw --threads %d' % args.gateway_threads, manager_client, [t[1]]))
+        systems += [
+            ('gateway x1', manager_client, [gw[0][1]]),
+            ('gateway x2', manager_client, [gw[0][1], gw[1][1]]),
+            ('redis-py', redis_client, [0]),
+            ('embedded', manager_client, [embedded[1]]),
+        ]
+        print('calls/s (put+get pairs on one queue, %.0f s per cell)' % args.seconds)
+        print('%-12s' % 'N' + ''.join('%12d' % n for n in ns))
+        for name, target, ports in systems:
+            cells = [run(target, ports, n, args.seconds) for n in ns]
+            print('%-12s' % name + ''.join('%12.0f' % c for c in cells), flush=True)
+        median, p90 = wake_latency(gw[0][1], gw[1][1])
+        print('wake-up across gateways (get blocked on 2, put on 1): '
+              'median %.2f ms, p90 %.2f ms' % (median * 1e3, p90 * 1e3))
+    finally:
+        for p in servers:
+            p.terminate()
+            p.wait(5)
+        subprocess.run([str(SCRIPT), 'stop'], env=env)
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,119 @@
+//! Where named objects live. Without `--backend` they live in this
+//! process (the embedded object table, unchanged). With `--backend
+//! redis://HOST:PORT[,HOST:PORT...]` the server is a stateless gateway:
+//! its `--register`ed objects live in a Redis Cluster (or one Redis
+//! server), so every gateway started with the same registrations serves
+//! the same objects (issue 18).
+//!
+//! The gateway plugs into the server as its host (`server::host`): a
+//! named object is a hosted typeid, every call on it a `HostRequest`
+//! that parks the caller's connection, and [`redis`] answers it with a
+//! pickled reply message. So no worker thread waits for Redis, and a
+//! blocked `get` holds neither a thread nor a Redis connection.
+//!
+//! Served: `Queue` and `JoinableQueue` (with maxsize), `dict`, `Namespace`
+//! and `Value`. Anything else is refused at
+//! start-up, naming the backend and the type, rather than quietly kept in
+//! this process (which would give each gateway its own, unshared object).
+
+mod probe;
+pub mod redis;
+
+use std::fmt;
+
+use anyhow::{bail, Result};
+
+use crate::registry::{ExtraTypeid, Registration, SYNC_MANAGER_TYPEIDS};
+
+/// A parsed `--backend` value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BackendUrl {
+    /// Seed nodes of a Redis Cluster, or the one node of a single server.
+    Redis(Vec<String>),
+}
+
+impl fmt::Display for BackendUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BackendUrl::Redis(nodes) => write!(f, "redis://{}", nodes.join(",")),
+        }
+    }
+}
+
+impl std::str::FromStr for BackendUrl {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<BackendUrl, String> {
+        let Some(rest) = s.strip_prefix("redis://") else {
+            return Err(format!("unknown backend {s:?}: expected redis://HOST:PORT[,HOST:PORT...]"));
+        };
+        let mut nodes = Vec::new();
+        for node in rest.split(',') {
+            let Some((host, port)) = node.rsplit_once(':') else {
+                return Err(format!("backend node {node:?} is not HOST:PORT"));
+            };
+            if host.is_empty() || port.parse::<u16>().map_or(true, |p| p == 0) {
+                return Err(format!("backend node {node:?} is not HOST:PORT"));
+            }
+            nodes.push(node.to_string());
+        }
+        Ok(BackendUrl::Redis(nodes))
+    }
+}
+
+/// Checks the backend's nodes and the registrations, and plans the
+/// gateway; [`redis::Plan::start`] then serves it.
+pub fn open(url: &BackendUrl, registrations: &[Registration]) -> Result<redis::Plan> {
+    let BackendUrl::Redis(nodes) = url;
+    let mut cluster = false;
+    for node in nodes {
+        cluster |= probe::check_node(node)?;
+    }
+    if registrations.is_empty() {
+        bail!(
+            "the redis backend ({url}) serves only --register'ed objects (Queue, JoinableQueue, dict, Namespace, Value); \
+             create()d objects would stay in this process, unshared, so the server does not start"
+        );
+    }
+    let unserved: Vec<&str> = registrations
+        .iter()
+        .map(|r| r.kind.typeid)
+        .filter(|kind| redis::ObjectKind::of(kind).is_none())
+        .collect();
+    if !unserved.is_empty() {
+        bail!(
+            "the redis backend ({url}) does not serve {} yet (served: Queue, JoinableQueue, dict, Namespace, Value); \
+             run without --backend to keep objects in this process",
+            unserved.join(", ")
+        );
+    }
+    redis::Gateway::plan(url.to_string(), nodes.clone(), cluster, registrations)
+}
+
+/// The typeids a gateway answers `create` for: its named objects, and
+/// SyncManager's own: through a gateway, `create` of one of them would make
+/// an object in this gateway only, so the gateway answers it with an error
+/// naming the backend instead.
+pub fn hosted_typeids(registrations: &[Registration]) -> Vec<ExtraTypeid> {
+    let names = registrations.iter().map(|r| r.name.as_str());
+    names
+        .chain(SYNC_MANAGER_TYPEIDS.iter().copied())
+        // Named objects expose public names only, as `--register` does.
+        .map(|t| ExtraTypeid::Hosted { typeid: t.to_string(), public_only: true })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::BackendUrl;
+
+    #[test]
+    fn parses_seed_lists_and_rejects_the_rest() {
+        let url: BackendUrl = "redis://127.0.0.1:7101,h:7102".parse().unwrap();
+        assert_eq!(url, BackendUrl::Redis(vec!["127.0.0.1:7101".into(), "h:7102".into()]));
+        assert_eq!(url.to_string(), "redis://127.0.0.1:7101,h:7102");
+        for bad in ["redis://", "redis://h", "redis://:1", "redis://h:0", "redis://h:x", "rediss://h:1", "h:1"] {
+            assert!(bad.parse::<BackendUrl>().is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,315 @@
+//! The Redis gateway: the server's host (`server::host`) for the named
+//! objects of `--backend redis://...`.
+//!
+//! A few request threads take the server's host requests, each with its
+//! own Redis connection: `create(NAME)` answers a hosted object whose key
+//! is the name's index, a call runs its Redis commands and answers the
+//! pickled reply. A call that must wait (a `get` on an empty queue) is
+//! parked in [`waiters`] and its thread moves on; the waker thread answers
+//! it later. Commands are synchronous (the `redis` crate's cluster client
+//! follows redirections and retries through failovers); none of them
+//! blocks in Redis, so waiting clients cost neither threads nor
+//! connections.
+
+mod conn;
+mod dict;
+mod namespace;
+mod queue;
+mod value;
+mod waiters;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use redis::RedisResult;
+use tracing::info;
+
+use crate::objects::{self, CallError, SharedObject};
+use crate::pickle::{decode, DecodeLimits, Item};
+use crate::protocol::reply::format_traceback;
+use crate::objects::queue::QueueCall;
+use crate::protocol::{parse_request, Reply, ReplyValue, Request};
+use crate::registry::Registration;
+use crate::server::dispatch::not_exposed_traceback;
+use crate::server::host::{HostAnswer, HostEnd, HostRequest};
+
+use conn::{Connector, Lazy};
+use waiters::Waiters;
+
+/// Threads that run commands for requests. A request holds its thread
+/// for one round trip to Redis (never while it waits), so a few keep
+/// many clients busy.
+const REQUEST_THREADS: usize = 8;
+
+/// The object types the gateway serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ObjectKind {
+    Queue { maxsize: i64 },
+    Dict,
+    Namespace,
+    Value,
+}
+
+impl ObjectKind {
+    /// The kind for a `--register` typeid, if served.
+    pub fn of(typeid: &str) -> Option<ObjectKind> {
+        match typeid {
+            // SyncManager's JoinableQueue is `queue.Queue` too.
+            "Queue" | "JoinableQueue" => Some(ObjectKind::Queue { maxsize: 0 }),
+            "dict" => Some(ObjectKind::Dict),
+            "Namespace" => Some(ObjectKind::Namespace),
+            "Value" => Some(ObjectKind::Value),
+            _ => None,
+        }
+    }
+
+    fn info(self) -> &'static objects::TypeInfo {
+        match self {
+            ObjectKind::Queue { .. } => &objects::queue::QUEUE,
+            ObjectKind::Dict => &objects::dict::INFO,
+            ObjectKind::Namespace => &objects::namespace::INFO,
+            ObjectKind::Value => &objects::shared_value::INFO,
+        }
+    }
+}
+
+/// One named object and its Redis keys.
+pub struct Named {
+    pub name: String,
+    pub kind: ObjectKind,
+    pub key: String,
+    /// A queue's flag: some gateway has calls parked on it (`queue.rs`).
+    pub flag: String,
+    /// A queue's count of unfinished tasks.
+    pub unfinished: String,
+    /// A `Value`'s start-up value (`value.rs`).
+    pub initial: Option<Item>,
+}
+
+/// A planned, then running, gateway.
+pub struct Gateway {
+    url: String,
+    nodes: Vec<String>,
+    connector: Connector,
+    objects: Vec<Named>,
+    by_name: HashMap<String, usize>,
+    waiters: Waiters,
+    end: HostEnd,
+    /// The server's own bounds: the gateway decodes the frames the server
+    /// already accepted.
+    limits: DecodeLimits,
+}
+
+/// A gateway before the server it serves exists.
+pub struct Plan {
+    url: String,
+    nodes: Vec<String>,
+    connector: Connector,
+    objects: Vec<Named>,
+}
+
+impl Gateway {
+    /// Connects once (so that a bad backend fails at start-up) and names
+    /// each object's key.
+    pub fn plan(url: String, nodes: Vec<String>, cluster: bool, registrations: &[Registration]) -> Result<Plan> {
+        let connector = Connector::new(&nodes, cluster).with_context(|| format!("redis backend ({url})"))?;
+        let mut conn = connector.connect().with_context(|| format!("redis backend ({url}): cannot connect"))?;
+        let mut objects = Vec::new();
+        for r in registrations {
+            let kind = match ObjectKind::of(r.kind.typeid).expect("checked by backend::open") {
+                ObjectKind::Queue { .. } => ObjectKind::Queue { maxsize: r.kind.args.trim().parse().unwrap_or(0) },
+                other => other,
+            };
+            // The hash tag keeps every key of one object in one slot.
+            let (tag, key) = match kind {
+                ObjectKind::Queue { .. } => (format!("fm:{{q:{}}}", r.name), "items"),
+                ObjectKind::Dict => (format!("fm:{{d:{}}}", r.name), "hash"),
+                ObjectKind::Namespace => (format!("fm:{{n:{}}}", r.name), "attrs"),
+                ObjectKind::Value => (format!("fm:{{v:{}}}", r.name), "value"),
+            };
+            let mut named = Named {
+                name: r.name.clone(),
+                kind,
+                key: format!("{tag}:{key}"),
+                flag: format!("{tag}:waiting"),
+                unfinished: format!("{tag}:unfinished"),
+                initial: None,
+            };
+            if kind == ObjectKind::Value
+                && let Ok(SharedObject::Value(v)) = objects::shared_value::from_cli(&r.kind.args)
+            {
+                let initial = v.value().pickle().clone();
+                value::init(conn.raw(), &named, &initial).with_context(|| format!("redis backend ({url}): {}", r.name))?;
+                named.initial = Some(initial);
+            }
+            objects.push(named);
+        }
+        Ok(Plan { url, nodes, connector, objects })
+    }
+}
+
+impl Plan {
+    /// Serves the server's host requests from now on, on threads of
+    /// their own.
+    pub fn start(self, end: HostEnd, limits: DecodeLimits) -> Result<()> {
+        let by_name = self.objects.iter().enumerate().map(|(i, o)| (o.name.clone(), i)).collect();
+        let gw = Arc::new(Gateway {
+            url: self.url,
+            nodes: self.nodes,
+            connector: self.connector,
+            objects: self.objects,
+            by_name,
+            waiters: Waiters::default(),
+            end,
+            limits,
+        });
+        info!(backend = %gw.url, objects = gw.objects.len(), "redis backend: objects live in Redis");
+        let spawn = |name: &str, f: fn(Arc<Gateway>)| {
+            let gw = gw.clone();
+            std::thread::Builder::new().name(name.to_string()).spawn(move || f(gw)).map(drop)
+        };
+        for i in 0..REQUEST_THREADS {
+            spawn(&format!("fm-redis-{i}"), run_requests)?;
+        }
+        spawn("fm-redis-waker", waiters::run_waker)?;
+        spawn("fm-redis-sub", waiters::run_subscriber)?;
+        Ok(())
+    }
+}
+
+/// A request thread's loop.
+fn run_requests(gw: Arc<Gateway>) {
+    let mut conn = Lazy::default();
+    loop {
+        let request = match gw.end.next_request(Duration::from_millis(500)) {
+            Ok(Some(r)) => r,
+            Ok(None) => continue,
+            Err(_) => {
+                gw.waiters.stop();
+                return;
+            }
+        };
+        match request {
+            HostRequest::Create { ticket, typeid, .. } => {
+                let answer = match gw.by_name.get(&typeid) {
+                    Some(&i) => HostAnswer::Hosted {
+                        typeid,
+                        key: i as u64,
+                        exposed: gw.objects[i].kind.info().exposed.iter().map(|s| s.to_string()).collect(),
+                    },
+                    None => HostAnswer::Reply(gw.unserved_create(&typeid).into_bytes()),
+                };
+                let _ = gw.end.answer(ticket, answer);
+            }
+            HostRequest::Call { ticket, key, frame } => {
+                if let Some(reply) = gw.call(&mut conn, ticket, key as usize, &frame) {
+                    gw.answer(ticket, reply);
+                }
+            }
+            // Named objects live as long as the backend keeps them.
+            HostRequest::Release { .. } => {}
+        }
+    }
+}
+
+impl Gateway {
+    /// A call on object `object`: its reply, or `None` once parked.
+    fn call(&self, conn: &mut Lazy, ticket: u64, object: usize, frame: &[u8]) -> Option<Reply> {
+        let q = &self.objects[object];
+        let pickle = match decode(frame, &self.limits) {
+            Ok(p) => p,
+            Err(e) => return Some(Reply::Traceback(format_traceback(&format!("RuntimeError: {e}")))),
+        };
+        let req = match parse_request(&pickle) {
+            Ok(r) => r,
+            Err(e) => return Some(Reply::Traceback(format_traceback(e.line()))),
+        };
+        match req.method {
+            "__str__" | "__repr__" => {
+                let class = q.kind.info().factory.unwrap_or(q.kind.info().typeid);
+                return Some(Reply::Return(ReplyValue::Str(format!("<{class} {:?} in {}>", q.name, self.url))));
+            }
+            "#GETVALUE" => return Some(not_served("#GETVALUE (a copy of the whole object)")),
+            _ => {}
+        }
+        match self.run(conn, ticket, object, &req) {
+            Ok(Ok(reply)) => reply,
+            Ok(Err(e)) => {
+                Some(Reply::Traceback(format_traceback(&format!("RuntimeError: redis backend ({}): {e}", self.url))))
+            }
+            Err(CallError::Raise(e)) => Some(Reply::Error(e)),
+            Err(CallError::NotExposed) => {
+                let info = q.kind.info();
+                Some(Reply::Traceback(not_exposed_traceback(req.method, info.typeid, info.exposed)))
+            }
+        }
+    }
+
+    /// Parses the call (the outer error) and runs it on Redis (the
+    /// inner one); `None` once parked.
+    fn run(&self, conn: &mut Lazy, ticket: u64, object: usize, req: &Request<'_, '_>) -> Result<RedisResult<Option<Reply>>, CallError> {
+        let q = &self.objects[object];
+        let connector = &self.connector;
+        Ok(match q.kind {
+            ObjectKind::Queue { maxsize } => {
+                let now = Instant::now();
+                let call = objects::queue::parse_call(req, now)?;
+                let wakes = matches!(call, QueueCall::Put { .. } | QueueCall::TaskDone);
+                let waiting = self.waiters.has_getters(object);
+                conn.with(connector, |c| queue::call(c, q, maxsize, &call, waiting, now)).map(|step| match step {
+                    queue::Step::Answer(reply) => {
+                        if wakes {
+                            // This gateway's own getters and joiners need
+                            // no round trip through pub/sub.
+                            self.waiters.kick();
+                        }
+                        Some(reply)
+                    }
+                    queue::Step::WaitGet { deadline } => {
+                        self.waiters.park_get(object, ticket, deadline);
+                        None
+                    }
+                    queue::Step::WaitPut { item, deadline } => {
+                        self.waiters.park_put(object, ticket, item, deadline);
+                        None
+                    }
+                    queue::Step::WaitJoin => {
+                        self.waiters.park_join(object, ticket);
+                        None
+                    }
+                })
+            }
+            ObjectKind::Dict => {
+                let call = objects::dict::parse_call(req)?;
+                conn.with(connector, |c| dict::call(c, q, &call)).map(Some)
+            }
+            ObjectKind::Namespace => {
+                let call = objects::namespace::parse_call(req)?;
+                conn.with(connector, |c| namespace::call(c, q, &call)).map(Some)
+            }
+            ObjectKind::Value => {
+                let call = objects::shared_value::parse_call(req)?;
+                let initial = q.initial.as_ref().expect("a Value has its start-up value");
+                conn.with(connector, |c| value::call(c, q, initial, &call)).map(Some)
+            }
+        })
+    }
+
+    /// The answer to `create(typeid)` for anything but a named object.
+    fn unserved_create(&self, typeid: &str) -> Reply {
+        let names: Vec<&str> = self.objects.iter().map(|o| o.name.as_str()).collect();
+        Reply::Traceback(format_traceback(&format!(
+            "RuntimeError: the redis backend ({}) does not serve create({typeid:?}): \
+             only the --register'ed objects live in Redis here ({})",
+            self.url,
+            names.join(", ")
+        )))
+    }
+}
+
+/// The answer to a call the gateway does not serve yet.
+fn not_served(what: &str) -> Reply {
+    Reply::Traceback(format_traceback(&format!("NotImplementedError: the redis backend does not serve {what} yet")))
+}

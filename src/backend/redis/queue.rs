@@ -1,0 +1,207 @@
+//! A named `Queue` (or `JoinableQueue`: SyncManager's are both
+//! `queue.Queue`) in Redis: one list per name, `fm:{q:NAME}:items`, the
+//! count of unfinished tasks `fm:{q:NAME}:unfinished` (`task_done`,
+//! `join`), and a flag `fm:{q:NAME}:waiting` (the hash tag puts all three
+//! in one slot).
+//! Items are the client's standalone pickles, as the embedded server
+//! stores them.
+//!
+//! `put` and a take are Lua scripts, so the maxsize check and the push
+//! are atomic and the wake-up goes out in the same round trip: a push
+//! (or a take from a bounded queue, which may unblock a `put`) publishes
+//! the queue's name on [`WAKE_CHANNEL`], which each gateway's one
+//! subscriber connection hears (`waiters.rs`), but only while the flag
+//! says that some gateway has calls parked on the queue: a publish in a
+//! cluster reaches every node, which a busy queue without waiters should
+//! not pay for. A gateway with parked calls sets the flag (with a TTL it
+//! renews each retry) in the same script as its next try, so a push
+//! after that try publishes and one before it is found by the try.
+
+use std::sync::LazyLock;
+use std::time::Instant;
+
+use redis::{ConnectionLike, RedisResult, Script};
+
+use crate::objects::queue::QueueCall;
+use crate::pickle::Item;
+use crate::protocol::{PyException, Reply, ReplyValue};
+
+use super::Named;
+
+/// The one pub/sub channel of every gateway: the payload is the name of
+/// a queue that changed.
+pub const WAKE_CHANNEL: &str = "fm:wake";
+
+/// How long a waiting flag lives unless renewed, in ms: several retries
+/// (`waiters::RETRY`), so a gateway that still waits keeps it set.
+const FLAG_TTL_MS: u64 = 2000;
+
+/// `KEYS`: the list, the flag, the unfinished count. `ARGV`: item,
+/// maxsize (0: unbounded), channel, name, whether to set the flag first
+/// (a parked put's retry). 1 if pushed, 0 if the queue is full.
+static PUT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        "if ARGV[5] == '1' then redis.call('SET', KEYS[2], '1', 'PX', ARGV[6]) end
+         local max = tonumber(ARGV[2])
+         if max > 0 and redis.call('LLEN', KEYS[1]) >= max then return 0 end
+         redis.call('RPUSH', KEYS[1], ARGV[1])
+         redis.call('INCR', KEYS[3])
+         if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('PUBLISH', ARGV[3], ARGV[4]) end
+         return 1",
+    )
+});
+
+/// `KEYS`: the list, the flag (and the unfinished count, unused). `ARGV`:
+/// count, maxsize, channel, name,
+/// whether to set the flag first (parked gets' retry), its TTL. Up to
+/// `count` items, oldest first; a take from a bounded queue publishes,
+/// since it may make room for a parked `put`.
+static TAKE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        "if ARGV[5] == '1' then redis.call('SET', KEYS[2], '1', 'PX', ARGV[6]) end
+         local items = redis.call('LPOP', KEYS[1], ARGV[1])
+         if items and tonumber(ARGV[2]) > 0 and redis.call('EXISTS', KEYS[2]) == 1 then
+             redis.call('PUBLISH', ARGV[3], ARGV[4])
+         end
+         return items",
+    )
+});
+
+/// Whether a script call comes from parked calls (and so sets the
+/// waiting flag first).
+#[derive(Clone, Copy)]
+pub enum For {
+    Caller,
+    Parked,
+}
+
+impl For {
+    fn flag(self) -> &'static str {
+        match self {
+            For::Caller => "0",
+            For::Parked => "1",
+        }
+    }
+}
+
+/// `KEYS`: the unfinished count, the flag. `ARGV`: channel, name. The
+/// count left, or -1 if there was none to finish; reaching 0 publishes
+/// (for parked `join`s).
+static TASK_DONE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        "if tonumber(redis.call('GET', KEYS[1]) or '0') <= 0 then return -1 end
+         local n = redis.call('DECR', KEYS[1])
+         if n == 0 and redis.call('EXISTS', KEYS[2]) == 1 then redis.call('PUBLISH', ARGV[1], ARGV[2]) end
+         return n",
+    )
+});
+
+/// `KEYS`: the flag, the unfinished count. `ARGV`: the flag's TTL. Sets
+/// the flag (parked `join`s), then reads the count.
+static UNFINISHED: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        "redis.call('SET', KEYS[1], '1', 'PX', ARGV[1])
+         return tonumber(redis.call('GET', KEYS[2]) or '0')",
+    )
+});
+
+/// Runs a queue script: `KEYS` the list, the flag and the unfinished
+/// count, `ARGV` `first`, then what both scripts take.
+fn invoke<T: redis::FromRedisValue>(
+    script: &Script,
+    conn: &mut dyn ConnectionLike,
+    q: &Named,
+    first: impl redis::ToRedisArgs,
+    maxsize: i64,
+    by: For,
+) -> RedisResult<T> {
+    let mut call = script.key(&q.key);
+    call.key(&q.flag).key(&q.unfinished).arg(first).arg(maxsize).arg(WAKE_CHANNEL).arg(&q.name).arg(by.flag()).arg(FLAG_TTL_MS);
+    call.invoke(conn)
+}
+
+/// Pushes `item` unless the queue is full; whether it was pushed.
+pub fn put(conn: &mut dyn ConnectionLike, q: &Named, maxsize: i64, item: &[u8], by: For) -> RedisResult<bool> {
+    Ok(invoke::<i64>(&PUT, conn, q, item, maxsize, by)? == 1)
+}
+
+/// Takes up to `count` items, oldest first.
+pub fn take(conn: &mut dyn ConnectionLike, q: &Named, maxsize: i64, count: usize, by: For) -> RedisResult<Vec<Vec<u8>>> {
+    Ok(invoke::<Option<Vec<Vec<u8>>>>(&TAKE, conn, q, count, maxsize, by)?.unwrap_or_default())
+}
+
+/// The unfinished count, for parked `join`s (setting the flag first).
+pub fn unfinished(conn: &mut dyn ConnectionLike, q: &Named) -> RedisResult<i64> {
+    UNFINISHED.key(&q.flag).key(&q.unfinished).arg(FLAG_TTL_MS).invoke(conn)
+}
+
+pub fn item_reply(bytes: Vec<u8>) -> Reply {
+    Reply::Return(ReplyValue::Item(Item::from(bytes)))
+}
+
+/// What a queue call comes to: answered now, or waiting in this gateway.
+pub enum Step {
+    Answer(Reply),
+    /// A `get` to park (until `deadline`, `None`: forever).
+    WaitGet { deadline: Option<Instant> },
+    /// A `put` of `item` to park, the queue being full.
+    WaitPut { item: Item, deadline: Option<Instant> },
+    /// A `join` to park until no task is unfinished.
+    WaitJoin,
+}
+
+/// One call on queue `q`. `getters_waiting`: whether this gateway already
+/// parks `get`s on it, in which case a blocking `get` queues behind them
+/// (FIFO per gateway) instead of taking an item first.
+pub fn call(
+    conn: &mut dyn ConnectionLike,
+    q: &Named,
+    maxsize: i64,
+    call: &QueueCall,
+    getters_waiting: bool,
+    now: Instant,
+) -> RedisResult<Step> {
+    let passed = |deadline: Option<Instant>| deadline.is_some_and(|d| d <= now);
+    Ok(match call {
+        &QueueCall::Put { ref item, block, deadline } => {
+            let item = item.as_ref().expect("a parsed put has its item");
+            if put(conn, q, maxsize, item, For::Caller)? {
+                Step::Answer(Reply::none())
+            } else if !block || passed(deadline) {
+                Step::Answer(Reply::Error(PyException::queue_full()))
+            } else {
+                Step::WaitPut { item: item.clone(), deadline }
+            }
+        }
+        &QueueCall::Get { block, deadline, .. } => {
+            if block && getters_waiting {
+                return Ok(Step::WaitGet { deadline });
+            }
+            match take(conn, q, maxsize, 1, For::Caller)?.pop() {
+                Some(item) => Step::Answer(item_reply(item)),
+                None if !block || passed(deadline) => Step::Answer(Reply::Error(PyException::queue_empty())),
+                None => Step::WaitGet { deadline },
+            }
+        }
+        QueueCall::Qsize => Step::Answer(Reply::Return(ReplyValue::Int(len(conn, q)?))),
+        QueueCall::Empty => Step::Answer(Reply::Return(ReplyValue::Bool(len(conn, q)? == 0))),
+        QueueCall::Full => Step::Answer(Reply::Return(ReplyValue::Bool(maxsize > 0 && len(conn, q)? >= maxsize))),
+        QueueCall::TaskDone => {
+            let left: i64 = TASK_DONE.key(&q.unfinished).key(&q.flag).arg(WAKE_CHANNEL).arg(&q.name).invoke(conn)?;
+            if left < 0 {
+                Step::Answer(Reply::Error(PyException::value_error("task_done() called too many times")))
+            } else {
+                Step::Answer(Reply::none())
+            }
+        }
+        QueueCall::Join => {
+            let left: Option<i64> = redis::cmd("GET").arg(&q.unfinished).query(conn)?;
+            if left.unwrap_or(0) <= 0 { Step::Answer(Reply::none()) } else { Step::WaitJoin }
+        }
+        QueueCall::Shutdown { .. } => Step::Answer(super::not_served("shutdown of a Queue")),
+    })
+}
+
+fn len(conn: &mut dyn ConnectionLike, q: &Named) -> RedisResult<i64> {
+    redis::cmd("LLEN").arg(&q.key).query(conn)
+}

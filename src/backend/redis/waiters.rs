@@ -1,0 +1,270 @@
+//! The gateway's blocked queue calls. A `get` on an empty queue (or a
+//! `put` on a full one) is parked here, FIFO per queue, and its client's
+//! connection stays parked in the server (a host request without an
+//! answer yet): no thread and no Redis connection waits for it.
+//!
+//! One waker thread serves them all, with one connection of its own. It
+//! runs when kicked (a put through this gateway, or a name heard on the
+//! wake channel by the subscriber thread), at the earliest deadline, and
+//! at least every [`RETRY`] while anything waits: the retry is the safety
+//! net for a notification lost while the subscriber reconnects. Each run
+//! takes at most as many items as a queue has parked getters, in one
+//! round trip, and hands them out oldest getter first.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use redis::RedisResult;
+use tracing::warn;
+
+use crate::pickle::Item;
+use crate::protocol::{PyException, Reply};
+use crate::server::host::HostAnswer;
+
+use super::conn::Lazy;
+use super::queue::{self, For, WAKE_CHANNEL};
+use super::{Gateway, ObjectKind};
+
+/// How often parked calls retry without being woken.
+pub const RETRY: Duration = Duration::from_millis(500);
+
+struct Getter {
+    ticket: u64,
+    deadline: Option<Instant>,
+}
+
+struct Putter {
+    ticket: u64,
+    item: Item,
+    deadline: Option<Instant>,
+}
+
+#[derive(Default)]
+struct Parked {
+    getters: VecDeque<Getter>,
+    putters: VecDeque<Putter>,
+    /// Tickets of `join`s (which have no timeout).
+    joiners: Vec<u64>,
+}
+
+impl Parked {
+    fn is_empty(&self) -> bool {
+        self.getters.is_empty() && self.putters.is_empty() && self.joiners.is_empty()
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let g = self.getters.iter().filter_map(|g| g.deadline);
+        let p = self.putters.iter().filter_map(|p| p.deadline);
+        g.chain(p).min()
+    }
+}
+
+#[derive(Default)]
+struct State {
+    /// Parked calls per object index.
+    queues: HashMap<usize, Parked>,
+    kicked: bool,
+    stopped: bool,
+}
+
+#[derive(Default)]
+pub struct Waiters {
+    state: Mutex<State>,
+    wake: Condvar,
+}
+
+impl Waiters {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn has_getters(&self, object: usize) -> bool {
+        self.lock().queues.get(&object).is_some_and(|p| !p.getters.is_empty())
+    }
+
+    pub fn park_get(&self, object: usize, ticket: u64, deadline: Option<Instant>) {
+        self.lock().queues.entry(object).or_default().getters.push_back(Getter { ticket, deadline });
+        // The item may have come between the caller's take and now.
+        self.kick();
+    }
+
+    pub fn park_put(&self, object: usize, ticket: u64, item: Item, deadline: Option<Instant>) {
+        self.lock().queues.entry(object).or_default().putters.push_back(Putter { ticket, item, deadline });
+        self.kick();
+    }
+
+    pub fn park_join(&self, object: usize, ticket: u64) {
+        self.lock().queues.entry(object).or_default().joiners.push(ticket);
+        self.kick();
+    }
+
+    /// Makes the waker run now.
+    pub fn kick(&self) {
+        self.lock().kicked = true;
+        self.wake.notify_one();
+    }
+
+    pub fn stop(&self) {
+        self.lock().stopped = true;
+        self.wake.notify_all();
+    }
+
+    fn stopped(&self) -> bool {
+        self.lock().stopped
+    }
+
+    /// Waits until kicked, the earliest deadline, or [`RETRY`]; false once
+    /// stopped.
+    fn wait(&self) -> bool {
+        let mut state = self.lock();
+        loop {
+            if state.stopped {
+                return false;
+            }
+            if state.kicked {
+                state.kicked = false;
+                return true;
+            }
+            let now = Instant::now();
+            let idle = state.queues.values().all(Parked::is_empty);
+            let mut until = now + if idle { Duration::from_secs(3600) } else { RETRY };
+            if let Some(d) = state.queues.values().filter_map(Parked::next_deadline).min() {
+                until = until.min(d);
+            }
+            if until <= now {
+                return true;
+            }
+            let (s, timeout) = self.wake.wait_timeout(state, until - now).unwrap_or_else(|e| e.into_inner());
+            state = s;
+            if timeout.timed_out() {
+                return true;
+            }
+        }
+    }
+}
+
+/// The waker thread's loop.
+pub fn run_waker(gw: Arc<Gateway>) {
+    let mut conn = Lazy::default();
+    while gw.waiters.wait() {
+        let busy: Vec<usize> = gw.waiters.lock().queues.iter().filter(|(_, p)| !p.is_empty()).map(|(&i, _)| i).collect();
+        for object in busy {
+            if let Err(e) = serve_queue(&gw, &mut conn, object) {
+                warn!(error = %e, object = %gw.objects[object].name, "redis backend: cannot serve waiting calls; retrying");
+            }
+        }
+        gw.waiters.lock().queues.retain(|_, p| !p.is_empty());
+    }
+}
+
+/// Hands out what queue `object` now has to its parked calls, then
+/// answers the ones whose deadline has passed.
+fn serve_queue(gw: &Gateway, conn: &mut Lazy, object: usize) -> RedisResult<()> {
+    let q = &gw.objects[object];
+    let ObjectKind::Queue { maxsize } = q.kind else { return Ok(()) };
+    // Callers that left are dropped before taking anything for them.
+    let (getters, putter, joiners) = {
+        let mut state = gw.waiters.lock();
+        let Some(parked) = state.queues.get_mut(&object) else { return Ok(()) };
+        parked.getters.retain(|g| gw.end.is_waiting(g.ticket));
+        parked.putters.retain(|p| gw.end.is_waiting(p.ticket));
+        parked.joiners.retain(|&t| gw.end.is_waiting(t));
+        (parked.getters.len(), parked.putters.front().map(|p| p.item.clone()), !parked.joiners.is_empty())
+    };
+    if getters > 0 {
+        let items = conn.with(&gw.connector, |c| queue::take(c, q, maxsize, getters, For::Parked))?;
+        let mut state = gw.waiters.lock();
+        let parked = state.queues.entry(object).or_default();
+        for item in items {
+            // Only this thread removes getters, so each item has one.
+            let g = parked.getters.pop_front().expect("no more items than getters");
+            gw.answer(g.ticket, queue::item_reply(item));
+        }
+    }
+    // Parked puts, oldest first, while there is room.
+    let mut next = putter;
+    while let Some(item) = next.take() {
+        if !conn.with(&gw.connector, |c| queue::put(c, q, maxsize, &item, For::Parked))? {
+            break;
+        }
+        let mut state = gw.waiters.lock();
+        let parked = state.queues.entry(object).or_default();
+        let p = parked.putters.pop_front().expect("the putter served");
+        gw.answer(p.ticket, Reply::none());
+        next = parked.putters.front().map(|p| p.item.clone());
+    }
+    if joiners && conn.with(&gw.connector, |c| queue::unfinished(c, q))? <= 0 {
+        let mut state = gw.waiters.lock();
+        for ticket in state.queues.entry(object).or_default().joiners.drain(..) {
+            gw.answer(ticket, Reply::none());
+        }
+    }
+    expire(gw, object);
+    Ok(())
+}
+
+/// Answers the parked calls of `object` whose deadline has passed, as
+/// CPython's queue does: `queue.Empty` for a get, `queue.Full` for a put.
+fn expire(gw: &Gateway, object: usize) {
+    let now = Instant::now();
+    let passed = |d: Option<Instant>| d.is_some_and(|d| d <= now);
+    let mut state = gw.waiters.lock();
+    let Some(parked) = state.queues.get_mut(&object) else { return };
+    parked.getters.retain(|g| {
+        let keep = !passed(g.deadline);
+        if !keep {
+            gw.answer(g.ticket, Reply::Error(PyException::queue_empty()));
+        }
+        keep
+    });
+    parked.putters.retain(|p| {
+        let keep = !passed(p.deadline);
+        if !keep {
+            gw.answer(p.ticket, Reply::Error(PyException::queue_full()));
+        }
+        keep
+    });
+}
+
+/// The subscriber thread: one pub/sub connection per gateway, to the
+/// first seed node that answers; any message kicks the waker. After a
+/// reconnect it kicks too, for what it may have missed.
+pub fn run_subscriber(gw: Arc<Gateway>) {
+    let mut node = 0;
+    while !gw.waiters.stopped() {
+        let url = format!("redis://{}", gw.nodes[node % gw.nodes.len()]);
+        node += 1;
+        if let Err(e) = listen(&gw, &url) {
+            warn!(error = %e, node = %url, "redis backend: wake-up subscription lost; reconnecting");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+fn listen(gw: &Gateway, url: &str) -> RedisResult<()> {
+    let client = redis::Client::open(url)?;
+    let mut conn = client.get_connection_with_timeout(Duration::from_secs(2))?;
+    let mut pubsub = conn.as_pubsub();
+    pubsub.subscribe(WAKE_CHANNEL)?;
+    pubsub.set_read_timeout(Some(Duration::from_secs(1)))?;
+    gw.waiters.kick();
+    loop {
+        match pubsub.get_message() {
+            Ok(_) => gw.waiters.kick(),
+            Err(e) if e.is_timeout() => {
+                if gw.waiters.stopped() {
+                    return Ok(());
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+impl Gateway {
+    /// Sends a reply to a parked call.
+    pub(super) fn answer(&self, ticket: u64, reply: Reply) {
+        let _ = self.end.answer(ticket, HostAnswer::Reply(reply.into_bytes()));
+    }
+}
