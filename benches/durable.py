@@ -10,42 +10,21 @@ redis-server`); without it the Redis columns are left out.
 """
 
 import argparse
-import multiprocessing
 import os
 import pickle
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
-from multiprocessing.managers import BaseManager
+
+from roundtrips import drive, manager_client, wait_listening
 
 PORT = 50731
 
 
-class M(BaseManager):
-    pass
-
-
-M.register('q')
-
-
-def client(seconds, counts, i, start):
-    m = M(address=('127.0.0.1', PORT), authkey=b'bench')
-    m.connect()
-    q = m.q()
-    start.wait()
-    n, end = 0, time.time() + seconds
-    while time.time() < end:
-        q.put(('task', n))
-        q.get()
-        n += 1
-    counts[i] = n
-
-
-def redis_client(seconds, counts, i, start):
+def redis_client(port, seconds, counts, i, start):
     import redis
-    r = redis.Redis(host='127.0.0.1', port=PORT)
+    r = redis.Redis(host='127.0.0.1', port=port)
     start.wait()
     n, end = 0, time.time() + seconds
     while time.time() < end:
@@ -55,18 +34,9 @@ def redis_client(seconds, counts, i, start):
     counts[i] = n
 
 
-def wait_listening(port):
-    while True:
-        try:
-            socket.create_connection(('127.0.0.1', port), 0.2).close()
-            return
-        except OSError:
-            time.sleep(0.01)
-
-
 def run(binary, mode, n, seconds):
     data = tempfile.mkdtemp(prefix='fm-durable-bench-')
-    target = client
+    target = manager_client
     if mode.startswith('redis-'):
         # A fresh append-only file in the temp dir, no RDB snapshots.
         cmd = ['redis-server', '--port', str(PORT), '--bind', '127.0.0.1', '--dir', data, '--save', '',
@@ -80,16 +50,7 @@ def run(binary, mode, n, seconds):
     server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_listening(PORT)
-        counts = multiprocessing.Array('l', n)
-        start = multiprocessing.Event()
-        procs = [multiprocessing.Process(target=target, args=(seconds, counts, i, start)) for i in range(n)]
-        for p in procs:
-            p.start()
-        time.sleep(0.3)
-        start.set()
-        for p in procs:
-            p.join()
-        return sum(counts) / seconds
+        return drive(target, PORT, n, seconds)
     finally:
         server.terminate()
         server.wait()

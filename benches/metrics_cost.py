@@ -20,39 +20,18 @@ machine disturbs far less than it disturbs throughput.
 """
 
 import argparse
-import multiprocessing
 import os
-import socket
 import statistics
 import subprocess
 import threading
 import time
 import urllib.request
-from multiprocessing.managers import BaseManager
+
+from roundtrips import drive, manager_client, wait_listening
 
 PORT = 50741
 METRICS_PORT = 50742
 HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-class M(BaseManager):
-    pass
-
-
-M.register('q')
-
-
-def client(seconds, counts, i, start):
-    m = M(address=('127.0.0.1', PORT), authkey=b'bench')
-    m.connect()
-    q = m.q()
-    start.wait()
-    n, end = 0, time.time() + seconds
-    while time.time() < end:
-        q.put(('task', n))
-        q.get()
-        n += 1
-    counts[i] = n
 
 
 def scrape(binary, every, stop):
@@ -77,31 +56,17 @@ def run(binary, mode, n, seconds, scrape_every, stat_binary):
     server = subprocess.Popen(cmd, stderr=subprocess.DEVNULL)
     stop = threading.Event()
     try:
-        while True:
-            try:
-                socket.create_connection(('127.0.0.1', PORT), 0.2).close()
-                break
-            except OSError:
-                time.sleep(0.01)
-        counts = multiprocessing.Array('l', n)
-        start = multiprocessing.Event()
-        procs = [multiprocessing.Process(target=client, args=(seconds, counts, i, start)) for i in range(n)]
-        for p in procs:
-            p.start()
-        time.sleep(0.3)
-        scraper = None
+        wait_listening(PORT)
         cpu_before = cpu_seconds(server.pid)
+        scraper = None
         if mode == 'metrics':
             scraper = threading.Thread(target=scrape, args=(stat_binary, scrape_every, stop))
-            scraper.start()
-        start.set()
-        for p in procs:
-            p.join()
+        rate = drive(manager_client, PORT, n, seconds, started=scraper.start if scraper else None)
         stop.set()
         if scraper:
             scraper.join()
         cpu = cpu_seconds(server.pid) - cpu_before
-        return sum(counts) / seconds, cpu * 1e6 / max(1, sum(counts))
+        return rate, cpu * 1e6 / max(1, rate * seconds)
     finally:
         server.terminate()
         server.wait()
