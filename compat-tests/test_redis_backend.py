@@ -9,6 +9,7 @@ Clients are separate processes (clients/redis_backend.py) or this one.
 The last test SIGKILLs the master of a queue's slot under load: clients
 must see a stall, not an error.
 """
+import contextlib
 import json
 import os
 import queue
@@ -27,7 +28,9 @@ from conftest import (HERE, REPO, client_env, free_port, rust_binary,
                       server_kind, stop_process)
 
 SCRIPT = REPO / 'scripts' / 'redis-cluster.sh'
-SEEDS = 'redis://127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103'
+# REDIS_CLUSTER_PORT (scripts/redis-cluster.sh) moves the cluster's ports.
+PORT = int(os.environ.get('REDIS_CLUSTER_PORT', '7101'))
+SEEDS = 'redis://' + ','.join('127.0.0.1:%d' % (PORT + i) for i in range(3))
 AUTHKEY = 'redis-backend-test'
 CLIENT = HERE / 'clients' / 'redis_backend.py'
 REGISTER = ['tasks=Queue', 'small=Queue(2)', 'jobs=JoinableQueue',
@@ -41,7 +44,7 @@ pytestmark = pytest.mark.skipif(
 
 
 def redis_cli(*args):
-    return subprocess.run(['redis-cli', '-c', '-p', '7101', *args],
+    return subprocess.run(['redis-cli', '-c', '-p', str(PORT), *args],
                           capture_output=True, text=True, timeout=10).stdout
 
 
@@ -59,7 +62,7 @@ def cluster(tmp_path_factory):
 
 
 class Gateway:
-    def __init__(self, log, backend=SEEDS):
+    def __init__(self, log, backend=SEEDS, env=None):
         self.port = free_port()
         self.log = log
         args = [a for r in REGISTER for a in ('--register', r)]
@@ -67,7 +70,8 @@ class Gateway:
             self.proc = subprocess.Popen(
                 [rust_binary(), 'serve', '--address', '127.0.0.1:%d' % self.port,
                  '--authkey', AUTHKEY, '--backend', backend, *args],
-                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                env=dict(os.environ, **(env or {})))
         deadline = time.time() + 15
         while True:
             assert self.proc.poll() is None, open(log).read()
@@ -258,6 +262,75 @@ def test_joinable_queue_join_waits_for_task_done_on_the_other_gateway(gw):
     with pytest.raises(ValueError) as e:
         jb.task_done()
     assert str(e.value) == 'task_done() called too many times'
+
+
+# A gateway's lease on a queue (src/backend/redis/pending.rs: LEASE).
+LEASE = 5.0
+# Test-only: a gateway waits this long between taking items for parked
+# gets and answering them, so that a test can act while it holds them.
+STALL = {'FASTMANAGER_TEST_STALL_AFTER_TAKE_MS': '3000'}
+
+
+def held_by_a_gateway(item_count=1, timeout=10):
+    """Waits until some gateway's pending hash of `tasks` holds the items
+    (taken, not yet answered); its id."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for g in redis_cli('smembers', 'fm:{q:tasks}:gateways').split():
+            if redis_cli('hlen', 'fm:{q:tasks}:pending:' + g).strip() == str(item_count):
+                return g
+        assert time.monotonic() < deadline, 'no gateway took the item'
+        time.sleep(0.02)
+
+
+@contextlib.contextmanager
+def item_held_by_a_stalled_gateway(gw, tmp_path, item):
+    """A gateway C (stalling after takes) holds `item`, taken for a client
+    of C parked in get(); yields C, the client and C's gateway id."""
+    a, _ = gw
+    c = Gateway(str(tmp_path / 'c.log'), env=STALL)
+    waiter = spawn('wait', c, 'c')
+    try:
+        assert waiter.stdout.readline().strip() == 'ready'
+        time.sleep(0.5)
+        a.manager().tasks().put(item)
+        held = held_by_a_gateway()
+        assert redis_cli('llen', KEYS[0]).strip() == '0'
+        yield c, waiter, held
+    finally:
+        waiter.kill()
+        waiter.communicate()
+        c.stop()
+
+
+def test_item_of_a_gateway_killed_before_its_reply_goes_to_another(gw, tmp_path):
+    # At-least-once: C takes the item for a parked get, and is SIGKILLed
+    # before it answers; when C's lease expires, B's lease pass puts the
+    # item back and a consumer on B gets it.
+    with item_held_by_a_stalled_gateway(gw, tmp_path, 'held') as (c, _, dead):
+        os.kill(c.proc.pid, signal.SIGKILL)
+        killed = time.monotonic()
+        c.proc.wait()
+        qb = gw[1].manager().tasks()
+        assert qb.get(timeout=LEASE + 10) == 'held'
+        waited = time.monotonic() - killed
+        # The lease, plus up to a second for B's next pass, plus slack.
+        assert waited < LEASE + 3, waited
+        with pytest.raises(queue.Empty):
+            qb.get_nowait()
+        assert redis_cli('exists', 'fm:{q:tasks}:pending:' + dead).strip() == '0'
+        print('item of a killed gateway got on another %.2f s after the kill' % waited)
+
+
+def test_item_for_a_client_that_left_goes_back_to_the_queue(gw, tmp_path):
+    # The client is SIGKILLed while its gateway holds the item taken for
+    # it: the gateway, alive, puts the item back itself (no lease expiry).
+    with item_held_by_a_stalled_gateway(gw, tmp_path, 'returned') as (c, waiter, _):
+        waiter.kill()
+        waiter.communicate()
+        assert gw[1].manager().tasks().get(timeout=LEASE - 1) == 'returned'
+        assert c.proc.poll() is None
+        assert gw[0].manager().tasks().empty()
 
 
 def test_dict_through_both_gateways(gw):

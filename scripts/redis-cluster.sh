@@ -7,10 +7,14 @@
 #   scripts/redis-cluster.sh start [--gateways]   # state in $REDIS_CLUSTER_DIR
 #   scripts/redis-cluster.sh stop
 #
+# REDIS_CLUSTER_PORT (default 7101) moves the six ports (PORT..PORT+5), so
+# two test runs on one machine do not meet.
+#
 # Teardown kills only the PIDs this script recorded.
 set -euo pipefail
 DIR=${REDIS_CLUSTER_DIR:-/tmp/fastmanager-redis-cluster}
-PORTS=(7101 7102 7103 7104 7105 7106)
+BASE=${REDIS_CLUSTER_PORT:-7101}
+PORTS=($(seq "$BASE" $((BASE + 5))))
 BIN=${FASTMANAGER_BIN:-$(cd "$(dirname "$0")/.." && pwd)/target/release/fastmanager}
 
 stop() {
@@ -57,11 +61,11 @@ start() {
         sleep 0.1
     done
     [[ $ok == 1 ]] || { echo "replicas did not finish their first sync" >&2; exit 1; }
-    echo "cluster up: 127.0.0.1:7101-7106"
+    echo "cluster up: 127.0.0.1:${PORTS[0]}-${PORTS[5]}"
     if [[ "${1:-}" == "--gateways" ]]; then
         for gp in 50001 50002; do
             "$BIN" serve --address "127.0.0.1:$gp" --authkey "${FASTMANAGER_AUTHKEY:-secret}" \
-                --backend redis://127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103 \
+                --backend "redis://127.0.0.1:${PORTS[0]},127.0.0.1:${PORTS[1]},127.0.0.1:${PORTS[2]}" \
                 --register tasks=Queue --register results=Queue --register shared=dict >"$DIR/gw$gp.log" 2>&1 &
             echo $! >"$DIR/gw$gp.pid"
         done

@@ -14,6 +14,7 @@
 mod conn;
 mod dict;
 mod namespace;
+mod pending;
 mod queue;
 mod value;
 mod waiters;
@@ -36,6 +37,7 @@ use crate::server::dispatch::not_exposed_traceback;
 use crate::server::host::{HostAnswer, HostEnd, HostRequest};
 
 use conn::{Connector, Lazy};
+use pending::Delivery;
 use waiters::Waiters;
 
 /// Threads that run commands for requests. A request holds its thread
@@ -84,6 +86,15 @@ pub struct Named {
     pub flag: String,
     /// A queue's count of unfinished tasks.
     pub unfinished: String,
+    /// The prefix of the object's keys, `fm:{q:NAME}:`, for keys of other
+    /// gateways (`pending.rs`).
+    pub prefix: String,
+    /// A queue's items taken by this gateway and not yet delivered.
+    pub pending: String,
+    /// The gateways that took items from a queue.
+    pub gateways: String,
+    /// This gateway's lease on a queue.
+    pub lease: String,
     /// A `Value`'s start-up value (`value.rs`).
     pub initial: Option<Item>,
 }
@@ -96,6 +107,7 @@ pub struct Gateway {
     objects: Vec<Named>,
     by_name: HashMap<String, usize>,
     waiters: Waiters,
+    delivery: Delivery,
     end: HostEnd,
     /// The server's own bounds: the gateway decodes the frames the server
     /// already accepted.
@@ -108,6 +120,7 @@ pub struct Plan {
     nodes: Vec<String>,
     connector: Connector,
     objects: Vec<Named>,
+    delivery: Delivery,
 }
 
 impl Gateway {
@@ -116,6 +129,7 @@ impl Gateway {
     pub fn plan(url: String, nodes: Vec<String>, cluster: bool, registrations: &[Registration]) -> Result<Plan> {
         let connector = Connector::new(&nodes, cluster).with_context(|| format!("redis backend ({url})"))?;
         let mut conn = connector.connect().with_context(|| format!("redis backend ({url}): cannot connect"))?;
+        let delivery = Delivery::new();
         let mut objects = Vec::new();
         for r in registrations {
             let kind = match ObjectKind::of(r.kind.typeid).expect("checked by backend::open") {
@@ -135,6 +149,10 @@ impl Gateway {
                 key: format!("{tag}:{key}"),
                 flag: format!("{tag}:waiting"),
                 unfinished: format!("{tag}:unfinished"),
+                prefix: format!("{tag}:"),
+                pending: format!("{tag}:pending:{}", delivery.gateway),
+                gateways: format!("{tag}:gateways"),
+                lease: format!("{tag}:lease:{}", delivery.gateway),
                 initial: None,
             };
             if kind == ObjectKind::Value
@@ -146,7 +164,7 @@ impl Gateway {
             }
             objects.push(named);
         }
-        Ok(Plan { url, nodes, connector, objects })
+        Ok(Plan { url, nodes, connector, objects, delivery })
     }
 }
 
@@ -162,6 +180,7 @@ impl Plan {
             objects: self.objects,
             by_name,
             waiters: Waiters::default(),
+            delivery: self.delivery,
             end,
             limits,
         });
@@ -175,6 +194,7 @@ impl Plan {
         }
         spawn("fm-redis-waker", waiters::run_waker)?;
         spawn("fm-redis-sub", waiters::run_subscriber)?;
+        spawn("fm-redis-lease", pending::run_leases)?;
         Ok(())
     }
 }
@@ -215,7 +235,8 @@ fn run_requests(gw: Arc<Gateway>) {
 }
 
 impl Gateway {
-    /// A call on object `object`: its reply, or `None` once parked.
+    /// A call on object `object`: its reply, or `None` once parked (or
+    /// answered already).
     fn call(&self, conn: &mut Lazy, ticket: u64, object: usize, frame: &[u8]) -> Option<Reply> {
         let q = &self.objects[object];
         let pickle = match decode(frame, &self.limits) {
@@ -248,7 +269,7 @@ impl Gateway {
     }
 
     /// Parses the call (the outer error) and runs it on Redis (the
-    /// inner one); `None` once parked.
+    /// inner one); `None` once parked or answered.
     fn run(&self, conn: &mut Lazy, ticket: u64, object: usize, req: &Request<'_, '_>) -> Result<RedisResult<Option<Reply>>, CallError> {
         let q = &self.objects[object];
         let connector = &self.connector;
@@ -258,7 +279,12 @@ impl Gateway {
                 let call = objects::queue::parse_call(req, now)?;
                 let wakes = matches!(call, QueueCall::Put { .. } | QueueCall::TaskDone);
                 let waiting = self.waiters.has_getters(object);
-                conn.with(connector, |c| queue::call(c, q, maxsize, &call, waiting, now)).map(|step| match step {
+                let step = conn.with(connector, |c| queue::call(c, q, maxsize, &call, waiting, now, &self.delivery));
+                step.map(|step| match step {
+                    queue::Step::Took { id, item } => {
+                        pending::deliver(self, conn, q, ticket, id, item);
+                        None
+                    }
                     queue::Step::Answer(reply) => {
                         if wakes {
                             // This gateway's own getters and joiners need

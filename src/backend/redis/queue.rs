@@ -1,8 +1,9 @@
 //! A named `Queue` (or `JoinableQueue`: SyncManager's are both
 //! `queue.Queue`) in Redis: one list per name, `fm:{q:NAME}:items`, the
 //! count of unfinished tasks `fm:{q:NAME}:unfinished` (`task_done`,
-//! `join`), and a flag `fm:{q:NAME}:waiting` (the hash tag puts all three
-//! in one slot).
+//! `join`), a flag `fm:{q:NAME}:waiting`, and for delivery each
+//! gateway's pending hash and lease and the set of gateways that took
+//! items (`pending.rs`); the hash tag puts them all in one slot.
 //! Items are the client's standalone pickles, as the embedded server
 //! stores them.
 //!
@@ -26,6 +27,7 @@ use crate::objects::queue::QueueCall;
 use crate::pickle::Item;
 use crate::protocol::{PyException, Reply, ReplyValue};
 
+use super::pending::{Delivery, LEASE};
 use super::Named;
 
 /// The one pub/sub channel of every gateway: the payload is the name of
@@ -51,17 +53,25 @@ static PUT: LazyLock<Script> = LazyLock::new(|| {
     )
 });
 
-/// `KEYS`: the list, the flag (and the unfinished count, unused). `ARGV`:
-/// count, maxsize, channel, name,
-/// whether to set the flag first (parked gets' retry), its TTL. Up to
-/// `count` items, oldest first; a take from a bounded queue publishes,
-/// since it may make room for a parked `put`.
+/// `KEYS`: the list, the flag, the unfinished count (unused), this
+/// gateway's pending hash, the gateways set, this gateway's lease. `ARGV`:
+/// count, maxsize, channel, name, whether to set the flag first (parked
+/// gets' retry), its TTL, this gateway's id, the lease in ms, the first
+/// id. Up to `count` items, oldest first, each moved into the pending
+/// hash under the next id (`pending.rs`); a take from a bounded queue
+/// publishes, since it may make room for a parked `put`.
 static TAKE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         "if ARGV[5] == '1' then redis.call('SET', KEYS[2], '1', 'PX', ARGV[6]) end
          local items = redis.call('LPOP', KEYS[1], ARGV[1])
-         if items and tonumber(ARGV[2]) > 0 and redis.call('EXISTS', KEYS[2]) == 1 then
-             redis.call('PUBLISH', ARGV[3], ARGV[4])
+         if items then
+             redis.call('SET', KEYS[6], '1', 'PX', ARGV[8])
+             redis.call('SADD', KEYS[5], ARGV[7])
+             local first = tonumber(ARGV[9])
+             for i, item in ipairs(items) do redis.call('HSET', KEYS[4], tostring(first + i - 1), item) end
+             if tonumber(ARGV[2]) > 0 and redis.call('EXISTS', KEYS[2]) == 1 then
+                 redis.call('PUBLISH', ARGV[3], ARGV[4])
+             end
          end
          return items",
     )
@@ -105,8 +115,8 @@ static UNFINISHED: LazyLock<Script> = LazyLock::new(|| {
     )
 });
 
-/// Runs a queue script: `KEYS` the list, the flag and the unfinished
-/// count, `ARGV` `first`, then what both scripts take.
+/// Runs the put script: `KEYS` the list, the flag and the unfinished
+/// count, `ARGV` `first`, maxsize, channel, name, flag setting and TTL.
 fn invoke<T: redis::FromRedisValue>(
     script: &Script,
     conn: &mut dyn ConnectionLike,
@@ -125,9 +135,34 @@ pub fn put(conn: &mut dyn ConnectionLike, q: &Named, maxsize: i64, item: &[u8], 
     Ok(invoke::<i64>(&PUT, conn, q, item, maxsize, by)? == 1)
 }
 
-/// Takes up to `count` items, oldest first.
-pub fn take(conn: &mut dyn ConnectionLike, q: &Named, maxsize: i64, count: usize, by: For) -> RedisResult<Vec<Vec<u8>>> {
-    Ok(invoke::<Option<Vec<Vec<u8>>>>(&TAKE, conn, q, count, maxsize, by)?.unwrap_or_default())
+/// Items taken: the `n`th has id `first + n`, and stays pending until
+/// acknowledged or put back (`pending.rs`).
+pub struct Taken {
+    pub first: u64,
+    pub items: Vec<Vec<u8>>,
+}
+
+impl Taken {
+    pub fn ids(&self) -> Vec<u64> {
+        (self.first..self.first + self.items.len() as u64).collect()
+    }
+}
+
+/// Takes up to `count` items, oldest first, into this gateway's pending
+/// hash. The ids of items not taken (or of a failed try) are given up.
+pub fn take(conn: &mut dyn ConnectionLike, q: &Named, maxsize: i64, count: usize, by: For, delivery: &Delivery) -> RedisResult<Taken> {
+    let first = delivery.reserve(count);
+    let mut call = TAKE.key(&q.key);
+    call.key(&q.flag).key(&q.unfinished).key(&q.pending).key(&q.gateways).key(&q.lease);
+    call.arg(count).arg(maxsize).arg(WAKE_CHANNEL).arg(&q.name).arg(by.flag()).arg(FLAG_TTL_MS);
+    call.arg(&delivery.gateway).arg(LEASE.as_millis() as u64).arg(first);
+    let result: RedisResult<Option<Vec<Vec<u8>>>> = call.invoke(conn);
+    let taken = match &result {
+        Ok(items) => items.as_ref().map_or(0, Vec::len) as u64,
+        Err(_) => 0,
+    };
+    delivery.release(first + taken..first + count as u64);
+    Ok(Taken { first, items: result?.unwrap_or_default() })
 }
 
 /// The unfinished count, for parked `join`s (setting the flag first).
@@ -142,6 +177,8 @@ pub fn item_reply(bytes: Vec<u8>) -> Reply {
 /// What a queue call comes to: answered now, or waiting in this gateway.
 pub enum Step {
     Answer(Reply),
+    /// A `get` took this item (pending until delivered, `pending.rs`).
+    Took { id: u64, item: Vec<u8> },
     /// A `get` to park (until `deadline`, `None`: forever).
     WaitGet { deadline: Option<Instant> },
     /// A `put` of `item` to park, the queue being full.
@@ -160,6 +197,7 @@ pub fn call(
     call: &QueueCall,
     getters_waiting: bool,
     now: Instant,
+    delivery: &Delivery,
 ) -> RedisResult<Step> {
     let passed = |deadline: Option<Instant>| deadline.is_some_and(|d| d <= now);
     Ok(match call {
@@ -177,8 +215,9 @@ pub fn call(
             if block && getters_waiting {
                 return Ok(Step::WaitGet { deadline });
             }
-            match take(conn, q, maxsize, 1, For::Caller)?.pop() {
-                Some(item) => Step::Answer(item_reply(item)),
+            let taken = take(conn, q, maxsize, 1, For::Caller, delivery)?;
+            match taken.items.into_iter().next() {
+                Some(item) => Step::Took { id: taken.first, item },
                 None if !block || passed(deadline) => Step::Answer(Reply::Error(PyException::queue_empty())),
                 None => Step::WaitGet { deadline },
             }

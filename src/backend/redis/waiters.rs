@@ -23,6 +23,7 @@ use crate::protocol::{PyException, Reply};
 use crate::server::host::HostAnswer;
 
 use super::conn::Lazy;
+use super::pending;
 use super::queue::{self, For, WAKE_CHANNEL};
 use super::{Gateway, ObjectKind};
 
@@ -110,7 +111,7 @@ impl Waiters {
         self.wake.notify_all();
     }
 
-    fn stopped(&self) -> bool {
+    pub(super) fn stopped(&self) -> bool {
         self.lock().stopped
     }
 
@@ -173,14 +174,31 @@ fn serve_queue(gw: &Gateway, conn: &mut Lazy, object: usize) -> RedisResult<()> 
         (parked.getters.len(), parked.putters.front().map(|p| p.item.clone()), !parked.joiners.is_empty())
     };
     if getters > 0 {
-        let items = conn.with(&gw.connector, |c| queue::take(c, q, maxsize, getters, For::Parked))?;
-        let mut state = gw.waiters.lock();
-        let parked = state.queues.entry(object).or_default();
-        for item in items {
-            // Only this thread removes getters, so each item has one.
-            let g = parked.getters.pop_front().expect("no more items than getters");
-            gw.answer(g.ticket, queue::item_reply(item));
+        let taken = conn.with(&gw.connector, |c| queue::take(c, q, maxsize, getters, For::Parked, &gw.delivery))?;
+        gw.delivery.stall();
+        let ids = taken.ids();
+        let mut delivered = Vec::new();
+        {
+            let mut state = gw.waiters.lock();
+            let parked = state.queues.entry(object).or_default();
+            for (id, item) in ids.iter().zip(taken.items) {
+                // Only this thread removes getters; one that left since
+                // the check above is dropped, and an item nobody is left
+                // to take goes back (below).
+                while let Some(g) = parked.getters.pop_front() {
+                    if gw.end.is_waiting(g.ticket) {
+                        gw.answer(g.ticket, queue::item_reply(item));
+                        delivered.push(*id);
+                        break;
+                    }
+                }
+                if delivered.last() != Some(id) {
+                    break;
+                }
+            }
         }
+        let returned: Vec<u64> = ids.iter().copied().filter(|id| !delivered.contains(id)).collect();
+        pending::settle(gw, conn, q, &delivered, &returned);
     }
     // Parked puts, oldest first, while there is room.
     let mut next = putter;
