@@ -200,12 +200,12 @@ impl Worker {
                 return served;
             }
         };
-        served.slot = self.shared.stats.methods.slot(req.method);
-        served.object = req.ident.and_then(ObjectTable::ident_number);
-        debug!(conn = token.0, method = req.method, object = req.ident.unwrap_or(""), typeid = served.object.and_then(ObjectTable::type_of).map_or("", |t| t.typeid), "call");
         let me = self.conn_ref(token);
         let peer = self.conns[token.0].as_ref().and_then(|c| c.known_peer().flatten());
         let prepared = Prepared::read(&pickle, &req, me.client, frame.len());
+        // The ident's number, as `Prepared` read it (once per request).
+        served = Served { slot: self.shared.stats.methods.slot(req.method), object: prepared.id };
+        debug!(conn = token.0, method = req.method, object = req.ident.unwrap_or(""), typeid = prepared.id.and_then(ObjectTable::type_of).map_or("", |t| t.typeid), "call");
         let (object, parked) = self.step(|core, out| {
             let id = core.call(me, peer, &req, prepared, frame, out);
             (id, core.state.blocked.is_parked(me.client))
