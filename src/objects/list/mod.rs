@@ -413,6 +413,7 @@ pub fn from_cli(args: &str) -> Result<SharedObject, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::objects::value::PyValue;
 
     fn ints(v: &[i64]) -> Vec<StoredValue> {
         v.iter().map(|&i| synthesized(|w| w.int(i))).collect()
