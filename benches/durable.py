@@ -6,12 +6,18 @@ unpickle, as redis-py users queue tasks), side by side in one run
 (README, "Durable data"). redis-server comes from apt (`apt-get install
 redis-server`); without it the Redis columns are left out.
 
-    python3 benches/durable.py [--seconds S] [--bin PATH]
+    python3 benches/durable.py [--seconds S] [--bin PATH] [--clients 1,4,16]
+                               [--modes memory,always,redis-always]
+
+Under `always` it also prints the server's requests per sync (each put
+and each get is logged; the server counts its syncs), the size of its
+group commits.
 """
 
 import argparse
 import os
 import pickle
+import re
 import shutil
 import subprocess
 import tempfile
@@ -35,6 +41,8 @@ def redis_client(port, seconds, counts, i, start):
 
 
 def run(binary, mode, n, seconds):
+    """Round trips/s, and the syncs the server counted (None for Redis
+    and the in-memory server)."""
     data = tempfile.mkdtemp(prefix='fm-durable-bench-')
     target = manager_client
     if mode.startswith('redis-'):
@@ -47,14 +55,22 @@ def run(binary, mode, n, seconds):
                '--register', 'q=Queue']
     if mode not in ('memory',) and not mode.startswith('redis-'):
         cmd += ['--data-dir', data, '--fsync', mode]
-    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = tempfile.TemporaryFile()
+    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log)
     try:
         wait_listening(PORT)
-        return drive(target, PORT, n, seconds)
+        rate = drive(target, PORT, n, seconds)
     finally:
         server.terminate()
         server.wait()
         shutil.rmtree(data, ignore_errors=True)
+    log.seek(0)
+    # The log writer's closing line: `data dir log synced and closed syncs=N`.
+    text = log.read()
+    found = re.search(rb'synced and closed syncs=(\d+)', text)
+    if mode in ('no', 'everysec', 'always') and not found:
+        print('(no sync count in the server log: %r)' % text[-500:])
+    return rate, int(found.group(1)) if found else None
 
 
 def fdatasync_ms(samples=200):
@@ -80,16 +96,25 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--seconds', type=float, default=2.0)
     ap.add_argument('--bin', default=os.path.join(os.path.dirname(__file__), '..', 'target', 'release', 'fastmanager'))
+    ap.add_argument('--clients', default='1,4,16', help='the N to run, comma-separated')
+    ap.add_argument('--modes', help='the columns to run, comma-separated (default: all; `memory` always runs first)')
     args = ap.parse_args()
     modes = ['memory', 'no', 'everysec', 'always']
     if shutil.which('redis-server'):
         modes += ['redis-everysec', 'redis-always']
-    print('%4s %10s' % ('N', 'memory') + ''.join(' %16s' % m for m in modes[1:]))
-    for n in (1, 4, 16):
-        rates = {mode: run(args.bin, mode, n, args.seconds) for mode in modes}
+    if args.modes:
+        modes = ['memory'] + [m for m in args.modes.split(',') if m != 'memory']
+    print('%4s %10s' % ('N', 'memory') + ''.join(' %16s' % m for m in modes[1:]) + '  requests/sync (always)')
+    for n in [int(c) for c in args.clients.split(',')]:
+        results = {mode: run(args.bin, mode, n, args.seconds) for mode in modes}
+        rates = {m: r[0] for m, r in results.items()}
         base = rates['memory']
-        print('%4d %10.0f' % (n, base) + ''.join(' %10.0f %4.2fx' % (rates[m], rates[m] / base) for m in modes[1:]),
-              flush=True)
+        line = '%4d %10.0f' % (n, base) + ''.join(' %10.0f %4.2fx' % (rates[m], rates[m] / base) for m in modes[1:])
+        rate, syncs = results.get('always', (0, None))
+        if syncs:
+            # A round trip is two logged requests (the put and the get).
+            line += '  %.1f (%d syncs/s)' % (2 * rate * args.seconds / syncs, syncs / args.seconds)
+        print(line, flush=True)
     # Under `always` each put and each get waits for a sync, and a stock
     # client has one request out at a time: N clients make at most N
     # requests per sync, so at most N / (2 * sync time) round trips/s.

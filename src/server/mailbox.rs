@@ -7,7 +7,7 @@
 //! becomes a [`Mail`] in the owning worker's [`Mailbox`], and the worker is
 //! woken through its `mio::Waker` to send it.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use mio::Waker;
 
@@ -53,12 +53,14 @@ pub enum Mail {
 /// A worker's inbox: a vector behind a lock, and the waker of its poll.
 pub struct Mailbox {
     queue: Mutex<Vec<Mail>>,
-    waker: Waker,
+    /// Shared with the log writer, which wakes the worker when a sync
+    /// covers the replies it holds (`--fsync always`).
+    waker: Arc<Waker>,
 }
 
 impl Mailbox {
     pub fn new(waker: Waker) -> Mailbox {
-        Mailbox { queue: Mutex::new(Vec::new()), waker }
+        Mailbox { queue: Mutex::new(Vec::new()), waker: Arc::new(waker) }
     }
 
     /// Queues `mail`; the worker is woken only when its inbox was empty
@@ -73,6 +75,11 @@ impl Mailbox {
         if was_empty {
             let _ = self.waker.wake();
         }
+    }
+
+    /// The worker's waker, for threads that wake it without mail.
+    pub fn waker(&self) -> Arc<Waker> {
+        self.waker.clone()
     }
 
     /// Wakes the worker with nothing to read (to stop, or to look at timers).

@@ -18,6 +18,7 @@ pub mod blocking;
 pub mod connection;
 mod core;
 mod durable;
+mod held;
 pub mod dispatch;
 pub mod host;
 mod identify;

@@ -18,8 +18,11 @@ use tracing::{info, warn};
 
 use crate::objects::ClientId;
 
+use crate::store::{Fsync, LogWriter, SyncWatch};
+
 use super::connection::{self, Connection};
 use super::core::Core;
+use super::held::Held;
 use super::identify::Lookup;
 use super::limits;
 use super::listener::{Listener, Stream};
@@ -64,10 +67,11 @@ pub(super) struct Worker {
     pub(super) reply_buffer: Vec<u8>,
     /// Replies a locked step left, sent once the lock is let go.
     pub(super) out: Vec<Delivery>,
-    /// Under `--fsync always`: the replies of this loop turn held until
-    /// one sync covers the log position `held_at` (group commit).
-    held: Vec<Delivery>,
-    held_at: Option<(u64, Arc<crate::store::LogWriter>)>,
+    /// Under `--fsync always`: replies held until a sync covers the
+    /// changes they acknowledge (group commit, `held.rs`), the log, and
+    /// how its thread wakes this worker when one does.
+    held: Held<Delivery>,
+    sync: Option<(Arc<LogWriter>, Arc<SyncWatch>)>,
     inbox: Vec<Mail>,
     /// The earliest deadline of a call this worker's connections parked.
     pub(super) next_deadline: Option<Instant>,
@@ -78,6 +82,14 @@ pub(super) struct Worker {
 
 impl Worker {
     pub(super) fn new(index: usize, poll: Poll, shared: Arc<Shared>) -> Worker {
+        let log = shared.lock().durable.as_ref().map(|d| d.log.clone()).filter(|l| l.policy() == Fsync::Always);
+        let sync = log.map(|log| {
+            let waker = shared.mailboxes[index].waker();
+            let watch = log.watch(Box::new(move || {
+                let _ = waker.wake();
+            }));
+            (log, watch)
+        });
         Worker {
             index,
             poll,
@@ -95,8 +107,8 @@ impl Worker {
             scratch: Default::default(),
             reply_buffer: Vec::new(),
             out: Vec::new(),
-            held: Vec::new(),
-            held_at: None,
+            held: Held::default(),
+            sync,
             inbox: Vec::new(),
             next_deadline: None,
             next_core_timer: None,
@@ -127,14 +139,18 @@ impl Worker {
             // Round up so a deadline is never polled for a zero-length wait
             // again and again just before it passes.
             let timeout = next.map(|d| d.saturating_duration_since(Instant::now()) + Duration::from_micros(200));
-            // Connections with work left only look for new events.
-            let timeout = if self.resume.is_empty() { timeout } else { Some(Duration::ZERO) };
+            // Connections with work left, or held replies a sync covered
+            // already, only look for new events.
+            let timeout = if self.resume.is_empty() && !self.held_ready() { timeout } else { Some(Duration::ZERO) };
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
                 return Err(e);
             }
+            // Replies a sync covered go out first: their clients send
+            // their next requests while this turn goes on.
+            self.release_held(false);
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept_all(),
@@ -168,9 +184,9 @@ impl Worker {
                 let Some(token) = self.resume.pop_front() else { break };
                 self.service(token);
             }
-            self.flush_held();
+            self.release_held(false);
         }
-        self.flush_held();
+        self.release_held(true);
         self.drain();
         Ok(())
     }
@@ -202,45 +218,56 @@ impl Worker {
         if wake_worker0 {
             self.shared.mailboxes[0].nudge();
         }
-        // Under --fsync always the step's replies are held until the end
-        // of the loop turn, when one sync covers every change of the turn
-        // (`flush_held`); once something is held, later replies of the
-        // turn are held behind it, so a connection's replies keep their
-        // order.
-        match logged {
-            Some((at, log)) if log.policy() == crate::store::Fsync::Always => {
-                self.held_at = Some((at, log));
-                self.held.append(&mut self.out);
-            }
-            _ if self.held_at.is_some() => self.held.append(&mut self.out),
-            _ => self.deliver(),
+        // Under --fsync always the step's replies are held until a sync
+        // covers its changes (`held.rs`); the worker serves on meanwhile,
+        // and the log's thread wakes it when one does.
+        let at = logged.filter(|(_, log)| log.policy() == Fsync::Always).map(|(at, _)| at);
+        if !self.held.hold(at, &mut self.out) {
+            self.deliver();
         }
         // While stopping (`drain`), no loop turn ends: flush at once.
         if self.shared.is_stopping() {
-            self.flush_held();
+            self.release_held(true);
         }
         r
     }
 
-    /// Sends the replies held for the sync of this turn's changes, once
-    /// the log writer says they are synced. Not on disk means not
-    /// acknowledged: each held reply but a get's becomes an `OSError`
-    /// instead (the change stays in memory: a put's item may still be
-    /// taken).
-    pub(super) fn flush_held(&mut self) {
-        if let Some((at, log)) = self.held_at.take() {
-            let mut held = std::mem::take(&mut self.held);
-            if let Err(why) = log.wait(at) {
-                let e = crate::protocol::PyException::os_error(format!(
-                    "the server could not save this change to its data dir's log ({why}); it may not survive a restart"
-                ));
-                // A get's item goes out all the same: an unlogged get only
-                // means the item may come back after a restart.
-                for d in held.iter_mut().filter(|d| !matches!(d.reply, crate::protocol::Reply::Return(crate::protocol::ReplyValue::Item(_)))) {
+    /// Whether held replies can go out now. Before the worker sleeps:
+    /// asks the log's thread to wake it once they can.
+    fn held_ready(&self) -> bool {
+        let (Some(first), Some((log, watch))) = (self.held.first(), &self.sync) else { return false };
+        watch.want(first);
+        // After `want`: a sync that ended before it woke no one.
+        log.durable_upto() >= first || log.has_failed()
+    }
+
+    /// Sends the held replies the log's syncs now cover; with `block`,
+    /// waits until it covers all of them. Not on disk means not
+    /// acknowledged: once the log failed, each reply it did not cover but
+    /// a get's becomes an `OSError` instead (the change stays in memory: a
+    /// put's item may still be taken).
+    pub(super) fn release_held(&mut self, block: bool) {
+        let (Some(last), Some((log, watch))) = (self.held.last(), &self.sync) else { return };
+        if block {
+            let _ = log.wait(last);
+        }
+        self.held.release(log.durable_upto(), &mut self.out);
+        if let Some(why) = (log.has_failed() && !self.held.is_empty()).then(|| log.failed()).flatten() {
+            let e = crate::protocol::PyException::os_error(format!(
+                "the server could not save this change to its data dir's log ({why}); it may not survive a restart"
+            ));
+            // A get's item goes out all the same: an unlogged get only
+            // means the item may come back after a restart.
+            self.held.release_all(&mut self.out, |d| {
+                if !matches!(d.reply, crate::protocol::Reply::Return(crate::protocol::ReplyValue::Item(_))) {
                     d.reply = crate::protocol::Reply::Error(e.clone());
                 }
-            }
-            self.out.append(&mut held);
+            });
+        }
+        if self.held.is_empty() {
+            watch.want(0);
+        }
+        if !self.out.is_empty() {
             self.deliver();
         }
     }

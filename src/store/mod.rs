@@ -9,7 +9,7 @@
 pub mod record;
 pub mod writer;
 
-pub use writer::{Fsync, LogWriter};
+pub use writer::{Fsync, LogWriter, SyncWatch};
 
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
