@@ -18,12 +18,11 @@ import time
 
 import pytest
 
-from conftest import HERE, client_env
+from conftest import HERE, client_env, server_kind
 from test_redis_backend import AUTHKEY, Gateway, cluster, redis_cli  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.skipif(
-    not os.environ.get('FASTMANAGER_SERVER', 'rust') == 'rust',
-    reason="the Redis backend is the Rust server's")
+    server_kind() != 'rust', reason="the Redis backend is the Rust server's")
 
 CLIENT = HERE / 'clients' / 'redis_backend_sync.py'
 REGISTER = ['lock=Lock', 'rlock=RLock', 'sem=Semaphore(2)',
