@@ -106,15 +106,23 @@ class Gateway:
         stop_process(self.proc)
 
 
-@pytest.fixture(scope='module')
-def gateways(cluster, tmp_path_factory):
-    d = tmp_path_factory.mktemp('gateways')
-    a, b = Gateway(str(d / 'a.log')), Gateway(str(d / 'b.log'))
+@contextlib.contextmanager
+def two_gateways(directory, register=REGISTER):
+    """Gateways A and B (logs in `directory`), which must still be alive
+    at the end."""
+    a = Gateway(str(directory / 'a.log'), register=register)
+    b = Gateway(str(directory / 'b.log'), register=register)
     yield a, b
     for g in (a, b):
         alive = g.proc.poll() is None
         g.stop()
         assert alive, 'gateway died:\n' + open(g.log).read()
+
+
+@pytest.fixture(scope='module')
+def gateways(cluster, tmp_path_factory):
+    with two_gateways(tmp_path_factory.mktemp('gateways')) as pair:
+        yield pair
 
 
 @pytest.fixture

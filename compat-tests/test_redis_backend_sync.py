@@ -19,7 +19,8 @@ import time
 import pytest
 
 from conftest import HERE, client_env, server_kind
-from test_redis_backend import AUTHKEY, Gateway, cluster, redis_cli  # noqa: F401 (a fixture)
+from test_redis_backend import (AUTHKEY, Gateway, cluster,  # noqa: F401 (a fixture)
+                                redis_cli, two_gateways)
 
 pytestmark = pytest.mark.skipif(
     server_kind() != 'rust', reason="the Redis backend is the Rust server's")
@@ -51,14 +52,8 @@ def manager(gateway):
 
 @pytest.fixture(scope='module')
 def gateways(cluster, tmp_path_factory):  # noqa: F811 (the imported fixture)
-    d = tmp_path_factory.mktemp('sync-gateways')
-    a = Gateway(str(d / 'a.log'), register=REGISTER)
-    b = Gateway(str(d / 'b.log'), register=REGISTER)
-    yield a, b
-    for g in (a, b):
-        alive = g.proc.poll() is None
-        g.stop()
-        assert alive, 'gateway died:\n' + open(g.log).read()
+    with two_gateways(tmp_path_factory.mktemp('sync-gateways'), REGISTER) as pair:
+        yield pair
 
 
 @pytest.fixture
@@ -85,6 +80,18 @@ def in_thread(f):
     return out, t
 
 
+def blocks_until(call, unblock):
+    """call() in a thread is still blocked 0.3 s later, and returns once
+    unblock() has run (in this thread); its result."""
+    got, t = in_thread(call)
+    time.sleep(0.3)
+    assert not got, 'returned before unblock()'
+    unblock()
+    t.join(10)
+    assert got, 'still blocked after unblock()'
+    return got[0]
+
+
 def test_a_lock_acquired_through_one_gateway_blocks_the_other(gw):
     a, b = gw
     la, lb = a.lock(), b.lock()
@@ -93,12 +100,7 @@ def test_a_lock_acquired_through_one_gateway_blocks_the_other(gw):
     started = time.monotonic()
     assert lb.acquire(timeout=0.2) is False
     assert 0.19 <= time.monotonic() - started < 2
-    got, t = in_thread(lambda: lb.acquire(timeout=30))
-    time.sleep(0.3)
-    assert not got
-    la.release()
-    t.join(10)
-    assert got == [True]
+    assert blocks_until(lambda: lb.acquire(timeout=30), la.release) is True
     # A Lock has no owner: a client of the other gateway releases it.
     la.release()
     with pytest.raises(RuntimeError) as e:
@@ -124,12 +126,7 @@ def test_rlock_reenters_and_only_its_owner_releases(gw):
     assert other == [False]
     ra.release()
     assert rb.acquire(False) is False  # one level still held
-    got, t = in_thread(lambda: rb.acquire(timeout=30))
-    time.sleep(0.3)
-    assert not got
-    ra.release()
-    t.join(10)
-    assert got == [True]
+    assert blocks_until(lambda: rb.acquire(timeout=30), ra.release) is True
     with pytest.raises(RuntimeError):
         ra.release()
 
@@ -140,12 +137,7 @@ def test_semaphore_units_across_gateways(gw):
     assert sa.acquire() and sb.acquire()
     assert sa.acquire(False) is False
     assert sb.acquire(timeout=0.2) is False
-    got, t = in_thread(lambda: sa.acquire(timeout=30))
-    time.sleep(0.3)
-    assert not got
-    sb.release()
-    t.join(10)
-    assert got == [True]
+    assert blocks_until(lambda: sa.acquire(timeout=30), sb.release) is True
     # An unbounded semaphore may be released past its start value
     # (release(n): 3.9+; AcquirerProxy passes no n, _callmethod does).
     sa._callmethod('release', (3,))
@@ -177,12 +169,7 @@ def test_event_wait_is_woken_by_a_set_on_the_other_gateway(gw):
     assert eb.wait(0.2) is False
     assert 0.19 <= time.monotonic() - started < 2
     assert eb.wait(0) is False
-    got, t = in_thread(lambda: eb.wait(30))
-    time.sleep(0.3)
-    assert not got
-    ea.set()
-    t.join(10)
-    assert got == [True]
+    assert blocks_until(lambda: eb.wait(30), ea.set) is True
     assert eb.is_set() and eb.wait() is True and eb.wait(0) is True
     eb.clear()
     assert ea.is_set() is False
@@ -323,9 +310,10 @@ def test_a_killed_client_keeps_its_lock_and_a_killed_waiter_takes_nothing(gatewa
     a, b = gateways
     _, mb = gw
     holder = spawn('hold', a, 'lock')
-    waiter = spawn('acquire', b, 'lock', 30)
+    waiter = None
     try:
         assert holder.stdout.readline().strip() == 'held'
+        waiter = spawn('acquire', b, 'lock', 30)
         assert waiter.stdout.readline().strip() == 'ready'
         time.sleep(0.5)
         for p in (holder, waiter):
@@ -340,7 +328,7 @@ def test_a_killed_client_keeps_its_lock_and_a_killed_waiter_takes_nothing(gatewa
         lock.release()
     finally:
         for p in (holder, waiter):
-            if p.poll() is None:
+            if p is not None and p.poll() is None:
                 p.kill()
                 p.communicate()
 

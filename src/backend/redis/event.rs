@@ -14,13 +14,12 @@ use std::time::Instant;
 use redis::{ConnectionLike, RedisResult, Script};
 
 use crate::objects::sync::event::{parse_call, EventCall};
-use crate::objects::CallError;
 use crate::protocol::{Reply, ReplyValue, Request};
 
 use super::conn::Lazy;
 use super::queue::{For, FLAG_TTL_MS, WAKE_CHANNEL};
 use super::waiters::SyncWaiter;
-use super::{Gateway, Named};
+use super::{Caller, Gateway, Named, Ran};
 
 /// `KEYS`: the event, the flag. `ARGV`: channel, name.
 static SET: LazyLock<Script> = LazyLock::new(|| {
@@ -52,14 +51,8 @@ fn bool_reply(b: bool) -> Reply {
 }
 
 /// One call on event `object`; `None` once parked.
-pub fn call(
-    gw: &Gateway,
-    conn: &mut Lazy,
-    ticket: u64,
-    object: usize,
-    connection: u64,
-    req: &Request<'_, '_>,
-) -> Result<RedisResult<Option<Reply>>, CallError> {
+pub fn call(gw: &Gateway, conn: &mut Lazy, by: Caller, req: &Request<'_, '_>) -> Ran {
+    let Caller { ticket, object, connection } = by;
     let now = Instant::now();
     let q = &gw.objects[object];
     // `since` is read from Redis below, with the flag.

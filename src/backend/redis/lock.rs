@@ -32,14 +32,13 @@ use redis::{ConnectionLike, RedisResult, Script};
 use tracing::{info, warn};
 
 use crate::objects::sync::lock::{parse_call, release_error, LockCall, LockKind};
-use crate::objects::CallError;
 use crate::protocol::{Reply, ReplyValue, Request};
 
 use super::conn::Lazy;
 use super::pending::LEASE;
 use super::queue::{For, FLAG_TTL_MS, WAKE_CHANNEL};
 use super::waiters::SyncWaiter;
-use super::{Gateway, Named, ObjectKind};
+use super::{Caller, Gateway, Named, Ran, ObjectKind};
 
 /// `KEYS`: the lock, the flag, this gateway's lease. `ARGV`: owner,
 /// whether re-entrant (`1`: an RLock), gateway, lease ms, whether to set
@@ -160,14 +159,8 @@ fn release(c: &mut dyn ConnectionLike, q: &Named, owner: &str, owner_only: bool,
 
 /// One call on lock `object` by `connection`; `None` once parked or
 /// answered.
-pub fn call(
-    gw: &Gateway,
-    conn: &mut Lazy,
-    ticket: u64,
-    object: usize,
-    connection: u64,
-    req: &Request<'_, '_>,
-) -> Result<RedisResult<Option<Reply>>, CallError> {
+pub fn call(gw: &Gateway, conn: &mut Lazy, by: Caller, req: &Request<'_, '_>) -> Ran {
+    let Caller { ticket, object, connection } = by;
     let now = Instant::now();
     let q = &gw.objects[object];
     let me = owner(gw, connection);

@@ -49,6 +49,21 @@ use waiters::Waiters;
 /// many clients busy.
 const REQUEST_THREADS: usize = 8;
 
+/// A call on a named object, as a kind's file gets it: the server's
+/// ticket (to answer it later), the object's index and the calling
+/// connection (`HostRequest::Call`).
+#[derive(Clone, Copy)]
+pub struct Caller {
+    pub ticket: u64,
+    pub object: usize,
+    pub connection: u64,
+}
+
+/// What a call comes to: refused as a call (the outer error: bad
+/// arguments, a method not exposed), or the result of its Redis commands:
+/// the reply, or `None` once parked or answered.
+type Ran = Result<RedisResult<Option<Reply>>, CallError>;
+
 /// The object types the gateway serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ObjectKind {
@@ -305,14 +320,8 @@ impl Gateway {
     /// Parses the call (the outer error) and runs it on Redis (the
     /// inner one); `None` once parked or answered. `connection`: the
     /// caller's (`HostRequest::Call`).
-    fn run(
-        &self,
-        conn: &mut Lazy,
-        ticket: u64,
-        object: usize,
-        connection: u64,
-        req: &Request<'_, '_>,
-    ) -> Result<RedisResult<Option<Reply>>, CallError> {
+    fn run(&self, conn: &mut Lazy, ticket: u64, object: usize, connection: u64, req: &Request<'_, '_>) -> Ran {
+        let by = Caller { ticket, object, connection };
         let q = &self.objects[object];
         let connector = &self.connector;
         Ok(match q.kind {
@@ -362,9 +371,9 @@ impl Gateway {
                 let initial = q.initial.as_ref().expect("a Value has its start-up value");
                 conn.with(connector, |c| value::call(c, q, initial, &call)).map(Some)
             }
-            ObjectKind::Lock | ObjectKind::RLock => lock::call(self, conn, ticket, object, connection, req)?,
-            ObjectKind::Semaphore { .. } => semaphore::call(self, conn, ticket, object, connection, req)?,
-            ObjectKind::Event => event::call(self, conn, ticket, object, connection, req)?,
+            ObjectKind::Lock | ObjectKind::RLock => lock::call(self, conn, by, req)?,
+            ObjectKind::Semaphore { .. } => semaphore::call(self, conn, by, req)?,
+            ObjectKind::Event => event::call(self, conn, by, req)?,
             ObjectKind::List => {
                 let call = objects::list::parse_call(req)?;
                 conn.with(connector, |c| list::call(c, q, &call)).map(Some)

@@ -22,14 +22,13 @@ use redis::{ConnectionLike, RedisResult, Script};
 use tracing::{info, warn};
 
 use crate::objects::sync::semaphore::{over_release, parse_call, SemaphoreCall};
-use crate::objects::CallError;
 use crate::protocol::{Reply, ReplyValue, Request};
 
 use super::conn::Lazy;
 use super::pending::LEASE;
 use super::queue::{For, FLAG_TTL_MS, WAKE_CHANNEL};
 use super::waiters::SyncWaiter;
-use super::{Gateway, Named, ObjectKind};
+use super::{Caller, Gateway, Named, Ran, ObjectKind};
 
 /// Sets the hash `KEYS[1]` from `ARGV[1]` if absent (the start of every
 /// script).
@@ -136,14 +135,8 @@ fn release(c: &mut dyn ConnectionLike, gw: &Gateway, q: &Named, n: u64, bounded:
 }
 
 /// One call on semaphore `object`; `None` once parked or answered.
-pub fn call(
-    gw: &Gateway,
-    conn: &mut Lazy,
-    ticket: u64,
-    object: usize,
-    connection: u64,
-    req: &Request<'_, '_>,
-) -> Result<RedisResult<Option<Reply>>, CallError> {
+pub fn call(gw: &Gateway, conn: &mut Lazy, by: Caller, req: &Request<'_, '_>) -> Ran {
+    let Caller { ticket, object, connection } = by;
     let now = Instant::now();
     let q = &gw.objects[object];
     let (_, bounded) = params(q);
