@@ -4,7 +4,8 @@
 //! A few request threads take the server's host requests, each with its
 //! own Redis connection: `create(NAME)` answers a hosted object whose key
 //! is the name's index, a call runs its Redis commands and answers the
-//! pickled reply. A call that must wait (a `get` on an empty queue) is
+//! pickled reply. A call that must wait (a `get` on an empty queue, an
+//! `acquire` of a held lock, an `Event.wait`) is
 //! parked in [`waiters`] and its thread moves on; the waker thread answers
 //! it later. Commands are synchronous (the `redis` crate's cluster client
 //! follows redirections and retries through failovers); none of them
