@@ -198,9 +198,13 @@ def tail(path, n=4000):
 
 
 def client_env(extra=None):
+    """A client process's environment: lib/ on its path, and before it
+    FASTMANAGER_PYTHONPATH if set (a checkout's own `pip install --target`
+    of the package, tried without installing it for every interpreter)."""
     env = {k: v for k, v in os.environ.items()
            if not k.startswith('PYTHON') and k != '__PYVENV_LAUNCHER__'}
-    env['PYTHONPATH'] = str(LIB)
+    own = os.environ.get('FASTMANAGER_PYTHONPATH')
+    env['PYTHONPATH'] = os.pathsep.join(([own] if own else []) + [str(LIB)])
     env['PYTHONDONTWRITEBYTECODE'] = '1'
     env['PYTHONIOENCODING'] = 'utf-8'
     if extra:

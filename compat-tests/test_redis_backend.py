@@ -62,10 +62,10 @@ def cluster(tmp_path_factory):
 
 
 class Gateway:
-    def __init__(self, log, backend=SEEDS, env=None):
+    def __init__(self, log, backend=SEEDS, env=None, register=REGISTER):
         self.port = free_port()
         self.log = log
-        args = [a for r in REGISTER for a in ('--register', r)]
+        args = [a for r in register for a in ('--register', r)]
         with open(log, 'wb') as out:
             self.proc = subprocess.Popen(
                 [rust_binary(), 'serve', '--address', '127.0.0.1:%d' % self.port,
@@ -106,15 +106,23 @@ class Gateway:
         stop_process(self.proc)
 
 
-@pytest.fixture(scope='module')
-def gateways(cluster, tmp_path_factory):
-    d = tmp_path_factory.mktemp('gateways')
-    a, b = Gateway(str(d / 'a.log')), Gateway(str(d / 'b.log'))
+@contextlib.contextmanager
+def two_gateways(directory, register=REGISTER):
+    """Gateways A and B (logs in `directory`), which must still be alive
+    at the end."""
+    a = Gateway(str(directory / 'a.log'), register=register)
+    b = Gateway(str(directory / 'b.log'), register=register)
     yield a, b
     for g in (a, b):
         alive = g.proc.poll() is None
         g.stop()
         assert alive, 'gateway died:\n' + open(g.log).read()
+
+
+@pytest.fixture(scope='module')
+def gateways(cluster, tmp_path_factory):
+    with two_gateways(tmp_path_factory.mktemp('gateways')) as pair:
+        yield pair
 
 
 @pytest.fixture
@@ -447,13 +455,13 @@ def serve(*args):
         capture_output=True, text=True, timeout=30)
 
 
-@pytest.mark.parametrize('kind', ['RLock', 'list', 'Lock', 'Event',
-                                  'Array(i,1)'])
+@pytest.mark.parametrize('kind', ['Condition', 'Barrier(2)', 'Array(i,1)'])
 def test_unserved_type_is_refused_naming_backend_and_type(cluster, kind):
-    r = serve('--backend', SEEDS, '--register', 'x=' + kind)
+    r = serve('--backend', SEEDS, '--register', 'q=Queue',
+              '--register', 'x=' + kind)
     assert r.returncode == 1, r
     assert 'redis backend' in r.stderr and SEEDS in r.stderr, r.stderr
-    assert 'does not serve %s' % kind.split('(')[0] in r.stderr, r.stderr
+    assert 'does not serve %s (served: ' % kind.split('(')[0] in r.stderr, r.stderr
 
 
 def test_no_registrations_refused(cluster):

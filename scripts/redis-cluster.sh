@@ -18,10 +18,20 @@ PORTS=($(seq "$BASE" $((BASE + 5))))
 BIN=${FASTMANAGER_BIN:-$(cd "$(dirname "$0")/.." && pwd)/target/release/fastmanager}
 
 stop() {
+    local pids=()
     for pidfile in "$DIR"/*.pid; do
         [[ -f "$pidfile" ]] || continue
-        kill "$(cat "$pidfile")" 2>/dev/null || true
+        pids+=("$(cat "$pidfile")")
+        kill "${pids[-1]}" 2>/dev/null || true
         rm -f "$pidfile"
+    done
+    # Until they have exited (at most 10 s): a cluster started next on the
+    # same ports (the next test module's) must find them free.
+    for _ in $(seq 100); do
+        local alive=0
+        for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+        [[ $alive == 0 ]] && return 0
+        sleep 0.1
     done
 }
 

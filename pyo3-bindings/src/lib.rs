@@ -98,7 +98,8 @@ impl NativeServer {
         self.stopper.stop();
     }
 
-    /// The next host request, or `None` after `timeout` seconds:
+    /// The next host request, or `None` after `timeout` seconds (or
+    /// early, for a request Python has nothing to do with):
     /// `('create', ticket, typeid, frame)`, `('call', ticket, key, frame)`
     /// or `('release', key)`. Raises EOFError once the server is gone.
     fn next_request<'py>(&self, py: Python<'py>, timeout: f64) -> PyResult<Option<Bound<'py, PyTuple>>> {
@@ -110,8 +111,13 @@ impl NativeServer {
             HostRequest::Create { ticket, typeid, frame } => {
                 ("create", ticket, typeid, PyBytes::new(py, &frame)).into_pyobject(py)?
             }
-            HostRequest::Call { ticket, key, frame } => ("call", ticket, key, PyBytes::new(py, &frame)).into_pyobject(py)?,
+            HostRequest::Call { ticket, key, frame, .. } => {
+                ("call", ticket, key, PyBytes::new(py, &frame)).into_pyobject(py)?
+            }
             HostRequest::Release { key } => ("release", key).into_pyobject(py)?,
+            // Python-hosted objects own nothing per connection (a callable's
+            // lock is its program's, with threads of the server as owners).
+            HostRequest::Disconnected { .. } => return Ok(None),
         };
         Ok(Some(tuple))
     }

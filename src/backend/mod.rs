@@ -11,10 +11,10 @@
 //! pickled reply message. So no worker thread waits for Redis, and a
 //! blocked `get` holds neither a thread nor a Redis connection.
 //!
-//! Served: `Queue` and `JoinableQueue` (with maxsize), `dict`, `Namespace`
-//! and `Value`. Anything else is refused at
-//! start-up, naming the backend and the type, rather than quietly kept in
-//! this process (which would give each gateway its own, unshared object).
+//! Served: [`SERVED`]. Anything else (`Condition`, `Barrier`, `Array`) is
+//! refused at start-up, naming the backend and the type, rather than
+//! quietly kept in this process (which would give each gateway its own,
+//! unshared object).
 
 mod probe;
 pub mod redis;
@@ -24,6 +24,10 @@ use std::fmt;
 use anyhow::{bail, Result};
 
 use crate::registry::{ExtraTypeid, Registration, SYNC_MANAGER_TYPEIDS};
+
+/// The `--register` kinds a gateway serves (`redis::ObjectKind::of`).
+pub const SERVED: &str =
+    "Queue, JoinableQueue, dict, list, Namespace, Value, Lock, RLock, Semaphore, BoundedSemaphore, Event";
 
 /// A parsed `--backend` value.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -71,7 +75,7 @@ pub fn open(url: &BackendUrl, registrations: &[Registration]) -> Result<redis::P
     }
     if registrations.is_empty() {
         bail!(
-            "the redis backend ({url}) serves only --register'ed objects (Queue, JoinableQueue, dict, Namespace, Value); \
+            "the redis backend ({url}) serves only --register'ed objects ({SERVED}); \
              create()d objects would stay in this process, unshared, so the server does not start"
         );
     }
@@ -82,7 +86,7 @@ pub fn open(url: &BackendUrl, registrations: &[Registration]) -> Result<redis::P
         .collect();
     if !unserved.is_empty() {
         bail!(
-            "the redis backend ({url}) does not serve {} yet (served: Queue, JoinableQueue, dict, Namespace, Value); \
+            "the redis backend ({url}) does not serve {} (served: {SERVED}); \
              run without --backend to keep objects in this process",
             unserved.join(", ")
         );

@@ -254,6 +254,10 @@ impl Core {
         if self.state.blocked.remove_client(conn.client) {
             debug!(conn = conn.slot, "client left while blocked");
         }
+        // After `remove_client`: a host that asks `is_waiting` for this
+        // connection's request from now on hears no, and so undoes what
+        // it did for it, or finds it done when this notice comes.
+        self.host_connection_closed(conn.client, touched);
         let now = Instant::now();
         for &object in touched {
             let ctx = CallContext { client: conn.client, this: object, now };

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use tracing::warn;
 
 use crate::objects::hosted::HostedObject;
-use crate::objects::{ObjectId, ObjectTable, SharedObject, Wakes};
+use crate::objects::{ClientId, ObjectId, ObjectTable, SharedObject, Wakes};
 use crate::pickle::decode;
 use crate::protocol::reply::format_traceback;
 use crate::protocol::{parse_request, Reply, Request};
@@ -41,10 +41,17 @@ pub enum HostRequest {
     /// `frame` is the client's request pickle, `(None, 'create', args, kwds)`.
     Create { ticket: u64, typeid: String, frame: Vec<u8> },
     /// A call on the object the host keeps under `key`; `frame` is the
-    /// client's request pickle `(ident, method, args, kwds)`.
-    Call { ticket: u64, key: u64, frame: Vec<u8> },
+    /// client's request pickle `(ident, method, args, kwds)`. `connection`
+    /// is the calling connection, unique for the server's life: as in
+    /// CPython, where each client thread has its own connection, it is
+    /// the caller's identity (an `RLock`'s owner).
+    Call { ticket: u64, key: u64, connection: ClientId, frame: Vec<u8> },
     /// Nobody refers to the object under `key` any more: drop it.
     Release { key: u64 },
+    /// A connection that called hosted objects has closed: what it owned
+    /// (an `RLock` it holds) is released, as the embedded server does
+    /// for its own objects. Sent after every request of that connection.
+    Disconnected { connection: ClientId },
 }
 
 /// How the host answers a request.
@@ -163,7 +170,8 @@ impl Core {
         let (request, purpose) = match call_on {
             None => (HostRequest::Create { ticket, typeid: typeid.to_string(), frame: frame.to_vec() }, HostPurpose::Create { peer }),
             Some((object, key)) => {
-                (HostRequest::Call { ticket, key, frame: frame.to_vec() }, HostPurpose::Call { object, peer })
+                let request = HostRequest::Call { ticket, key, connection: conn.client, frame: frame.to_vec() };
+                (request, HostPurpose::Call { object, peer })
             }
         };
         if host.requests.send(request).is_err() {
@@ -252,6 +260,17 @@ impl Core {
             self.host.as_mut().expect("checked").shared.insert(identity, id);
         }
         Ok(id)
+    }
+
+    /// Tells the host that `client`'s connection, which called the
+    /// objects in `touched`, has closed, if any of them is the host's
+    /// (read from the id's type tag, so an object freed since counts
+    /// too). The requests it sent are already on the channel, before this.
+    pub(super) fn host_connection_closed(&mut self, client: ClientId, touched: &[ObjectId]) {
+        let Some(host) = self.host.as_ref() else { return };
+        if touched.iter().any(|&id| ObjectTable::type_of(id).is_none()) {
+            let _ = host.requests.send(HostRequest::Disconnected { connection: client });
+        }
     }
 
     /// Tells the host which of its objects were freed.

@@ -4,7 +4,8 @@
 //! A few request threads take the server's host requests, each with its
 //! own Redis connection: `create(NAME)` answers a hosted object whose key
 //! is the name's index, a call runs its Redis commands and answers the
-//! pickled reply. A call that must wait (a `get` on an empty queue) is
+//! pickled reply. A call that must wait (a `get` on an empty queue, an
+//! `acquire` of a held lock, an `Event.wait`) is
 //! parked in [`waiters`] and its thread moves on; the waker thread answers
 //! it later. Commands are synchronous (the `redis` crate's cluster client
 //! follows redirections and retries through failovers); none of them
@@ -13,9 +14,13 @@
 
 mod conn;
 mod dict;
+mod event;
+mod list;
+mod lock;
 mod namespace;
 mod pending;
 mod queue;
+mod semaphore;
 mod value;
 mod waiters;
 
@@ -45,6 +50,21 @@ use waiters::Waiters;
 /// many clients busy.
 const REQUEST_THREADS: usize = 8;
 
+/// A call on a named object, as a kind's file gets it: the server's
+/// ticket (to answer it later), the object's index and the calling
+/// connection (`HostRequest::Call`).
+#[derive(Clone, Copy)]
+pub struct Caller {
+    pub ticket: u64,
+    pub object: usize,
+    pub connection: u64,
+}
+
+/// What a call comes to: refused as a call (the outer error: bad
+/// arguments, a method not exposed), or the result of its Redis commands:
+/// the reply, or `None` once parked or answered.
+type Ran = Result<RedisResult<Option<Reply>>, CallError>;
+
 /// The object types the gateway serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ObjectKind {
@@ -52,6 +72,12 @@ pub enum ObjectKind {
     Dict,
     Namespace,
     Value,
+    Lock,
+    RLock,
+    /// `initial`: the `--register` value (the first gateway's holds).
+    Semaphore { bounded: bool, initial: u64 },
+    Event,
+    List,
 }
 
 impl ObjectKind {
@@ -63,6 +89,12 @@ impl ObjectKind {
             "dict" => Some(ObjectKind::Dict),
             "Namespace" => Some(ObjectKind::Namespace),
             "Value" => Some(ObjectKind::Value),
+            "Lock" => Some(ObjectKind::Lock),
+            "RLock" => Some(ObjectKind::RLock),
+            "Semaphore" => Some(ObjectKind::Semaphore { bounded: false, initial: 1 }),
+            "BoundedSemaphore" => Some(ObjectKind::Semaphore { bounded: true, initial: 1 }),
+            "Event" => Some(ObjectKind::Event),
+            "list" => Some(ObjectKind::List),
             _ => None,
         }
     }
@@ -73,6 +105,12 @@ impl ObjectKind {
             ObjectKind::Dict => &objects::dict::INFO,
             ObjectKind::Namespace => &objects::namespace::INFO,
             ObjectKind::Value => &objects::shared_value::INFO,
+            ObjectKind::Lock => &objects::sync::lock::LOCK,
+            ObjectKind::RLock => &objects::sync::lock::RLOCK,
+            ObjectKind::Semaphore { bounded: false, .. } => &objects::sync::semaphore::SEMAPHORE,
+            ObjectKind::Semaphore { bounded: true, .. } => &objects::sync::semaphore::BOUNDED_SEMAPHORE,
+            ObjectKind::Event => &objects::sync::event::INFO,
+            ObjectKind::List => &objects::list::INFO,
         }
     }
 }
@@ -108,6 +146,8 @@ pub struct Gateway {
     by_name: HashMap<String, usize>,
     waiters: Waiters,
     delivery: Delivery,
+    /// The RLocks each connection holds (`lock.rs`).
+    locks: lock::Holders,
     end: HostEnd,
     /// The server's own bounds: the gateway decodes the frames the server
     /// already accepted.
@@ -134,6 +174,10 @@ impl Gateway {
         for r in registrations {
             let kind = match ObjectKind::of(r.kind.typeid).expect("checked by backend::open") {
                 ObjectKind::Queue { .. } => ObjectKind::Queue { maxsize: r.kind.args.trim().parse().unwrap_or(0) },
+                // `--register` checked the value (an int >= 0, default 1).
+                ObjectKind::Semaphore { bounded, .. } => {
+                    ObjectKind::Semaphore { bounded, initial: r.kind.args.trim().parse().unwrap_or(1) }
+                }
                 other => other,
             };
             // The hash tag keeps every key of one object in one slot.
@@ -142,6 +186,10 @@ impl Gateway {
                 ObjectKind::Dict => (format!("fm:{{d:{}}}", r.name), "hash"),
                 ObjectKind::Namespace => (format!("fm:{{n:{}}}", r.name), "attrs"),
                 ObjectKind::Value => (format!("fm:{{v:{}}}", r.name), "value"),
+                ObjectKind::Lock | ObjectKind::RLock => (format!("fm:{{k:{}}}", r.name), "lock"),
+                ObjectKind::Semaphore { .. } => (format!("fm:{{s:{}}}", r.name), "sem"),
+                ObjectKind::Event => (format!("fm:{{e:{}}}", r.name), "event"),
+                ObjectKind::List => (format!("fm:{{l:{}}}", r.name), "items"),
             };
             let mut named = Named {
                 name: r.name.clone(),
@@ -181,6 +229,7 @@ impl Plan {
             by_name,
             waiters: Waiters::default(),
             delivery: self.delivery,
+            locks: lock::Holders::default(),
             end,
             limits,
         });
@@ -223,11 +272,12 @@ fn run_requests(gw: Arc<Gateway>) {
                 };
                 let _ = gw.end.answer(ticket, answer);
             }
-            HostRequest::Call { ticket, key, frame } => {
-                if let Some(reply) = gw.call(&mut conn, ticket, key as usize, &frame) {
+            HostRequest::Call { ticket, key, connection, frame } => {
+                if let Some(reply) = gw.call(&mut conn, ticket, key as usize, connection, &frame) {
                     gw.answer(ticket, reply);
                 }
             }
+            HostRequest::Disconnected { connection } => lock::disconnected(&gw, &mut conn, connection),
             // Named objects live as long as the backend keeps them.
             HostRequest::Release { .. } => {}
         }
@@ -237,7 +287,7 @@ fn run_requests(gw: Arc<Gateway>) {
 impl Gateway {
     /// A call on object `object`: its reply, or `None` once parked (or
     /// answered already).
-    fn call(&self, conn: &mut Lazy, ticket: u64, object: usize, frame: &[u8]) -> Option<Reply> {
+    fn call(&self, conn: &mut Lazy, ticket: u64, object: usize, connection: u64, frame: &[u8]) -> Option<Reply> {
         let q = &self.objects[object];
         let pickle = match decode(frame, &self.limits) {
             Ok(p) => p,
@@ -255,7 +305,7 @@ impl Gateway {
             "#GETVALUE" => return Some(not_served("#GETVALUE (a copy of the whole object)")),
             _ => {}
         }
-        match self.run(conn, ticket, object, &req) {
+        match self.run(conn, ticket, object, connection, &req) {
             Ok(Ok(reply)) => reply,
             Ok(Err(e)) => {
                 Some(Reply::Traceback(format_traceback(&format!("RuntimeError: redis backend ({}): {e}", self.url))))
@@ -269,8 +319,10 @@ impl Gateway {
     }
 
     /// Parses the call (the outer error) and runs it on Redis (the
-    /// inner one); `None` once parked or answered.
-    fn run(&self, conn: &mut Lazy, ticket: u64, object: usize, req: &Request<'_, '_>) -> Result<RedisResult<Option<Reply>>, CallError> {
+    /// inner one); `None` once parked or answered. `connection`: the
+    /// caller's (`HostRequest::Call`).
+    fn run(&self, conn: &mut Lazy, ticket: u64, object: usize, connection: u64, req: &Request<'_, '_>) -> Ran {
+        let by = Caller { ticket, object, connection };
         let q = &self.objects[object];
         let connector = &self.connector;
         Ok(match q.kind {
@@ -319,6 +371,13 @@ impl Gateway {
                 let call = objects::shared_value::parse_call(req)?;
                 let initial = q.initial.as_ref().expect("a Value has its start-up value");
                 conn.with(connector, |c| value::call(c, q, initial, &call)).map(Some)
+            }
+            ObjectKind::Lock | ObjectKind::RLock => lock::call(self, conn, by, req)?,
+            ObjectKind::Semaphore { .. } => semaphore::call(self, conn, by, req)?,
+            ObjectKind::Event => event::call(self, conn, by, req)?,
+            ObjectKind::List => {
+                let call = objects::list::parse_call(req)?;
+                conn.with(connector, |c| list::call(c, q, &call)).map(Some)
             }
         })
     }

@@ -236,6 +236,14 @@ pub fn run_leases(gw: Arc<Gateway>) {
                 Err(e) => warn!(error = %e, object = %q.name, "redis backend: lease pass failed; retrying"),
             }
         }
+        // Locks and semaphores held through a dead gateway (their files).
+        for q in &gw.objects {
+            match q.kind {
+                ObjectKind::Lock | ObjectKind::RLock => super::lock::lease_pass(&gw, &mut conn, q),
+                ObjectKind::Semaphore { .. } => super::semaphore::lease_pass(&gw, &mut conn, q),
+                _ => {}
+            }
+        }
         std::thread::sleep(RENEW.saturating_sub(started.elapsed()));
     }
 }

@@ -36,7 +36,7 @@ pub const WAKE_CHANNEL: &str = "fm:wake";
 
 /// How long a waiting flag lives unless renewed, in ms: several retries
 /// (`waiters::RETRY`), so a gateway that still waits keeps it set.
-const FLAG_TTL_MS: u64 = 2000;
+pub(super) const FLAG_TTL_MS: u64 = 2000;
 
 /// `KEYS`: the list, the flag, the unfinished count. `ARGV`: item,
 /// maxsize (0: unbounded), channel, name, whether to set the flag first
@@ -86,7 +86,7 @@ pub enum For {
 }
 
 impl For {
-    fn flag(self) -> &'static str {
+    pub(super) fn flag(self) -> &'static str {
         match self {
             For::Caller => "0",
             For::Parked => "1",

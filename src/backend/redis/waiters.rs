@@ -1,7 +1,8 @@
-//! The gateway's blocked queue calls. A `get` on an empty queue (or a
-//! `put` on a full one) is parked here, FIFO per queue, and its client's
-//! connection stays parked in the server (a host request without an
-//! answer yet): no thread and no Redis connection waits for it.
+//! The gateway's blocked calls. A `get` on an empty queue (or a `put` on
+//! a full one), an `acquire` of a held lock or semaphore, an `Event.wait`
+//! is parked here, FIFO per object, and its client's connection stays
+//! parked in the server (a host request without an answer yet): no
+//! thread and no Redis connection waits for it.
 //!
 //! One waker thread serves them all, with one connection of its own. It
 //! runs when kicked (a put through this gateway, or a name heard on the
@@ -9,7 +10,9 @@
 //! at least every [`RETRY`] while anything waits: the retry is the safety
 //! net for a notification lost while the subscriber reconnects. Each run
 //! takes at most as many items as a queue has parked getters, in one
-//! round trip, and hands them out oldest getter first.
+//! round trip, and hands them out oldest getter first. Locks, semaphores
+//! and events are served by their own files (`lock.rs`, `semaphore.rs`,
+//! `event.rs`) from the same thread.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -19,7 +22,7 @@ use redis::RedisResult;
 use tracing::warn;
 
 use crate::pickle::Item;
-use crate::protocol::{PyException, Reply};
+use crate::protocol::{PyException, Reply, ReplyValue};
 use crate::server::host::HostAnswer;
 
 use super::conn::Lazy;
@@ -35,6 +38,16 @@ struct Getter {
     deadline: Option<Instant>,
 }
 
+/// A parked `acquire` of a lock or semaphore, or `Event.wait`.
+pub struct SyncWaiter {
+    pub ticket: u64,
+    pub deadline: Option<Instant>,
+    /// The caller's connection (with the gateway's id, an `RLock`'s owner).
+    pub connection: u64,
+    /// An `Event.wait`'s count of the event's sets when it came.
+    pub since: u64,
+}
+
 struct Putter {
     ticket: u64,
     item: Item,
@@ -47,17 +60,20 @@ struct Parked {
     putters: VecDeque<Putter>,
     /// Tickets of `join`s (which have no timeout).
     joiners: Vec<u64>,
+    /// Calls on a lock, semaphore or event, oldest first.
+    sync: VecDeque<SyncWaiter>,
 }
 
 impl Parked {
     fn is_empty(&self) -> bool {
-        self.getters.is_empty() && self.putters.is_empty() && self.joiners.is_empty()
+        self.getters.is_empty() && self.putters.is_empty() && self.joiners.is_empty() && self.sync.is_empty()
     }
 
     fn next_deadline(&self) -> Option<Instant> {
         let g = self.getters.iter().filter_map(|g| g.deadline);
         let p = self.putters.iter().filter_map(|p| p.deadline);
-        g.chain(p).min()
+        let s = self.sync.iter().filter_map(|w| w.deadline);
+        g.chain(p).chain(s).min()
     }
 }
 
@@ -98,6 +114,23 @@ impl Waiters {
     pub fn park_join(&self, object: usize, ticket: u64) {
         self.lock().queues.entry(object).or_default().joiners.push(ticket);
         self.kick();
+    }
+
+    /// Parks a call on lock, semaphore or event `object`.
+    pub fn park_sync(&self, object: usize, waiter: SyncWaiter) {
+        self.lock().queues.entry(object).or_default().sync.push_back(waiter);
+        self.kick();
+    }
+
+    /// Whether calls on lock, semaphore or event `object` are parked here.
+    pub fn has_sync(&self, object: usize) -> bool {
+        self.lock().queues.get(&object).is_some_and(|p| !p.sync.is_empty())
+    }
+
+    /// Runs `f` on the parked calls of lock, semaphore or event `object`
+    /// (under the waiters' lock: no Redis call in `f`).
+    pub fn with_sync<R>(&self, object: usize, f: impl FnOnce(&mut VecDeque<SyncWaiter>) -> R) -> R {
+        f(&mut self.lock().queues.entry(object).or_default().sync)
     }
 
     /// Makes the waker run now.
@@ -151,7 +184,19 @@ pub fn run_waker(gw: Arc<Gateway>) {
     while gw.waiters.wait() {
         let busy: Vec<usize> = gw.waiters.lock().queues.iter().filter(|(_, p)| !p.is_empty()).map(|(&i, _)| i).collect();
         for object in busy {
-            if let Err(e) = serve_queue(&gw, &mut conn, object) {
+            let served = match gw.objects[object].kind {
+                ObjectKind::Queue { .. } => serve_queue(&gw, &mut conn, object),
+                ObjectKind::Lock | ObjectKind::RLock => super::lock::serve(&gw, &mut conn, object),
+                ObjectKind::Semaphore { .. } => super::semaphore::serve(&gw, &mut conn, object),
+                ObjectKind::Event => super::event::serve(&gw, &mut conn, object),
+                _ => Ok(()),
+            };
+            // A queue's pass answers its expired calls itself, after
+            // taking what it could for them.
+            if !matches!(gw.objects[object].kind, ObjectKind::Queue { .. }) {
+                expire(&gw, object);
+            }
+            if let Err(e) = served {
                 warn!(error = %e, object = %gw.objects[object].name, "redis backend: cannot serve waiting calls; retrying");
             }
         }
@@ -223,7 +268,9 @@ fn serve_queue(gw: &Gateway, conn: &mut Lazy, object: usize) -> RedisResult<()> 
 }
 
 /// Answers the parked calls of `object` whose deadline has passed, as
-/// CPython's queue does: `queue.Empty` for a get, `queue.Full` for a put.
+/// CPython does: `queue.Empty` for a get, `queue.Full` for a put, `False`
+/// for an `acquire` or an `Event.wait` (a wait whose event was set has
+/// been answered `True` by the pass before).
 fn expire(gw: &Gateway, object: usize) {
     let now = Instant::now();
     let passed = |d: Option<Instant>| d.is_some_and(|d| d <= now);
@@ -240,6 +287,13 @@ fn expire(gw: &Gateway, object: usize) {
         let keep = !passed(p.deadline);
         if !keep {
             gw.answer(p.ticket, Reply::Error(PyException::queue_full()));
+        }
+        keep
+    });
+    parked.sync.retain(|w| {
+        let keep = !passed(w.deadline);
+        if !keep {
+            gw.answer(w.ticket, Reply::Return(ReplyValue::Bool(false)));
         }
         keep
     });

@@ -9,8 +9,10 @@ use crate::pickle::NodeId;
 use crate::protocol::{bind, is_truthy, PyException, Request};
 
 /// A parsed list call. Values from the request are already cut out as
-/// stored values (or views, for values only compared).
-#[derive(Debug)]
+/// stored values (or views, for values only compared). `Clone`: the Redis
+/// backend runs a call again on a newer copy when the list changed under
+/// it (`backend/redis/list.rs`).
+#[derive(Debug, Clone)]
 pub enum ListCall {
     Add(Vec<StoredValue>),
     Contains(PyValue),

@@ -198,7 +198,8 @@ impl SharedList {
         Ok((0..n).flat_map(|_| self.items.iter()).collect())
     }
 
-    fn call(&mut self, call: &mut ListCall) -> Result<Reply, PyException> {
+    /// Runs one call (also on a copy the Redis backend read, `backend/redis/list.rs`).
+    pub(crate) fn call(&mut self, call: &mut ListCall) -> Result<Reply, PyException> {
         Ok(match call {
             ListCall::Add(other) => {
                 let refs: Vec<&Item> = self.items.iter().chain(other.iter()).map(|s| s.pickle()).collect();

@@ -86,24 +86,7 @@ impl SharedType for SharedEvent {
     }
 
     fn parse_call(&self, req: &Request<'_, '_>, ctx: &CallContext) -> Result<EventCall, CallError> {
-        let call = match req.method {
-            "is_set" => EventCall::IsSet,
-            "set" => EventCall::Set,
-            "clear" => EventCall::Clear,
-            "wait" => {
-                let b = bind(req, "Event.wait", ["timeout"], 0)?;
-                // The comparison only happens if the event is not set.
-                let timeout = wait_timeout(req.pickle, b.0[0], "'>' not supported between instances of '{}' and 'int'");
-                let deadline = match &timeout {
-                    Ok(Some(t)) => deadline_after(ctx.now, *t),
-                    _ => None,
-                };
-                return Ok(EventCall::Wait { since: self.sets, timeout, deadline });
-            }
-            _ => return Err(CallError::NotExposed),
-        };
-        bind(req, &format!("Event.{}", req.method), [], 0)?;
-        Ok(call)
+        parse_call(req, ctx.now, self.sets)
     }
 
     fn attempt(&mut self, call: &mut EventCall, ctx: &CallContext) -> Attempt {
@@ -156,6 +139,29 @@ impl SharedType for SharedEvent {
             other => Err(crate::objects::change::unfit(&other, self.class_name())),
         }
     }
+}
+
+/// Reads an `Event` call arriving at `now`; `sets` is the event's count of
+/// `set()` calls then (a `wait`'s `since`).
+pub fn parse_call(req: &Request<'_, '_>, now: Instant, sets: u64) -> Result<EventCall, CallError> {
+    let call = match req.method {
+        "is_set" => EventCall::IsSet,
+        "set" => EventCall::Set,
+        "clear" => EventCall::Clear,
+        "wait" => {
+            let b = bind(req, "Event.wait", ["timeout"], 0)?;
+            // The comparison only happens if the event is not set.
+            let timeout = wait_timeout(req.pickle, b.0[0], "'>' not supported between instances of '{}' and 'int'");
+            let deadline = match &timeout {
+                Ok(Some(t)) => deadline_after(now, *t),
+                _ => None,
+            };
+            return Ok(EventCall::Wait { since: sets, timeout, deadline });
+        }
+        _ => return Err(CallError::NotExposed),
+    };
+    bind(req, &format!("Event.{}", req.method), [], 0)?;
+    Ok(call)
 }
 
 pub fn event_construct(req: &Request<'_, '_>, _table: &ObjectTable) -> Result<SharedObject, PyException> {

@@ -81,10 +81,8 @@ impl LockState {
     /// One release by `client`; `Ok(true)` when the lock became free.
     pub fn release(&mut self, client: ClientId) -> Result<bool, PyException> {
         match self.kind {
-            LockKind::Lock if self.count == 0 => Err(PyException::runtime_error("release unlocked lock")),
-            LockKind::RLock if self.count == 0 || self.owner != Some(client) => {
-                Err(PyException::runtime_error("cannot release un-acquired lock"))
-            }
+            LockKind::Lock if self.count == 0 => Err(release_error(self.kind)),
+            LockKind::RLock if self.count == 0 || self.owner != Some(client) => Err(release_error(self.kind)),
             _ => {
                 self.count -= 1;
                 if self.count == 0 {
@@ -156,6 +154,16 @@ impl LockState {
             LockKind::Lock => "_thread.lock",
             LockKind::RLock => "_thread.RLock",
         }
+    }
+}
+
+/// CPython's error for a release that may not happen: of an unlocked
+/// `Lock`, of an `RLock` the caller does not hold (the Redis backend's
+/// locks answer it too).
+pub fn release_error(kind: LockKind) -> PyException {
+    match kind {
+        LockKind::Lock => PyException::runtime_error("release unlocked lock"),
+        LockKind::RLock => PyException::runtime_error("cannot release un-acquired lock"),
     }
 }
 
@@ -269,14 +277,7 @@ impl SharedType for SharedLock {
     }
 
     fn parse_call(&self, req: &Request<'_, '_>, ctx: &CallContext) -> Result<LockCall, CallError> {
-        match req.method {
-            "acquire" => Ok(LockCall::Acquire(parse_acquire(req, ctx.now)?)),
-            "release" => {
-                bind(req, "release", [], 0)?;
-                Ok(LockCall::Release)
-            }
-            _ => Err(CallError::NotExposed),
-        }
+        parse_call(req, ctx.now)
     }
 
     fn attempt(&mut self, call: &mut LockCall, ctx: &CallContext) -> Attempt {
@@ -294,6 +295,18 @@ impl SharedType for SharedLock {
     /// RLocks owned by a client whose connection closes are released.
     fn client_gone(&mut self, client: ClientId, ctx: &CallContext) -> Vec<WaitKey> {
         if self.state.get().release_all_of(client) { vec![ctx.this] } else { Vec::new() }
+    }
+}
+
+/// Reads a `Lock` or `RLock` call (the same for both) arriving at `now`.
+pub fn parse_call(req: &Request<'_, '_>, now: Instant) -> Result<LockCall, CallError> {
+    match req.method {
+        "acquire" => Ok(LockCall::Acquire(parse_acquire(req, now)?)),
+        "release" => {
+            bind(req, "release", [], 0)?;
+            Ok(LockCall::Release)
+        }
+        _ => Err(CallError::NotExposed),
     }
 }
 

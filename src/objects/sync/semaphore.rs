@@ -69,9 +69,16 @@ impl SharedSemaphore {
         self.value
     }
 
-    fn qualname(&self) -> &'static str {
-        if self.bounded { "BoundedSemaphore" } else { "Semaphore" }
-    }
+}
+
+fn qualname(bounded: bool) -> &'static str {
+    if bounded { "BoundedSemaphore" } else { "Semaphore" }
+}
+
+/// `BoundedSemaphore.release()` past its initial value (the Redis
+/// backend's semaphores answer it too).
+pub fn over_release() -> PyException {
+    PyException::value_error("Semaphore released too many times")
 }
 
 impl SharedType for SharedSemaphore {
@@ -104,53 +111,7 @@ impl SharedType for SharedSemaphore {
     }
 
     fn parse_call(&self, req: &Request<'_, '_>, ctx: &CallContext) -> Result<SemaphoreCall, CallError> {
-        let p = req.pickle;
-        let method = format!("{}.{}", self.qualname(), req.method);
-        match req.method {
-            "acquire" => {
-                let b = bind(req, &method, ["blocking", "timeout"], 0)?;
-                let blocking = b.0[0].is_none_or(|n| is_truthy(p, n));
-                let timeout = b.0[1].filter(|&n| !p.is_none(n));
-                if !blocking && timeout.is_some() {
-                    return Err(PyException::value_error("can't specify timeout for non-blocking acquire").into());
-                }
-                let deadline = match timeout {
-                    None => None,
-                    Some(n) => match number(p, n) {
-                        // `endtime = _time() + timeout`: NaN never ends.
-                        Some(t) if t.is_nan() => None,
-                        Some(t) => deadline_after(ctx.now, t),
-                        None => {
-                            return Err(PyException::type_error(format!(
-                                "unsupported operand type(s) for +: 'float' and '{}'",
-                                type_name(p, n)
-                            ))
-                            .into());
-                        }
-                    },
-                };
-                Ok(SemaphoreCall::Acquire { blocking, deadline })
-            }
-            "release" => {
-                let b = bind(req, &method, ["n"], 0)?;
-                let n = match b.0[0] {
-                    None => 1,
-                    Some(node) => match integer(p, node) {
-                        Some(n) if n < 1 => return Err(PyException::value_error("n must be one or more").into()),
-                        Some(n) => n as u64,
-                        None => {
-                            return Err(PyException::type_error(format!(
-                                "'<' not supported between instances of '{}' and 'int'",
-                                type_name(p, node)
-                            ))
-                            .into());
-                        }
-                    },
-                };
-                Ok(SemaphoreCall::Release { n })
-            }
-            _ => Err(CallError::NotExposed),
-        }
+        parse_call(req, ctx.now, self.bounded)
     }
 
     fn attempt(&mut self, call: &mut SemaphoreCall, ctx: &CallContext) -> Attempt {
@@ -167,7 +128,7 @@ impl SharedType for SharedSemaphore {
             }
             SemaphoreCall::Release { n } => {
                 if self.bounded && self.value.saturating_add(*n) > self.initial {
-                    return Attempt::error(PyException::value_error("Semaphore released too many times"));
+                    return Attempt::error(over_release());
                 }
                 self.value = self.value.saturating_add(*n);
                 Attempt::changed(Reply::none(), ctx)
@@ -177,6 +138,58 @@ impl SharedType for SharedSemaphore {
 
     fn timed_out(&mut self, _call: &mut SemaphoreCall, _ctx: &CallContext) -> Attempt {
         Attempt::reply(Reply::Return(ReplyValue::Bool(false)))
+    }
+}
+
+/// Reads a `Semaphore` (or, `bounded`, `BoundedSemaphore`) call arriving
+/// at `now`.
+pub fn parse_call(req: &Request<'_, '_>, now: Instant, bounded: bool) -> Result<SemaphoreCall, CallError> {
+    let p = req.pickle;
+    let method = format!("{}.{}", qualname(bounded), req.method);
+    match req.method {
+        "acquire" => {
+            let b = bind(req, &method, ["blocking", "timeout"], 0)?;
+            let blocking = b.0[0].is_none_or(|n| is_truthy(p, n));
+            let timeout = b.0[1].filter(|&n| !p.is_none(n));
+            if !blocking && timeout.is_some() {
+                return Err(PyException::value_error("can't specify timeout for non-blocking acquire").into());
+            }
+            let deadline = match timeout {
+                None => None,
+                Some(n) => match number(p, n) {
+                    // `endtime = _time() + timeout`: NaN never ends.
+                    Some(t) if t.is_nan() => None,
+                    Some(t) => deadline_after(now, t),
+                    None => {
+                        return Err(PyException::type_error(format!(
+                            "unsupported operand type(s) for +: 'float' and '{}'",
+                            type_name(p, n)
+                        ))
+                        .into());
+                    }
+                },
+            };
+            Ok(SemaphoreCall::Acquire { blocking, deadline })
+        }
+        "release" => {
+            let b = bind(req, &method, ["n"], 0)?;
+            let n = match b.0[0] {
+                None => 1,
+                Some(node) => match integer(p, node) {
+                    Some(n) if n < 1 => return Err(PyException::value_error("n must be one or more").into()),
+                    Some(n) => n as u64,
+                    None => {
+                        return Err(PyException::type_error(format!(
+                            "'<' not supported between instances of '{}' and 'int'",
+                            type_name(p, node)
+                        ))
+                        .into());
+                    }
+                },
+            };
+            Ok(SemaphoreCall::Release { n })
+        }
+        _ => Err(CallError::NotExposed),
     }
 }
 
