@@ -16,6 +16,7 @@ mod dict;
 mod namespace;
 mod pending;
 mod queue;
+pub mod replicas;
 mod value;
 mod waiters;
 
@@ -97,6 +98,8 @@ pub struct Named {
     pub lease: String,
     /// A `Value`'s start-up value (`value.rs`).
     pub initial: Option<Item>,
+    /// `--backend-wait-replicas`: writes wait for replicas (`replicas.rs`).
+    pub replicas: Option<replicas::Replicas>,
 }
 
 /// A planned, then running, gateway.
@@ -126,7 +129,13 @@ pub struct Plan {
 impl Gateway {
     /// Connects once (so that a bad backend fails at start-up) and names
     /// each object's key.
-    pub fn plan(url: String, nodes: Vec<String>, cluster: bool, registrations: &[Registration]) -> Result<Plan> {
+    pub fn plan(
+        url: String,
+        nodes: Vec<String>,
+        cluster: bool,
+        registrations: &[Registration],
+        replicas: Option<replicas::Replicas>,
+    ) -> Result<Plan> {
         let connector = Connector::new(&nodes, cluster).with_context(|| format!("redis backend ({url})"))?;
         let mut conn = connector.connect().with_context(|| format!("redis backend ({url}): cannot connect"))?;
         let delivery = Delivery::new();
@@ -154,6 +163,7 @@ impl Gateway {
                 gateways: format!("{tag}:gateways"),
                 lease: format!("{tag}:lease:{}", delivery.gateway),
                 initial: None,
+                replicas,
             };
             if kind == ObjectKind::Value
                 && let Ok(SharedObject::Value(v)) = objects::shared_value::from_cli(&r.kind.args)
@@ -257,9 +267,7 @@ impl Gateway {
         }
         match self.run(conn, ticket, object, &req) {
             Ok(Ok(reply)) => reply,
-            Ok(Err(e)) => {
-                Some(Reply::Traceback(format_traceback(&format!("RuntimeError: redis backend ({}): {e}", self.url))))
-            }
+            Ok(Err(e)) => Some(self.backend_error(&e)),
             Err(CallError::Raise(e)) => Some(Reply::Error(e)),
             Err(CallError::NotExposed) => {
                 let info = q.kind.info();
@@ -321,6 +329,11 @@ impl Gateway {
                 conn.with(connector, |c| value::call(c, q, initial, &call)).map(Some)
             }
         })
+    }
+
+    /// The reply to a call that Redis failed.
+    fn backend_error(&self, e: &redis::RedisError) -> Reply {
+        Reply::Traceback(format_traceback(&format!("RuntimeError: redis backend ({}): {e}", self.url)))
     }
 
     /// The answer to `create(typeid)` for anything but a named object.

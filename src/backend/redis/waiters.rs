@@ -25,6 +25,7 @@ use crate::server::host::HostAnswer;
 use super::conn::Lazy;
 use super::pending;
 use super::queue::{self, For, WAKE_CHANNEL};
+use super::replicas;
 use super::{Gateway, ObjectKind};
 
 /// How often parked calls retry without being woken.
@@ -203,13 +204,18 @@ fn serve_queue(gw: &Gateway, conn: &mut Lazy, object: usize) -> RedisResult<()> 
     // Parked puts, oldest first, while there is room.
     let mut next = putter;
     while let Some(item) = next.take() {
-        if !conn.with(&gw.connector, |c| queue::put(c, q, maxsize, &item, For::Parked))? {
-            break;
-        }
+        let reply = match conn.with(&gw.connector, |c| queue::put(c, q, maxsize, &item, For::Parked)) {
+            Ok(false) => break,
+            Ok(true) => Reply::none(),
+            // Pushed, but fewer replicas than asked have it: the put's
+            // caller hears so, as an unparked put would (`replicas.rs`).
+            Err(e) if replicas::is_short(&e) => gw.backend_error(&e),
+            Err(e) => return Err(e),
+        };
         let mut state = gw.waiters.lock();
         let parked = state.queues.entry(object).or_default();
         let p = parked.putters.pop_front().expect("the putter served");
-        gw.answer(p.ticket, Reply::none());
+        gw.answer(p.ticket, reply);
         next = parked.putters.front().map(|p| p.item.clone());
     }
     if joiners && conn.with(&gw.connector, |c| queue::unfinished(c, q))? <= 0 {
