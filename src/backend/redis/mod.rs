@@ -12,6 +12,7 @@
 //! connections.
 
 mod conn;
+mod created;
 mod dict;
 mod namespace;
 mod pending;
@@ -102,12 +103,34 @@ pub struct Named {
     pub replicas: Option<replicas::Replicas>,
 }
 
+impl Named {
+    /// Object `name` of `kind`, its keys under `prefix` (`fm:{TAG}:`, the
+    /// hash tag keeping them in one slot), its main key `prefix` + `key`;
+    /// `gateway`: this gateway's id.
+    pub fn new(name: String, kind: ObjectKind, prefix: String, key: &str, gateway: &str, replicas: Option<replicas::Replicas>) -> Named {
+        Named {
+            name,
+            kind,
+            key: format!("{prefix}{key}"),
+            flag: format!("{prefix}waiting"),
+            unfinished: format!("{prefix}unfinished"),
+            pending: format!("{prefix}pending:{gateway}"),
+            gateways: format!("{prefix}gateways"),
+            lease: format!("{prefix}lease:{gateway}"),
+            prefix,
+            initial: None,
+            replicas,
+        }
+    }
+}
+
 /// A planned, then running, gateway.
 pub struct Gateway {
     url: String,
     nodes: Vec<String>,
     connector: Connector,
-    objects: Vec<Named>,
+    /// Named objects, then `create`d ones (`created.rs`).
+    objects: created::Objects,
     by_name: HashMap<String, usize>,
     waiters: Waiters,
     delivery: Delivery,
@@ -152,19 +175,7 @@ impl Gateway {
                 ObjectKind::Namespace => (format!("fm:{{n:{}}}", r.name), "attrs"),
                 ObjectKind::Value => (format!("fm:{{v:{}}}", r.name), "value"),
             };
-            let mut named = Named {
-                name: r.name.clone(),
-                kind,
-                key: format!("{tag}:{key}"),
-                flag: format!("{tag}:waiting"),
-                unfinished: format!("{tag}:unfinished"),
-                prefix: format!("{tag}:"),
-                pending: format!("{tag}:pending:{}", delivery.gateway),
-                gateways: format!("{tag}:gateways"),
-                lease: format!("{tag}:lease:{}", delivery.gateway),
-                initial: None,
-                replicas,
-            };
+            let mut named = Named::new(r.name.clone(), kind, format!("{tag}:"), key, &delivery.gateway, replicas);
             if kind == ObjectKind::Value
                 && let Ok(SharedObject::Value(v)) = objects::shared_value::from_cli(&r.kind.args)
             {
@@ -187,14 +198,14 @@ impl Plan {
             url: self.url,
             nodes: self.nodes,
             connector: self.connector,
-            objects: self.objects,
+            objects: created::Objects::new(self.objects),
             by_name,
             waiters: Waiters::default(),
             delivery: self.delivery,
             end,
             limits,
         });
-        info!(backend = %gw.url, objects = gw.objects.len(), "redis backend: objects live in Redis");
+        info!(backend = %gw.url, objects = gw.objects.named().len(), "redis backend: objects live in Redis");
         let spawn = |name: &str, f: fn(Arc<Gateway>)| {
             let gw = gw.clone();
             std::thread::Builder::new().name(name.to_string()).spawn(move || f(gw)).map(drop)
@@ -205,6 +216,7 @@ impl Plan {
         spawn("fm-redis-waker", waiters::run_waker)?;
         spawn("fm-redis-sub", waiters::run_subscriber)?;
         spawn("fm-redis-lease", pending::run_leases)?;
+        spawn("fm-redis-sweep", created::run_sweeper)?;
         Ok(())
     }
 }
@@ -222,14 +234,16 @@ fn run_requests(gw: Arc<Gateway>) {
             }
         };
         match request {
-            HostRequest::Create { ticket, typeid, .. } => {
-                let answer = match gw.by_name.get(&typeid) {
-                    Some(&i) => HostAnswer::Hosted {
+            HostRequest::Create { ticket, typeid, frame } => {
+                let answer = match (gw.by_name.get(&typeid), ObjectKind::of(&typeid)) {
+                    (Some(&i), _) => HostAnswer::Hosted {
                         typeid,
                         key: i as u64,
-                        exposed: gw.objects[i].kind.info().exposed.iter().map(|s| s.to_string()).collect(),
+                        exposed: gw.objects.named()[i].kind.info().exposed.iter().map(|s| s.to_string()).collect(),
                     },
-                    None => HostAnswer::Reply(gw.unserved_create(&typeid).into_bytes()),
+                    // A new object in Redis, refcounted across gateways.
+                    (None, Some(kind)) => created::create(&gw, &mut conn, typeid, kind, &frame),
+                    (None, None) => HostAnswer::Reply(gw.unserved_create(&typeid).into_bytes()),
                 };
                 let _ = gw.end.answer(ticket, answer);
             }
@@ -238,8 +252,9 @@ fn run_requests(gw: Arc<Gateway>) {
                     gw.answer(ticket, reply);
                 }
             }
-            // Named objects live as long as the backend keeps them.
-            HostRequest::Release { .. } => {}
+            // Named objects live as long as the backend keeps them;
+            // created ones lose this gateway's reference.
+            HostRequest::Release { key } => created::release(&gw, &mut conn, key as usize),
         }
     }
 }
@@ -248,7 +263,7 @@ impl Gateway {
     /// A call on object `object`: its reply, or `None` once parked (or
     /// answered already).
     fn call(&self, conn: &mut Lazy, ticket: u64, object: usize, frame: &[u8]) -> Option<Reply> {
-        let q = &self.objects[object];
+        let Some(q) = self.objects.get(object) else { return Some(created::gone()) };
         let pickle = match decode(frame, &self.limits) {
             Ok(p) => p,
             Err(e) => return Some(Reply::Traceback(format_traceback(&format!("RuntimeError: {e}")))),
@@ -279,7 +294,8 @@ impl Gateway {
     /// Parses the call (the outer error) and runs it on Redis (the
     /// inner one); `None` once parked or answered.
     fn run(&self, conn: &mut Lazy, ticket: u64, object: usize, req: &Request<'_, '_>) -> Result<RedisResult<Option<Reply>>, CallError> {
-        let q = &self.objects[object];
+        let Some(q) = self.objects.get(object) else { return Ok(Ok(Some(created::gone()))) };
+        let q = &*q;
         let connector = &self.connector;
         Ok(match q.kind {
             ObjectKind::Queue { maxsize } => {
@@ -338,7 +354,7 @@ impl Gateway {
 
     /// The answer to `create(typeid)` for anything but a named object.
     fn unserved_create(&self, typeid: &str) -> Reply {
-        let names: Vec<&str> = self.objects.iter().map(|o| o.name.as_str()).collect();
+        let names: Vec<&str> = self.objects.named().iter().map(|o| o.name.as_str()).collect();
         Reply::Traceback(format_traceback(&format!(
             "RuntimeError: the redis backend ({}) does not serve create({typeid:?}): \
              only the --register'ed objects live in Redis here ({})",

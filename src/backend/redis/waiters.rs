@@ -153,7 +153,7 @@ pub fn run_waker(gw: Arc<Gateway>) {
         let busy: Vec<usize> = gw.waiters.lock().queues.iter().filter(|(_, p)| !p.is_empty()).map(|(&i, _)| i).collect();
         for object in busy {
             if let Err(e) = serve_queue(&gw, &mut conn, object) {
-                warn!(error = %e, object = %gw.objects[object].name, "redis backend: cannot serve waiting calls; retrying");
+                warn!(error = %e, object, "redis backend: cannot serve waiting calls; retrying");
             }
         }
         gw.waiters.lock().queues.retain(|_, p| !p.is_empty());
@@ -163,7 +163,9 @@ pub fn run_waker(gw: Arc<Gateway>) {
 /// Hands out what queue `object` now has to its parked calls, then
 /// answers the ones whose deadline has passed.
 fn serve_queue(gw: &Gateway, conn: &mut Lazy, object: usize) -> RedisResult<()> {
-    let q = &gw.objects[object];
+    // A created queue released meanwhile has no parked calls left.
+    let Some(q) = gw.objects.get(object) else { return Ok(()) };
+    let q = &*q;
     let ObjectKind::Queue { maxsize } = q.kind else { return Ok(()) };
     // Callers that left are dropped before taking anything for them.
     let (getters, putter, joiners) = {
