@@ -32,7 +32,7 @@
 //! rewritten) names nothing here, or another object: idents are the
 //! server's, not the Redis id (README, "Redis Cluster backend").
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -107,8 +107,9 @@ impl Objects {
         self.created.write().unwrap_or_else(|e| e.into_inner()).remove(&key)
     }
 
-    fn holds(&self, id: &str) -> bool {
-        self.created.read().unwrap_or_else(|e| e.into_inner()).values().any(|n| n.name == id)
+    /// The Redis ids of the created objects this gateway holds.
+    fn held(&self) -> HashSet<String> {
+        self.created.read().unwrap_or_else(|e| e.into_inner()).values().map(|n| n.name.clone()).collect()
     }
 }
 
@@ -318,8 +319,9 @@ fn sweep(gw: &Gateway, conn: &mut dyn ConnectionLike, cursor: u64) -> RedisResul
     let young = now_ms().saturating_sub(GRACE.as_millis() as u64) as f64;
     let mut alive: HashMap<String, bool> = HashMap::new();
     let mut freed = 0;
+    let held = gw.objects.held();
     for (id, created) in page {
-        if gw.objects.holds(&id) {
+        if held.contains(&id) {
             continue;
         }
         let holders: Vec<String> = redis::cmd("HKEYS").arg(format!("{}refs", prefix_of(&id))).query(conn)?;
