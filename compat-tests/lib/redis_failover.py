@@ -21,6 +21,7 @@ behind on purpose, deterministically:
 """
 import os
 import queue
+import re
 import signal
 import socket
 import subprocess
@@ -37,7 +38,7 @@ ITEMS_KEY = 'fm:{q:tasks}:items'
 
 def wait_ports_free(base, timeout=15):
     deadline = time.monotonic() + timeout
-    for port in range(base, base + 7):
+    for port in range(base, base + 6):
         while True:
             try:
                 socket.create_connection(('127.0.0.1', port), 0.2).close()
@@ -115,25 +116,26 @@ class Cluster:
 
 class Gateway:
     def __init__(self, cluster, extra):
-        # The port after the cluster's six: the run owns that range.
-        self.port = cluster.base + 6
         seeds = ','.join('127.0.0.1:%d' % (cluster.base + i) for i in range(6))
         self.log = os.path.join(cluster.dir, 'gateway.log')
+        # Port 0: a new address per run (a client process caches one
+        # connection per address, which a later run must not reuse); the
+        # port is read from the log.
         with open(self.log, 'wb') as out:
             self.proc = subprocess.Popen(
-                [cluster.binary, 'serve', '--address', '127.0.0.1:%d' % self.port,
+                [cluster.binary, 'serve', '--address', '127.0.0.1:0',
                  '--authkey', AUTHKEY.decode(), '--backend', 'redis://' + seeds,
                  '--register', 'tasks=Queue', *extra],
                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
         deadline = time.time() + 15
         while True:
             assert self.proc.poll() is None, open(self.log).read()
-            try:
-                socket.create_connection(('127.0.0.1', self.port), 0.5).close()
-                break
-            except OSError:
-                assert time.time() < deadline, open(self.log).read()
-                time.sleep(0.05)
+            found = re.search(r'serving address=127\.0\.0\.1:(\d+)', open(self.log).read())
+            if found:
+                self.port = int(found.group(1))
+                return
+            assert time.time() < deadline, open(self.log).read()
+            time.sleep(0.05)
 
     def queue(self):
         class M(BaseManager):
