@@ -350,3 +350,38 @@ fn sweep(gw: &Gateway, conn: &mut dyn ConnectionLike, cursor: u64) -> RedisResul
     }
     Ok((next, freed))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn named(name: &str) -> Named {
+        Named::new(name.to_string(), ObjectKind::Dict, prefix_of(name), "data", "gw", None)
+    }
+
+    #[test]
+    fn created_objects_have_keys_past_the_named_ones_until_released() {
+        let objects = Objects::new(vec![named("tasks")]);
+        assert_eq!(objects.get(0).map(|n| n.name.clone()), Some("tasks".into()));
+        let a = objects.insert(named("o:1"));
+        let b = objects.insert(named("o:2"));
+        assert!(a >= FIRST_KEY && b > a);
+        assert_eq!(objects.get(b).map(|n| n.key.clone()), Some("fm:{o:2}:data".into()));
+        assert_eq!(objects.held(), HashSet::from(["o:1".to_string(), "o:2".to_string()]));
+        assert_eq!(objects.all().len(), 3);
+        assert!(objects.remove(a).is_some() && objects.remove(a).is_none());
+        assert!(objects.get(a).is_none() && objects.get(1).is_none());
+        // Named objects are never released.
+        assert!(objects.remove(0).is_none() && objects.get(0).is_some());
+    }
+
+    #[test]
+    fn every_key_of_a_created_queue_is_under_its_prefix_and_deleted() {
+        let q = Named::new("o:ab".into(), ObjectKind::Queue { maxsize: 0 }, prefix_of("o:ab"), "data", "gw1", None);
+        for key in [&q.key, &q.flag, &q.unfinished, &q.gateways] {
+            let suffix = key.strip_prefix("fm:{o:ab}:").expect("under the prefix");
+            assert!(SUFFIXES.contains(&suffix), "{key}");
+        }
+        assert_eq!((q.pending.as_str(), q.lease.as_str()), ("fm:{o:ab}:pending:gw1", "fm:{o:ab}:lease:gw1"));
+    }
+}
