@@ -1,6 +1,6 @@
 """Round trips through Redis-backed gateways (issue 18), side by side.
 
-    python3 benches/redis_backend.py [--seconds 3] [--clients 1,4,16]
+    python3 benches/redis_backend.py [--seconds 3] [--clients 1,4,16] [--wait-replicas 1]
 
 Starts a local 6-node Redis Cluster (scripts/redis-cluster.sh, state in a
 temporary directory), then for each N runs N stock client processes for
@@ -12,7 +12,8 @@ temporary directory), then for each N runs N stock client processes for
                RedisCluster client)
   embedded     fastmanager serve without --backend (the queue in the server)
 
-(and with --gateway-threads N, one gateway with --threads N) and prints
+(and with --gateway-threads N, one gateway with --threads N; with
+--wait-replicas N, one gateway with --backend-wait-replicas N) and prints
 calls per second (each put and each get is one call, one round
 trip). Then the wake-up latency: a client of gateway 2 blocked in get(),
 a client of gateway 1 puts; the time from the put's call to the get's
@@ -32,7 +33,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / 'scripts' / 'redis-cluster.sh'
 BIN = os.environ.get('FASTMANAGER_BIN') or str(REPO / 'target' / 'release' / 'fastmanager')
-SEEDS = 'redis://127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103'
+# REDIS_CLUSTER_PORT (scripts/redis-cluster.sh) moves the cluster's ports.
+PORT = int(os.environ.get('REDIS_CLUSTER_PORT', '7101'))
+SEEDS = 'redis://' + ','.join('127.0.0.1:%d' % (PORT + i) for i in range(3))
 AUTHKEY = b'bench'
 
 
@@ -80,7 +83,7 @@ def manager_client(port, seconds, start, out):
 
 def redis_client(_port, seconds, start, out):
     from redis.cluster import RedisCluster
-    r = RedisCluster(host='127.0.0.1', port=7101)
+    r = RedisCluster(host='127.0.0.1', port=PORT)
     key = '{bench}:list'
     start.wait()
     n, end = 0, time.monotonic() + seconds
@@ -138,6 +141,8 @@ def main():
     ap.add_argument('--clients', default='1,4,16')
     ap.add_argument('--gateway-threads', type=int,
                     help='also run one gateway with --threads N')
+    ap.add_argument('--wait-replicas', type=int,
+                    help='also run one gateway with --backend-wait-replicas N')
     args = ap.parse_args()
     ns = [int(n) for n in args.clients.split(',')]
     env = dict(os.environ, REDIS_CLUSTER_DIR=tempfile.mkdtemp(prefix='fm-redis-bench-'))
@@ -152,12 +157,20 @@ def main():
             t = start_server('--backend', SEEDS, '--threads', str(args.gateway_threads))
             servers.append(t[0])
             systems.append(('gw --threads %d' % args.gateway_threads, manager_client, [t[1]]))
+        if args.wait_replicas:
+            w = start_server('--backend', SEEDS, '--backend-wait-replicas', str(args.wait_replicas))
+            servers.append(w[0])
+            systems.append(('gw WAIT %d' % args.wait_replicas, manager_client, [w[1]]))
         systems += [
             ('gateway x1', manager_client, [gw[0][1]]),
             ('gateway x2', manager_client, [gw[0][1], gw[1][1]]),
-            ('redis-py', redis_client, [0]),
             ('embedded', manager_client, [embedded[1]]),
         ]
+        try:
+            import redis  # noqa: F401
+            systems.insert(-1, ('redis-py', redis_client, [0]))
+        except ImportError:
+            print('redis-py is not installed (pip install redis): its row is left out')
         print('calls/s (put+get pairs on one queue, %.0f s per cell)' % args.seconds)
         print('%-12s' % 'N' + ''.join('%12d' % n for n in ns))
         for name, target, ports in systems:

@@ -62,10 +62,10 @@ def cluster(tmp_path_factory):
 
 
 class Gateway:
-    def __init__(self, log, backend=SEEDS, env=None, register=REGISTER):
+    def __init__(self, log, backend=SEEDS, env=None, register=REGISTER, extra=()):
         self.port = free_port()
         self.log = log
-        args = [a for r in register for a in ('--register', r)]
+        args = [a for r in register for a in ('--register', r)] + list(extra)
         with open(log, 'wb') as out:
             self.proc = subprocess.Popen(
                 [rust_binary(), 'serve', '--address', '127.0.0.1:%d' % self.port,
@@ -403,15 +403,199 @@ def test_value_through_both_gateways(gateways, tmp_path):
         c.stop()
 
 
-def test_create_of_a_syncmanager_type_is_a_clear_error(gw):
-    from multiprocessing.managers import RemoteError, SyncManager
-    a, _ = gw
-    m = SyncManager(('127.0.0.1', a.port), authkey=AUTHKEY.encode())
-    m.connect()
+def test_create_of_an_unserved_syncmanager_type_is_a_clear_error(gw):
+    from multiprocessing.managers import RemoteError
     with pytest.raises(RemoteError) as e:
-        m.Queue()
+        sync_manager(gw[0]).Array('i', [1, 2])
     assert 'redis backend' in str(e.value)
-    assert 'does not serve create("Queue")' in str(e.value)
+    assert 'does not serve create("Array")' in str(e.value)
+
+
+def sync_manager(gateway):
+    from multiprocessing.managers import SyncManager
+    m = SyncManager(('127.0.0.1', gateway.port), authkey=AUTHKEY.encode())
+    m.connect()
+    return m
+
+
+def created_ids():
+    """The ids of every created object (src/backend/redis/created.rs)."""
+    return set(redis_cli('zrange', 'fm:objects', '0', '-1').split())
+
+
+def keys_of(oid):
+    """Which of the object's keys exist (`-c` follows the slot's node)."""
+    names = ['data', 'refs', 'held', 'version']
+    return [n for n in names
+            if redis_cli('exists', 'fm:{%s}:%s' % (oid, n)).strip() == '1']
+
+
+def wait_freed(oids, timeout):
+    t = time.monotonic()
+    while any(keys_of(o) for o in oids) or created_ids() & set(oids):
+        assert time.monotonic() - t < timeout, [(o, keys_of(o)) for o in oids]
+        time.sleep(0.1)
+    return time.monotonic() - t
+
+
+def test_created_objects_live_in_redis_until_their_last_proxy_goes(gw):
+    import gc
+    a, b = gw
+    before = created_ids()
+    m = sync_manager(a)
+    q, jq, small = m.Queue(), m.JoinableQueue(), m.Queue(1)
+    d, ns, v = m.dict({'a': 1}, b=2), m.Namespace(x=1), m.Value('i', 5)
+    made = created_ids() - before
+    assert len(made) == 6, made
+    q.put('x')
+    assert q.get() == 'x' and q.empty()
+    small.put(1)
+    with pytest.raises(queue.Full):
+        small.put_nowait(2)
+    jq.put('job')
+    assert jq.get() == 'job'
+    jq.task_done()
+    jq.join()
+    assert d['a'] == 1 and d['b'] == 2 and len(d) == 2
+    d['c'] = 3
+    assert ns.x == 1 and v.value == 5
+    v.value = 6
+    assert v.get() == 6
+    # Each is its own object in Redis, held by gateway A only.
+    for oid in made:
+        assert 'refs' in keys_of(oid), oid
+        assert len(redis_cli('hkeys', 'fm:{%s}:refs' % oid).split()) == 1
+    assert 'data' in keys_of(next(o for o in made if 'data' in keys_of(o)))
+    # A proxy passed through gateway B's queue reaches a client of B and
+    # works: its token names gateway A, where it takes its reference.
+    # (An unpickled proxy authenticates with the process's authkey, as
+    # in a worker started by the manager's owner.)
+    import multiprocessing
+    me, key = multiprocessing.current_process(), None
+    key, me.authkey = me.authkey, AUTHKEY.encode()
+    try:
+        a.manager().tasks().put(q)
+        q_via_b = b.manager().tasks().get()
+    finally:
+        me.authkey = key
+    q_via_b.put('from a proxy got on B')
+    assert q.get(timeout=5) == 'from a proxy got on B'
+    # One proxy left: the object stays.
+    del q
+    gc.collect()
+    time.sleep(0.5)
+    assert made <= created_ids()
+    q_via_b.put('still there')
+    del q_via_b, jq, small, d, ns, v
+    gc.collect()
+    waited = wait_freed(made, 10)
+    print('created objects freed %.2f s after their last proxy' % waited)
+
+
+def test_created_locks_events_and_lists_work_and_are_freed(gw):
+    import gc
+    a, b = gw
+    before = created_ids()
+    m = sync_manager(a)
+    lock, rlock, sem, ev, lst = m.Lock(), m.RLock(), m.Semaphore(), m.Event(), m.list()
+    made = created_ids() - before
+    assert len(made) == 5, made
+    assert lock.acquire() and not lock.acquire(timeout=0.2)
+    lock.release()
+    with pytest.raises(RuntimeError):
+        lock.release()
+    assert rlock.acquire() and rlock.acquire()
+    rlock.release()
+    rlock.release()
+    assert sem.acquire(timeout=1) and not sem.acquire(timeout=0.2)
+    sem.release()
+    assert not ev.is_set() and not ev.wait(0.1)
+    ev.set()
+    assert ev.wait(1) is True
+    lst.append(1)
+    lst.extend([2, 3])
+    lst.insert(0, 0)
+    assert len(lst) == 4 and lst[0] == 0 and lst.pop() == 3 and lst.index(2) == 2
+    del lock, rlock, sem, ev, lst
+    gc.collect()
+    waited = wait_freed(made, 10)
+    print('created sync objects and a list freed %.2f s after their last proxy' % waited)
+
+
+def test_created_object_of_a_killed_gateway_is_freed_after_its_lease(gw, tmp_path):
+    c = Gateway(str(tmp_path / 'c.log'))
+    try:
+        before = created_ids()
+        m = sync_manager(c)
+        d, q = m.dict(k='v'), m.Queue()
+        q.put('item')
+        made = created_ids() - before
+        assert len(made) == 2 and all(keys_of(o) for o in made)
+        os.kill(c.proc.pid, signal.SIGKILL)
+        killed = time.monotonic()
+        c.proc.wait()
+        # Gateway A's and B's sweeps free them once C's lease is over.
+        waited = wait_freed(made, LEASE + 10)
+        assert time.monotonic() - killed >= LEASE - 1.5
+        print('created objects of a killed gateway freed %.2f s after the kill' % waited)
+    finally:
+        c.stop()
+
+
+def test_wait_replicas_writes_pass_when_replicated_and_fail_when_not(gw, tmp_path):
+    from multiprocessing.managers import RemoteError
+    # Each master has one replica: WAIT 1 is met, WAIT 2 never is.
+    one = Gateway(str(tmp_path / 'w1.log'), extra=['--backend-wait-replicas', '1'])
+    two = Gateway(str(tmp_path / 'w2.log'),
+                  extra=['--backend-wait-replicas', '2', '--backend-wait-timeout-ms', '100'])
+    try:
+        m = one.manager()
+        m.tasks().put('replicated')
+        m.shared()['k'] = 'v'
+        m.ns().x = 1
+        m.jobs().put('job')
+        assert gw[0].manager().jobs().get() == 'job'
+        m.jobs().task_done()
+        assert m.tasks().get() == 'replicated' and m.shared()['k'] == 'v'
+        m2 = two.manager()
+        for write in (lambda: m2.tasks().put('one replica only'),
+                      lambda: m2.shared().__setitem__('k', 'w'),
+                      lambda: setattr(m2.ns(), 'x', 2),
+                      lambda: m2.counter().set(3)):
+            t = time.monotonic()
+            with pytest.raises(RemoteError) as e:
+                write()
+            assert time.monotonic() - t >= 0.09
+            assert 'redis backend' in str(e.value), e.value
+            assert '1 of 2 replicas acknowledged the write within 100 ms' in str(e.value), e.value
+        # Done on the masters all the same (the error says it may be lost).
+        assert gw[1].manager().tasks().get_nowait() == 'one replica only'
+        assert m.shared()['k'] == 'w'
+        # Reads do not wait.
+        assert m2.ns().x == 2 and m2.tasks().qsize() == 0
+    finally:
+        one.stop()
+        two.stop()
+
+
+@pytest.mark.parametrize('args', [
+    ['--backend-wait-replicas', '0'],
+    ['--backend-wait-replicas', 'x'],
+    ['--backend-wait-replicas', '1', '--backend-wait-timeout-ms', '0'],
+    ['--backend-wait-replicas', '1', '--backend-wait-timeout-ms', '60001'],
+])
+def test_bad_wait_replicas_values_are_usage_errors(args):
+    r = serve('--backend', 'redis://127.0.0.1:1', '--register', 'q=Queue', *args)
+    assert r.returncode == 2, r
+    assert args[-2] in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize('args', [['--backend-wait-replicas', '1'],
+                                  ['--backend-wait-timeout-ms', '10']])
+def test_wait_options_need_what_they_qualify(args):
+    r = serve('--register', 'q=Queue', *args)
+    assert r.returncode == 2, r
+    assert 'required' in r.stderr, r.stderr
 
 
 def test_one_redis_server_without_cluster_mode(tmp_path):

@@ -53,7 +53,7 @@ FASTMANAGER_SERVER=rust "$PYTHON" -m pytest compat-tests -q -p no:cacheprovider
 # test_package*.py (the Python package's embedded server, which takes no
 # thread count), the bench smoke test, the interpreter inventory and
 # test_durable.py (its servers are its own, on a data dir), and
-# test_redis_backend*.py (their gateways are their own).
+# test_redis_*.py (their gateways are their own).
 echo "== compat tests against the Rust server with --threads 1 (a subset, see above)"
 FASTMANAGER_SERVER=rust FASTMANAGER_THREADS=1 FASTMANAGER_PYTHONS="3.6 3.13" \
     "$PYTHON" -m pytest compat-tests -q -p no:cacheprovider \
@@ -65,7 +65,8 @@ FASTMANAGER_SERVER=rust FASTMANAGER_THREADS=1 FASTMANAGER_PYTHONS="3.6 3.13" \
     --ignore=compat-tests/test_interpreters.py \
     --ignore=compat-tests/test_durable.py \
     --ignore=compat-tests/test_redis_backend.py \
-    --ignore=compat-tests/test_redis_backend_sync.py
+    --ignore=compat-tests/test_redis_backend_sync.py \
+    --ignore=compat-tests/test_redis_failover.py
 
 if [[ "${1:-}" == "--both" ]]; then
     echo "== compat tests against CPython's server (reference)"

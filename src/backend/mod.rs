@@ -67,7 +67,7 @@ impl std::str::FromStr for BackendUrl {
 
 /// Checks the backend's nodes and the registrations, and plans the
 /// gateway; [`redis::Plan::start`] then serves it.
-pub fn open(url: &BackendUrl, registrations: &[Registration]) -> Result<redis::Plan> {
+pub fn open(url: &BackendUrl, registrations: &[Registration], replicas: Option<redis::replicas::Replicas>) -> Result<redis::Plan> {
     let BackendUrl::Redis(nodes) = url;
     let mut cluster = false;
     for node in nodes {
@@ -91,7 +91,7 @@ pub fn open(url: &BackendUrl, registrations: &[Registration]) -> Result<redis::P
             unserved.join(", ")
         );
     }
-    redis::Gateway::plan(url.to_string(), nodes.clone(), cluster, registrations)
+    redis::Gateway::plan(url.to_string(), nodes.clone(), cluster, registrations, replicas)
 }
 
 /// The typeids a gateway answers `create` for: its named objects, and

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 
+mod backend;
 mod options;
 mod stat;
 
@@ -99,6 +100,9 @@ struct ServeArgs {
     backend: Option<crate::backend::BackendUrl>,
 
     #[command(flatten)]
+    backend_options: backend::BackendOptions,
+
+    #[command(flatten)]
     options: options::ServerOptions,
 }
 
@@ -189,7 +193,7 @@ fn serve(args: ServeArgs) -> Result<()> {
     // through the gateway instead of making them itself.
     let gateway = match &args.backend {
         Some(url) => {
-            let plan = crate::backend::open(url, &args.registrations)?;
+            let plan = crate::backend::open(url, &args.registrations, args.backend_options.replicas())?;
             config.extra_typeids.extend(crate::backend::hosted_typeids(&args.registrations));
             Some(plan)
         }

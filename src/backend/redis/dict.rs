@@ -88,7 +88,13 @@ fn list_of(items: impl Iterator<Item = Item>) -> Reply {
     ret(list_pickle(&refs))
 }
 
+/// One call; with `--backend-wait-replicas` its writes wait for replicas
+/// (`replicas.rs`).
 pub fn call(conn: &mut dyn ConnectionLike, d: &Named, call: &DictCall) -> RedisResult<Reply> {
+    super::replicas::waited(conn, d.replicas, |c| run(c, d, call))
+}
+
+fn run(conn: &mut dyn ConnectionLike, d: &Named, call: &DictCall) -> RedisResult<Reply> {
     let key = &d.key;
     Ok(match call {
         DictCall::Contains(k) => {

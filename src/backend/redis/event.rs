@@ -51,22 +51,21 @@ fn bool_reply(b: bool) -> Reply {
 }
 
 /// One call on event `object`; `None` once parked.
-pub fn call(gw: &Gateway, conn: &mut Lazy, by: Caller, req: &Request<'_, '_>) -> Ran {
+pub fn call(gw: &Gateway, conn: &mut Lazy, q: &Named, by: Caller, req: &Request<'_, '_>) -> Ran {
     let Caller { ticket, object, connection } = by;
     let now = Instant::now();
-    let q = &gw.objects[object];
     // `since` is read from Redis below, with the flag.
     Ok(match parse_call(req, now, 0)? {
         EventCall::IsSet => conn.with(&gw.connector, |c| read(c, q, For::Caller)).map(|(set, _)| Some(bool_reply(set))),
         EventCall::Set => {
-            let done = conn.with(&gw.connector, |c| SET.key(&q.key).key(&q.flag).arg(WAKE_CHANNEL).arg(&q.name).invoke::<()>(c));
+            let done = conn.with(&gw.connector, |c| super::replicas::waited(c, q.replicas, |c| SET.key(&q.key).key(&q.flag).arg(WAKE_CHANNEL).arg(&q.name).invoke::<()>(c)));
             if done.is_ok() && gw.waiters.has_sync(object) {
                 gw.waiters.kick();
             }
             done.map(|()| Some(Reply::none()))
         }
         EventCall::Clear => {
-            conn.with(&gw.connector, |c| redis::cmd("HSET").arg(&q.key).arg("set").arg(0).exec(c)).map(|()| Some(Reply::none()))
+            conn.with(&gw.connector, |c| super::replicas::waited(c, q.replicas, |c| redis::cmd("HSET").arg(&q.key).arg("set").arg(0).exec(c))).map(|()| Some(Reply::none()))
         }
         EventCall::Wait { timeout, deadline, .. } => conn.with(&gw.connector, |c| read(c, q, For::Caller)).map(|(set, sets)| {
             if set {
@@ -88,7 +87,8 @@ pub fn call(gw: &Gateway, conn: &mut Lazy, by: Caller, req: &Request<'_, '_>) ->
 /// The waker's pass over event `object`: every parked wait whose event
 /// is set, or was set since it came, returns `True`.
 pub fn serve(gw: &Gateway, conn: &mut Lazy, object: usize) -> RedisResult<()> {
-    let q = &gw.objects[object];
+    let Some(q) = gw.objects.get(object) else { return Ok(()) };
+    let q = &*q;
     let (set, sets) = conn.with(&gw.connector, |c| read(c, q, For::Parked))?;
     gw.waiters.with_sync(object, |parked| {
         parked.retain(|w| {

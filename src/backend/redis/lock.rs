@@ -159,10 +159,9 @@ fn release(c: &mut dyn ConnectionLike, q: &Named, owner: &str, owner_only: bool,
 
 /// One call on lock `object` by `connection`; `None` once parked or
 /// answered.
-pub fn call(gw: &Gateway, conn: &mut Lazy, by: Caller, req: &Request<'_, '_>) -> Ran {
+pub fn call(gw: &Gateway, conn: &mut Lazy, q: &Named, by: Caller, req: &Request<'_, '_>) -> Ran {
     let Caller { ticket, object, connection } = by;
     let now = Instant::now();
-    let q = &gw.objects[object];
     let me = owner(gw, connection);
     Ok(match parse_call(req, now)? {
         LockCall::Acquire(a) => {
@@ -203,7 +202,8 @@ pub fn call(gw: &Gateway, conn: &mut Lazy, by: Caller, req: &Request<'_, '_>) ->
 /// noted before the check, so a `Disconnected` that comes after the check
 /// finds it.
 fn granted(gw: &Gateway, conn: &mut Lazy, ticket: u64, object: usize, connection: u64) -> Option<Reply> {
-    let q = &gw.objects[object];
+    let Some(q) = gw.objects.get(object) else { return Some(super::created::gone()) };
+    let q = &*q;
     if kind(q) == LockKind::RLock {
         gw.locks.add(connection, object);
     }
@@ -225,7 +225,8 @@ fn granted(gw: &Gateway, conn: &mut Lazy, ticket: u64, object: usize, connection
 /// The waker's pass over lock `object`: the oldest parked acquire that
 /// is still waited for takes the lock if it is free.
 pub fn serve(gw: &Gateway, conn: &mut Lazy, object: usize) -> RedisResult<()> {
-    let q = &gw.objects[object];
+    let Some(q) = gw.objects.get(object) else { return Ok(()) };
+    let q = &*q;
     let front = gw.waiters.with_sync(object, |parked| {
         parked.retain(|w| gw.end.is_waiting(w.ticket));
         parked.front().map(|w| w.connection)
@@ -246,7 +247,8 @@ pub fn serve(gw: &Gateway, conn: &mut Lazy, object: usize) -> RedisResult<()> {
 pub fn disconnected(gw: &Gateway, conn: &mut Lazy, connection: u64) {
     let me = owner(gw, connection);
     for object in gw.locks.take(connection) {
-        let q = &gw.objects[object];
+        let Some(q) = gw.objects.get(object) else { continue };
+        let q = &*q;
         match conn.with(&gw.connector, |c| release(c, q, &me, true, true)) {
             Ok(0) => {
                 info!(object = %q.name, "redis backend: released an RLock whose client left");

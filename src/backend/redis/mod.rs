@@ -13,6 +13,7 @@
 //! connections.
 
 mod conn;
+mod created;
 mod dict;
 mod event;
 mod list;
@@ -20,6 +21,7 @@ mod lock;
 mod namespace;
 mod pending;
 mod queue;
+pub mod replicas;
 mod semaphore;
 mod value;
 mod waiters;
@@ -135,6 +137,29 @@ pub struct Named {
     pub lease: String,
     /// A `Value`'s start-up value (`value.rs`).
     pub initial: Option<Item>,
+    /// `--backend-wait-replicas`: writes wait for replicas (`replicas.rs`).
+    pub replicas: Option<replicas::Replicas>,
+}
+
+impl Named {
+    /// Object `name` of `kind`, its keys under `prefix` (`fm:{TAG}:`, the
+    /// hash tag keeping them in one slot), its main key `prefix` + `key`;
+    /// `gateway`: this gateway's id.
+    pub fn new(name: String, kind: ObjectKind, prefix: String, key: &str, gateway: &str, replicas: Option<replicas::Replicas>) -> Named {
+        Named {
+            name,
+            kind,
+            key: format!("{prefix}{key}"),
+            flag: format!("{prefix}waiting"),
+            unfinished: format!("{prefix}unfinished"),
+            pending: format!("{prefix}pending:{gateway}"),
+            gateways: format!("{prefix}gateways"),
+            lease: format!("{prefix}lease:{gateway}"),
+            prefix,
+            initial: None,
+            replicas,
+        }
+    }
 }
 
 /// A planned, then running, gateway.
@@ -142,7 +167,8 @@ pub struct Gateway {
     url: String,
     nodes: Vec<String>,
     connector: Connector,
-    objects: Vec<Named>,
+    /// Named objects, then `create`d ones (`created.rs`).
+    objects: created::Objects,
     by_name: HashMap<String, usize>,
     waiters: Waiters,
     delivery: Delivery,
@@ -166,7 +192,13 @@ pub struct Plan {
 impl Gateway {
     /// Connects once (so that a bad backend fails at start-up) and names
     /// each object's key.
-    pub fn plan(url: String, nodes: Vec<String>, cluster: bool, registrations: &[Registration]) -> Result<Plan> {
+    pub fn plan(
+        url: String,
+        nodes: Vec<String>,
+        cluster: bool,
+        registrations: &[Registration],
+        replicas: Option<replicas::Replicas>,
+    ) -> Result<Plan> {
         let connector = Connector::new(&nodes, cluster).with_context(|| format!("redis backend ({url})"))?;
         let mut conn = connector.connect().with_context(|| format!("redis backend ({url}): cannot connect"))?;
         let delivery = Delivery::new();
@@ -191,18 +223,7 @@ impl Gateway {
                 ObjectKind::Event => (format!("fm:{{e:{}}}", r.name), "event"),
                 ObjectKind::List => (format!("fm:{{l:{}}}", r.name), "items"),
             };
-            let mut named = Named {
-                name: r.name.clone(),
-                kind,
-                key: format!("{tag}:{key}"),
-                flag: format!("{tag}:waiting"),
-                unfinished: format!("{tag}:unfinished"),
-                prefix: format!("{tag}:"),
-                pending: format!("{tag}:pending:{}", delivery.gateway),
-                gateways: format!("{tag}:gateways"),
-                lease: format!("{tag}:lease:{}", delivery.gateway),
-                initial: None,
-            };
+            let mut named = Named::new(r.name.clone(), kind, format!("{tag}:"), key, &delivery.gateway, replicas);
             if kind == ObjectKind::Value
                 && let Ok(SharedObject::Value(v)) = objects::shared_value::from_cli(&r.kind.args)
             {
@@ -225,7 +246,7 @@ impl Plan {
             url: self.url,
             nodes: self.nodes,
             connector: self.connector,
-            objects: self.objects,
+            objects: created::Objects::new(self.objects),
             by_name,
             waiters: Waiters::default(),
             delivery: self.delivery,
@@ -233,7 +254,7 @@ impl Plan {
             end,
             limits,
         });
-        info!(backend = %gw.url, objects = gw.objects.len(), "redis backend: objects live in Redis");
+        info!(backend = %gw.url, objects = gw.objects.named().len(), "redis backend: objects live in Redis");
         let spawn = |name: &str, f: fn(Arc<Gateway>)| {
             let gw = gw.clone();
             std::thread::Builder::new().name(name.to_string()).spawn(move || f(gw)).map(drop)
@@ -244,6 +265,7 @@ impl Plan {
         spawn("fm-redis-waker", waiters::run_waker)?;
         spawn("fm-redis-sub", waiters::run_subscriber)?;
         spawn("fm-redis-lease", pending::run_leases)?;
+        spawn("fm-redis-sweep", created::run_sweeper)?;
         Ok(())
     }
 }
@@ -261,14 +283,16 @@ fn run_requests(gw: Arc<Gateway>) {
             }
         };
         match request {
-            HostRequest::Create { ticket, typeid, .. } => {
-                let answer = match gw.by_name.get(&typeid) {
-                    Some(&i) => HostAnswer::Hosted {
+            HostRequest::Create { ticket, typeid, frame } => {
+                let answer = match (gw.by_name.get(&typeid), ObjectKind::of(&typeid)) {
+                    (Some(&i), _) => HostAnswer::Hosted {
                         typeid,
                         key: i as u64,
-                        exposed: gw.objects[i].kind.info().exposed.iter().map(|s| s.to_string()).collect(),
+                        exposed: gw.objects.named()[i].kind.info().exposed.iter().map(|s| s.to_string()).collect(),
                     },
-                    None => HostAnswer::Reply(gw.unserved_create(&typeid).into_bytes()),
+                    // A new object in Redis, refcounted across gateways.
+                    (None, Some(kind)) => created::create(&gw, &mut conn, typeid, kind, &frame),
+                    (None, None) => HostAnswer::Reply(gw.unserved_create(&typeid).into_bytes()),
                 };
                 let _ = gw.end.answer(ticket, answer);
             }
@@ -278,8 +302,9 @@ fn run_requests(gw: Arc<Gateway>) {
                 }
             }
             HostRequest::Disconnected { connection } => lock::disconnected(&gw, &mut conn, connection),
-            // Named objects live as long as the backend keeps them.
-            HostRequest::Release { .. } => {}
+            // Named objects live as long as the backend keeps them;
+            // created ones lose this gateway's reference.
+            HostRequest::Release { key } => created::release(&gw, &mut conn, key as usize),
         }
     }
 }
@@ -288,7 +313,7 @@ impl Gateway {
     /// A call on object `object`: its reply, or `None` once parked (or
     /// answered already).
     fn call(&self, conn: &mut Lazy, ticket: u64, object: usize, connection: u64, frame: &[u8]) -> Option<Reply> {
-        let q = &self.objects[object];
+        let Some(q) = self.objects.get(object) else { return Some(created::gone()) };
         let pickle = match decode(frame, &self.limits) {
             Ok(p) => p,
             Err(e) => return Some(Reply::Traceback(format_traceback(&format!("RuntimeError: {e}")))),
@@ -307,9 +332,7 @@ impl Gateway {
         }
         match self.run(conn, ticket, object, connection, &req) {
             Ok(Ok(reply)) => reply,
-            Ok(Err(e)) => {
-                Some(Reply::Traceback(format_traceback(&format!("RuntimeError: redis backend ({}): {e}", self.url))))
-            }
+            Ok(Err(e)) => Some(self.backend_error(&e)),
             Err(CallError::Raise(e)) => Some(Reply::Error(e)),
             Err(CallError::NotExposed) => {
                 let info = q.kind.info();
@@ -323,7 +346,8 @@ impl Gateway {
     /// caller's (`HostRequest::Call`).
     fn run(&self, conn: &mut Lazy, ticket: u64, object: usize, connection: u64, req: &Request<'_, '_>) -> Ran {
         let by = Caller { ticket, object, connection };
-        let q = &self.objects[object];
+        let Some(q) = self.objects.get(object) else { return Ok(Ok(Some(created::gone()))) };
+        let q = &*q;
         let connector = &self.connector;
         Ok(match q.kind {
             ObjectKind::Queue { maxsize } => {
@@ -372,19 +396,24 @@ impl Gateway {
                 let initial = q.initial.as_ref().expect("a Value has its start-up value");
                 conn.with(connector, |c| value::call(c, q, initial, &call)).map(Some)
             }
-            ObjectKind::Lock | ObjectKind::RLock => lock::call(self, conn, by, req)?,
-            ObjectKind::Semaphore { .. } => semaphore::call(self, conn, by, req)?,
-            ObjectKind::Event => event::call(self, conn, by, req)?,
+            ObjectKind::Lock | ObjectKind::RLock => lock::call(self, conn, q, by, req)?,
+            ObjectKind::Semaphore { .. } => semaphore::call(self, conn, q, by, req)?,
+            ObjectKind::Event => event::call(self, conn, q, by, req)?,
             ObjectKind::List => {
                 let call = objects::list::parse_call(req)?;
-                conn.with(connector, |c| list::call(c, q, &call)).map(Some)
+                conn.with(connector, |c| replicas::waited(c, q.replicas, |c| list::call(c, q, &call))).map(Some)
             }
         })
     }
 
+    /// The reply to a call that Redis failed.
+    fn backend_error(&self, e: &redis::RedisError) -> Reply {
+        Reply::Traceback(format_traceback(&format!("RuntimeError: redis backend ({}): {e}", self.url)))
+    }
+
     /// The answer to `create(typeid)` for anything but a named object.
     fn unserved_create(&self, typeid: &str) -> Reply {
-        let names: Vec<&str> = self.objects.iter().map(|o| o.name.as_str()).collect();
+        let names: Vec<&str> = self.objects.named().iter().map(|o| o.name.as_str()).collect();
         Reply::Traceback(format_traceback(&format!(
             "RuntimeError: the redis backend ({}) does not serve create({typeid:?}): \
              only the --register'ed objects live in Redis here ({})",

@@ -8,7 +8,13 @@ use crate::protocol::{Reply, ReplyValue};
 
 use super::Named;
 
+/// One call; with `--backend-wait-replicas` its writes wait for replicas
+/// (`replicas.rs`).
 pub fn call(conn: &mut dyn ConnectionLike, ns: &Named, call: &NamespaceCall) -> RedisResult<Reply> {
+    super::replicas::waited(conn, ns.replicas, |c| run(c, ns, call))
+}
+
+fn run(conn: &mut dyn ConnectionLike, ns: &Named, call: &NamespaceCall) -> RedisResult<Reply> {
     Ok(match call {
         NamespaceCall::Get(name) => {
             let value: Option<Vec<u8>> = redis::cmd("HGET").arg(&ns.key).arg(name).query(conn)?;

@@ -221,7 +221,7 @@ pub fn run_leases(gw: Arc<Gateway>) {
     info!(gateway = %gw.delivery.gateway, lease_ms = LEASE.as_millis() as u64, "redis backend: gateway id");
     while !gw.waiters.stopped() {
         let started = Instant::now();
-        for q in gw.objects.iter().filter(|o| matches!(o.kind, ObjectKind::Queue { .. })) {
+        for q in gw.objects.all().iter().filter(|o| matches!(o.kind, ObjectKind::Queue { .. })) {
             let (max, flying) = gw.delivery.snapshot();
             let result: RedisResult<i64> = conn.with(&gw.connector, |c| {
                 let mut call = LEASE_PASS.key(&q.key);
@@ -237,7 +237,7 @@ pub fn run_leases(gw: Arc<Gateway>) {
             }
         }
         // Locks and semaphores held through a dead gateway (their files).
-        for q in &gw.objects {
+        for q in gw.objects.all().iter() {
             match q.kind {
                 ObjectKind::Lock | ObjectKind::RLock => super::lock::lease_pass(&gw, &mut conn, q),
                 ObjectKind::Semaphore { .. } => super::semaphore::lease_pass(&gw, &mut conn, q),

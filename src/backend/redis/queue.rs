@@ -28,6 +28,7 @@ use crate::pickle::Item;
 use crate::protocol::{PyException, Reply, ReplyValue};
 
 use super::pending::{Delivery, LEASE};
+use super::replicas::waited;
 use super::Named;
 
 /// The one pub/sub channel of every gateway: the payload is the name of
@@ -131,8 +132,10 @@ fn invoke<T: redis::FromRedisValue>(
 }
 
 /// Pushes `item` unless the queue is full; whether it was pushed.
+/// With `--backend-wait-replicas`, a push fewer replicas acknowledged
+/// is an error (`replicas.rs`).
 pub fn put(conn: &mut dyn ConnectionLike, q: &Named, maxsize: i64, item: &[u8], by: For) -> RedisResult<bool> {
-    Ok(invoke::<i64>(&PUT, conn, q, item, maxsize, by)? == 1)
+    Ok(waited(conn, q.replicas, |c| invoke::<i64>(&PUT, c, q, item, maxsize, by))? == 1)
 }
 
 /// Items taken: the `n`th has id `first + n`, and stays pending until
@@ -226,7 +229,8 @@ pub fn call(
         QueueCall::Empty => Step::Answer(Reply::Return(ReplyValue::Bool(len(conn, q)? == 0))),
         QueueCall::Full => Step::Answer(Reply::Return(ReplyValue::Bool(maxsize > 0 && len(conn, q)? >= maxsize))),
         QueueCall::TaskDone => {
-            let left: i64 = TASK_DONE.key(&q.unfinished).key(&q.flag).arg(WAKE_CHANNEL).arg(&q.name).invoke(conn)?;
+            let left: i64 =
+                waited(conn, q.replicas, |c| TASK_DONE.key(&q.unfinished).key(&q.flag).arg(WAKE_CHANNEL).arg(&q.name).invoke(c))?;
             if left < 0 {
                 Step::Answer(Reply::Error(PyException::value_error("task_done() called too many times")))
             } else {

@@ -135,10 +135,9 @@ fn release(c: &mut dyn ConnectionLike, gw: &Gateway, q: &Named, n: u64, bounded:
 }
 
 /// One call on semaphore `object`; `None` once parked or answered.
-pub fn call(gw: &Gateway, conn: &mut Lazy, by: Caller, req: &Request<'_, '_>) -> Ran {
+pub fn call(gw: &Gateway, conn: &mut Lazy, q: &Named, by: Caller, req: &Request<'_, '_>) -> Ran {
     let Caller { ticket, object, connection } = by;
     let now = Instant::now();
-    let q = &gw.objects[object];
     let (_, bounded) = params(q);
     Ok(match parse_call(req, now, bounded)? {
         SemaphoreCall::Acquire { blocking, deadline } => {
@@ -187,7 +186,8 @@ fn granted(gw: &Gateway, conn: &mut Lazy, ticket: u64, q: &Named) -> Option<Repl
 /// The waker's pass over semaphore `object`: as many units as are free
 /// go to the oldest parked acquires, in one round trip.
 pub fn serve(gw: &Gateway, conn: &mut Lazy, object: usize) -> RedisResult<()> {
-    let q = &gw.objects[object];
+    let Some(q) = gw.objects.get(object) else { return Ok(()) };
+    let q = &*q;
     let waiting = gw.waiters.with_sync(object, |parked| {
         parked.retain(|w| gw.end.is_waiting(w.ticket));
         parked.len()

@@ -25,7 +25,8 @@ pub fn call(conn: &mut dyn ConnectionLike, v: &Named, initial: &Item, call: &Val
         }
         ValueCall::Set(value) => {
             let value = value.as_ref().expect("a parsed set has its value");
-            redis::cmd("SET").arg(&v.key).arg(&value.pickle()[..]).exec(conn)?;
+            // With `--backend-wait-replicas`, the write waits for replicas (`replicas.rs`).
+            super::replicas::waited(conn, v.replicas, |c| redis::cmd("SET").arg(&v.key).arg(&value.pickle()[..]).exec(c))?;
             Reply::none()
         }
     })

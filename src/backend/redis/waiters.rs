@@ -28,6 +28,7 @@ use crate::server::host::HostAnswer;
 use super::conn::Lazy;
 use super::pending;
 use super::queue::{self, For, WAKE_CHANNEL};
+use super::replicas;
 use super::{Gateway, ObjectKind};
 
 /// How often parked calls retry without being woken.
@@ -184,7 +185,9 @@ pub fn run_waker(gw: Arc<Gateway>) {
     while gw.waiters.wait() {
         let busy: Vec<usize> = gw.waiters.lock().queues.iter().filter(|(_, p)| !p.is_empty()).map(|(&i, _)| i).collect();
         for object in busy {
-            let served = match gw.objects[object].kind {
+            // A created object released meanwhile has no calls to serve.
+            let Some(q) = gw.objects.get(object) else { continue };
+            let served = match q.kind {
                 ObjectKind::Queue { .. } => serve_queue(&gw, &mut conn, object),
                 ObjectKind::Lock | ObjectKind::RLock => super::lock::serve(&gw, &mut conn, object),
                 ObjectKind::Semaphore { .. } => super::semaphore::serve(&gw, &mut conn, object),
@@ -193,11 +196,11 @@ pub fn run_waker(gw: Arc<Gateway>) {
             };
             // A queue's pass answers its expired calls itself, after
             // taking what it could for them.
-            if !matches!(gw.objects[object].kind, ObjectKind::Queue { .. }) {
+            if !matches!(q.kind, ObjectKind::Queue { .. }) {
                 expire(&gw, object);
             }
             if let Err(e) = served {
-                warn!(error = %e, object = %gw.objects[object].name, "redis backend: cannot serve waiting calls; retrying");
+                warn!(error = %e, object = %q.name, "redis backend: cannot serve waiting calls; retrying");
             }
         }
         gw.waiters.lock().queues.retain(|_, p| !p.is_empty());
@@ -207,7 +210,9 @@ pub fn run_waker(gw: Arc<Gateway>) {
 /// Hands out what queue `object` now has to its parked calls, then
 /// answers the ones whose deadline has passed.
 fn serve_queue(gw: &Gateway, conn: &mut Lazy, object: usize) -> RedisResult<()> {
-    let q = &gw.objects[object];
+    // A created queue released meanwhile has no parked calls left.
+    let Some(q) = gw.objects.get(object) else { return Ok(()) };
+    let q = &*q;
     let ObjectKind::Queue { maxsize } = q.kind else { return Ok(()) };
     // Callers that left are dropped before taking anything for them.
     let (getters, putter, joiners) = {
@@ -248,13 +253,18 @@ fn serve_queue(gw: &Gateway, conn: &mut Lazy, object: usize) -> RedisResult<()> 
     // Parked puts, oldest first, while there is room.
     let mut next = putter;
     while let Some(item) = next.take() {
-        if !conn.with(&gw.connector, |c| queue::put(c, q, maxsize, &item, For::Parked))? {
-            break;
-        }
+        let reply = match conn.with(&gw.connector, |c| queue::put(c, q, maxsize, &item, For::Parked)) {
+            Ok(false) => break,
+            Ok(true) => Reply::none(),
+            // Pushed, but fewer replicas than asked have it: the put's
+            // caller hears so, as an unparked put would (`replicas.rs`).
+            Err(e) if replicas::is_short(&e) => gw.backend_error(&e),
+            Err(e) => return Err(e),
+        };
         let mut state = gw.waiters.lock();
         let parked = state.queues.entry(object).or_default();
         let p = parked.putters.pop_front().expect("the putter served");
-        gw.answer(p.ticket, Reply::none());
+        gw.answer(p.ticket, reply);
         next = parked.putters.front().map(|p| p.item.clone());
     }
     if joiners && conn.with(&gw.connector, |c| queue::unfinished(c, q))? <= 0 {
