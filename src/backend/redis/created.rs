@@ -42,9 +42,8 @@ use tracing::{info, warn};
 
 use crate::objects::value::StoredValue;
 use crate::objects::{self, namespace::NamespaceCall, ObjectTable, SharedObject};
-use crate::pickle::decode;
 use crate::protocol::reply::format_traceback;
-use crate::protocol::{parse_request, PyException, Reply, Request};
+use crate::protocol::{PyException, Reply, Request};
 use crate::server::host::HostAnswer;
 
 use super::conn::Lazy;
@@ -159,18 +158,14 @@ fn now_ms() -> u64 {
 /// backend serves: a new object in Redis.
 pub fn create(gw: &Gateway, conn: &mut Lazy, typeid: String, kind: ObjectKind, frame: &[u8]) -> HostAnswer {
     let reply = |r: Reply| HostAnswer::Reply(r.into_bytes());
-    let pickle = match decode(frame, &gw.limits) {
-        Ok(p) => p,
-        Err(e) => return reply(Reply::Traceback(format_traceback(&format!("RuntimeError: {e}")))),
-    };
-    let req = match parse_request(&pickle) {
-        Ok(r) => r,
-        Err(e) => return reply(Reply::Traceback(format_traceback(e.line()))),
-    };
-    let ctor = Request { pickle: &pickle, ident: None, method: "create", args: req.args.get(1..).unwrap_or(&[]), kwds: req.kwds.clone() };
-    let initial = match Initial::read(&typeid, kind, &ctor) {
-        Ok(i) => i,
-        Err(e) => return reply(Reply::traceback(&e)),
+    let read = gw.with_request(frame, |req| {
+        let ctor = Request { pickle: req.pickle, ident: None, method: "create", args: req.args.get(1..).unwrap_or(&[]), kwds: req.kwds.clone() };
+        Initial::read(&typeid, kind, &ctor)
+    });
+    let initial = match read {
+        Ok(Ok(i)) => i,
+        Ok(Err(e)) => return reply(Reply::traceback(&e)),
+        Err(r) => return reply(r),
     };
     let id = format!("o:{}", random_hex());
     let kind = match (kind, &initial) {

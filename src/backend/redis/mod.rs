@@ -314,14 +314,19 @@ impl Gateway {
     /// answered already).
     fn call(&self, conn: &mut Lazy, ticket: u64, object: usize, connection: u64, frame: &[u8]) -> Option<Reply> {
         let Some(q) = self.objects.get(object) else { return Some(created::gone()) };
-        let pickle = match decode(frame, &self.limits) {
-            Ok(p) => p,
-            Err(e) => return Some(Reply::Traceback(format_traceback(&format!("RuntimeError: {e}")))),
-        };
-        let req = match parse_request(&pickle) {
-            Ok(r) => r,
-            Err(e) => return Some(Reply::Traceback(format_traceback(e.line()))),
-        };
+        self.with_request(frame, |req| self.call_parsed(conn, ticket, &q, object, connection, req)).unwrap_or_else(Some)
+    }
+
+    /// The client's request in `frame` (already accepted by the server's
+    /// bounds), given to `f`; else the reply for a frame that is not one.
+    pub(super) fn with_request<T>(&self, frame: &[u8], f: impl FnOnce(&Request<'_, '_>) -> T) -> Result<T, Reply> {
+        let pickle = decode(frame, &self.limits).map_err(|e| Reply::Traceback(format_traceback(&format!("RuntimeError: {e}"))))?;
+        let req = parse_request(&pickle).map_err(|e| Reply::Traceback(format_traceback(e.line())))?;
+        Ok(f(&req))
+    }
+
+    /// [`Gateway::call`] once its request is read.
+    fn call_parsed(&self, conn: &mut Lazy, ticket: u64, q: &Named, object: usize, connection: u64, req: &Request<'_, '_>) -> Option<Reply> {
         match req.method {
             "__str__" | "__repr__" => {
                 let class = q.kind.info().factory.unwrap_or(q.kind.info().typeid);
@@ -330,7 +335,7 @@ impl Gateway {
             "#GETVALUE" => return Some(not_served("#GETVALUE (a copy of the whole object)")),
             _ => {}
         }
-        match self.run(conn, ticket, object, connection, &req) {
+        match self.run(conn, ticket, q, object, connection, req) {
             Ok(Ok(reply)) => reply,
             Ok(Err(e)) => Some(self.backend_error(&e)),
             Err(CallError::Raise(e)) => Some(Reply::Error(e)),
@@ -344,10 +349,8 @@ impl Gateway {
     /// Parses the call (the outer error) and runs it on Redis (the
     /// inner one); `None` once parked or answered. `connection`: the
     /// caller's (`HostRequest::Call`).
-    fn run(&self, conn: &mut Lazy, ticket: u64, object: usize, connection: u64, req: &Request<'_, '_>) -> Ran {
+    fn run(&self, conn: &mut Lazy, ticket: u64, q: &Named, object: usize, connection: u64, req: &Request<'_, '_>) -> Ran {
         let by = Caller { ticket, object, connection };
-        let Some(q) = self.objects.get(object) else { return Ok(Ok(Some(created::gone()))) };
-        let q = &*q;
         let connector = &self.connector;
         Ok(match q.kind {
             ObjectKind::Queue { maxsize } => {
