@@ -270,14 +270,25 @@ impl Plan {
     }
 }
 
-/// A request thread's loop.
+/// How long an idle request thread waits for a request before it looks
+/// for acks to send (`pending.rs`), when none waited as it began.
+const IDLE_WAIT: Duration = Duration::from_millis(50);
+
+/// A request thread's loop. Between requests, it sends the acks that no
+/// script carried within `ACK_IDLE`.
 fn run_requests(gw: Arc<Gateway>) {
     let mut conn = Lazy::default();
     loop {
-        let request = match gw.end.next_request(Duration::from_millis(500)) {
+        let acks_since = gw.delivery.acks_waiting_since();
+        if acks_since.is_some_and(|t| t.elapsed() >= pending::ACK_IDLE) {
+            pending::flush_acks(&gw, &mut conn);
+        }
+        let wait = acks_since.map_or(IDLE_WAIT, |t| pending::ACK_IDLE.saturating_sub(t.elapsed()));
+        let request = match gw.end.next_request(wait) {
             Ok(Some(r)) => r,
             Ok(None) => continue,
             Err(_) => {
+                pending::flush_acks(&gw, &mut conn);
                 gw.waiters.stop();
                 return;
             }

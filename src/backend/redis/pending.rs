@@ -6,6 +6,14 @@
 //! ack); if the caller has left by then, the gateway puts the item back at
 //! the queue's front itself.
 //!
+//! The ack does not cost a round trip of its own: the ids of delivered
+//! items wait in [`Delivery`] and ride on the next put or take script of
+//! the same queue (same slot), or, when none comes within [`ACK_IDLE`],
+//! a request thread sends them alone (`flush_acks`). Until its HDEL has
+//! run an id stays in flight, so the lease pass leaves its entry alone;
+//! a gateway that dies first leaves those entries to the lease pass,
+//! which puts the delivered items back: duplicates (README).
+//!
 //! Each gateway holds a lease per queue, `fm:{q:NAME}:lease:GATEWAY`, a
 //! key with a [`LEASE`] TTL that the lease thread renews every [`RENEW`]
 //! and every take sets. The same pass (one script per queue) moves the
@@ -20,7 +28,7 @@
 //! gateway seeing its items: its ids were given up, so the lease pass finds
 //! them in this gateway's own hash, not in flight, and puts them back too.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -39,6 +47,13 @@ pub const LEASE: Duration = Duration::from_secs(5);
 /// How often the lease thread renews and reaps.
 pub const RENEW: Duration = Duration::from_secs(1);
 
+/// How long delivered items' acks wait for a put or take script of their
+/// queue to carry them before they are sent alone.
+pub const ACK_IDLE: Duration = Duration::from_millis(2);
+/// At most this many acks ride on one script (Lua's `unpack` limit is far
+/// above; a script stays short).
+const ACKS_PER_SCRIPT: usize = 256;
+
 /// Test-only: milliseconds a gateway waits between taking items for
 /// parked `get`s and answering them, read once at start-up, so that a
 /// test can SIGKILL it while it holds them.
@@ -56,6 +71,11 @@ pub struct Delivery {
 struct Ids {
     next: u64,
     in_flight: BTreeSet<u64>,
+    /// Delivered items' ids not yet acknowledged in Redis, by the queue's
+    /// pending hash; still in flight.
+    acks: HashMap<String, Vec<u64>>,
+    /// When the oldest of them was delivered.
+    acks_since: Option<Instant>,
 }
 
 impl Delivery {
@@ -67,7 +87,7 @@ impl Delivery {
         if let Some(s) = stall {
             warn!(stall_ms = s.as_millis() as u64, "{STALL_ENV} is set: answers to parked gets wait (tests only)");
         }
-        Delivery { gateway, ids: Mutex::new(Ids { next: 1, in_flight: BTreeSet::new() }), stall }
+        Delivery { gateway, ids: Mutex::new(Ids { next: 1, ..Ids::default() }), stall }
     }
 
     fn lock(&self) -> MutexGuard<'_, Ids> {
@@ -90,6 +110,62 @@ impl Delivery {
         for id in ids {
             all.in_flight.remove(&id);
         }
+    }
+
+    /// Notes delivered items of the queue whose pending hash is `pending`:
+    /// their acks go with the next script on it (or alone, `flush_acks`).
+    pub fn ack_later(&self, pending: &str, ids: &[u64]) {
+        if ids.is_empty() {
+            return;
+        }
+        let mut all = self.lock();
+        all.acks_since.get_or_insert_with(Instant::now);
+        match all.acks.get_mut(pending) {
+            Some(waiting) => waiting.extend_from_slice(ids),
+            None => {
+                all.acks.insert(pending.to_string(), ids.to_vec());
+            }
+        }
+    }
+
+    /// Runs `script` with the acks waiting for queue `pending` to carry
+    /// (its `ARGV` tail); they are done once it succeeds, and wait for the
+    /// next one if it fails (a repeated HDEL is harmless).
+    pub fn carrying_acks<T>(&self, pending: &str, script: impl FnOnce(&[u64]) -> RedisResult<T>) -> RedisResult<T> {
+        let acks = {
+            let mut all = self.lock();
+            match all.acks.get_mut(pending) {
+                Some(waiting) if waiting.len() > ACKS_PER_SCRIPT => waiting.drain(..ACKS_PER_SCRIPT).collect(),
+                Some(_) => all.acks.remove(pending).unwrap_or_default(),
+                None => Vec::new(),
+            }
+        };
+        let result = script(&acks);
+        if !acks.is_empty() {
+            self.acks_sent(pending, acks, result.is_ok());
+        }
+        result
+    }
+
+    /// Acks sent for queue `pending`: forgotten if `done`, else waiting again.
+    fn acks_sent(&self, pending: &str, acks: Vec<u64>, done: bool) {
+        let mut all = self.lock();
+        if done {
+            for id in &acks {
+                all.in_flight.remove(id);
+            }
+        } else {
+            all.acks_since.get_or_insert_with(Instant::now);
+            all.acks.entry(pending.to_string()).or_default().extend(acks);
+        }
+        if all.acks.is_empty() {
+            all.acks_since = None;
+        }
+    }
+
+    /// Whether acks wait, and since when.
+    pub fn acks_waiting_since(&self) -> Option<Instant> {
+        self.lock().acks_since
     }
 
     /// The highest id handed out, and the ids in flight.
@@ -169,12 +245,23 @@ static LEASE_PASS: LazyLock<Script> = LazyLock::new(|| {
     )
 });
 
-/// Acknowledges delivered items: their entries go.
-pub fn ack(conn: &mut dyn ConnectionLike, q: &Named, ids: &[u64]) -> RedisResult<()> {
-    if ids.is_empty() {
-        return Ok(());
+/// Sends every ack still waiting, each queue's in one HDEL: none of its
+/// scripts came to carry them within [`ACK_IDLE`], or the gateway stops.
+pub fn flush_acks(gw: &Gateway, conn: &mut Lazy) {
+    let pendings: Vec<String> = gw.delivery.lock().acks.keys().cloned().collect();
+    for pending in pendings {
+        let result = conn.with(&gw.connector, |c| {
+            gw.delivery.carrying_acks(&pending, |ids| {
+                if ids.is_empty() {
+                    return Ok(());
+                }
+                redis::cmd("HDEL").arg(&pending).arg(ids).exec(c)
+            })
+        });
+        if let Err(e) = result {
+            warn!(error = %e, pending = %pending, "redis backend: cannot acknowledge delivered items; retrying");
+        }
     }
-    redis::cmd("HDEL").arg(&q.pending).arg(ids).exec(conn)
 }
 
 /// Puts taken items back at the queue's front, in their order.
@@ -188,8 +275,9 @@ pub fn requeue(conn: &mut dyn ConnectionLike, q: &Named, ids: &[u64]) -> RedisRe
 }
 
 /// Hands a taken item's reply to the server if its caller still waits,
-/// then acknowledges it; else puts it back. The window left: a caller
-/// that leaves after the check loses the item (README).
+/// then acknowledges it (with the queue's next script); else puts it
+/// back. The window left: a caller that leaves after the check loses the
+/// item (README).
 pub fn deliver(gw: &Gateway, conn: &mut Lazy, q: &Named, ticket: u64, id: u64, item: Vec<u8>) {
     let delivered = gw.end.is_waiting(ticket);
     if delivered {
@@ -200,18 +288,18 @@ pub fn deliver(gw: &Gateway, conn: &mut Lazy, q: &Named, ticket: u64, id: u64, i
     settle(gw, conn, q, acked, returned);
 }
 
-/// Acknowledges `delivered` and puts back `returned`, then forgets both.
+/// Acknowledges `delivered` (with the queue's next script, ids in flight
+/// until then) and puts back `returned` now, then forgets those.
 pub fn settle(gw: &Gateway, conn: &mut Lazy, q: &Named, delivered: &[u64], returned: &[u64]) {
-    let result = conn.with(&gw.connector, |c| {
-        ack(c, q, delivered)?;
-        requeue(c, q, returned).map(drop)
-    });
-    if let Err(e) = result {
-        // What stays pending is put back by the lease pass (a duplicate
-        // for an item that was delivered).
-        warn!(error = %e, object = %q.name, "redis backend: cannot settle taken items; the lease pass will put them back");
+    gw.delivery.ack_later(&q.pending, delivered);
+    if returned.is_empty() {
+        return;
     }
-    gw.delivery.release(delivered.iter().chain(returned).copied());
+    if let Err(e) = conn.with(&gw.connector, |c| requeue(c, q, returned)) {
+        // What stays pending is put back by the lease pass.
+        warn!(error = %e, object = %q.name, "redis backend: cannot put back taken items; the lease pass will");
+    }
+    gw.delivery.release(returned.iter().copied());
 }
 
 /// The lease thread: renews this gateway's leases and puts back what

@@ -39,12 +39,15 @@ pub const WAKE_CHANNEL: &str = "fm:wake";
 /// (`waiters::RETRY`), so a gateway that still waits keeps it set.
 pub(super) const FLAG_TTL_MS: u64 = 2000;
 
-/// `KEYS`: the list, the flag, the unfinished count. `ARGV`: item,
-/// maxsize (0: unbounded), channel, name, whether to set the flag first
-/// (a parked put's retry). 1 if pushed, 0 if the queue is full.
+/// `KEYS`: the list, the flag, the unfinished count, this gateway's
+/// pending hash. `ARGV`: item, maxsize (0: unbounded), channel, name,
+/// whether to set the flag first (a parked put's retry), its TTL, then
+/// the ids of delivered items to acknowledge (`pending.rs`). 1 if pushed,
+/// 0 if the queue is full.
 static PUT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
-        "if ARGV[5] == '1' then redis.call('SET', KEYS[2], '1', 'PX', ARGV[6]) end
+        "if #ARGV > 6 then redis.call('HDEL', KEYS[4], unpack(ARGV, 7)) end
+         if ARGV[5] == '1' then redis.call('SET', KEYS[2], '1', 'PX', ARGV[6]) end
          local max = tonumber(ARGV[2])
          if max > 0 and redis.call('LLEN', KEYS[1]) >= max then return 0 end
          redis.call('RPUSH', KEYS[1], ARGV[1])
@@ -58,15 +61,18 @@ static PUT: LazyLock<Script> = LazyLock::new(|| {
 /// gateway's pending hash, the gateways set, this gateway's lease. `ARGV`:
 /// count, maxsize, channel, name, whether to set the flag first (parked
 /// gets' retry), its TTL, this gateway's id, the lease in ms, the first
-/// id. Up to `count` items, oldest first, each moved into the pending
-/// hash under the next id (`pending.rs`); a take from a bounded queue
-/// publishes, since it may make room for a parked `put`.
+/// id, then the ids of delivered items to acknowledge. Up to `count`
+/// items, oldest first, each moved into the pending hash under the next
+/// id (`pending.rs`); a take from a bounded queue publishes, since it may
+/// make room for a parked `put`. The lease is set only where it lapsed:
+/// the lease thread renews it.
 static TAKE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
-        "if ARGV[5] == '1' then redis.call('SET', KEYS[2], '1', 'PX', ARGV[6]) end
+        "if #ARGV > 9 then redis.call('HDEL', KEYS[4], unpack(ARGV, 10)) end
+         if ARGV[5] == '1' then redis.call('SET', KEYS[2], '1', 'PX', ARGV[6]) end
          local items = redis.call('LPOP', KEYS[1], ARGV[1])
          if items then
-             redis.call('SET', KEYS[6], '1', 'PX', ARGV[8])
+             redis.call('SET', KEYS[6], '1', 'PX', ARGV[8], 'NX')
              redis.call('SADD', KEYS[5], ARGV[7])
              local first = tonumber(ARGV[9])
              for i, item in ipairs(items) do redis.call('HSET', KEYS[4], tostring(first + i - 1), item) end
@@ -116,26 +122,20 @@ static UNFINISHED: LazyLock<Script> = LazyLock::new(|| {
     )
 });
 
-/// Runs the put script: `KEYS` the list, the flag and the unfinished
-/// count, `ARGV` `first`, maxsize, channel, name, flag setting and TTL.
-fn invoke<T: redis::FromRedisValue>(
-    script: &Script,
-    conn: &mut dyn ConnectionLike,
-    q: &Named,
-    first: impl redis::ToRedisArgs,
-    maxsize: i64,
-    by: For,
-) -> RedisResult<T> {
-    let mut call = script.key(&q.key);
-    call.key(&q.flag).key(&q.unfinished).arg(first).arg(maxsize).arg(WAKE_CHANNEL).arg(&q.name).arg(by.flag()).arg(FLAG_TTL_MS);
-    call.invoke(conn)
-}
-
-/// Pushes `item` unless the queue is full; whether it was pushed.
-/// With `--backend-wait-replicas`, a push fewer replicas acknowledged
-/// is an error (`replicas.rs`).
-pub fn put(conn: &mut dyn ConnectionLike, q: &Named, maxsize: i64, item: &[u8], by: For) -> RedisResult<bool> {
-    Ok(waited(conn, q.replicas, |c| invoke::<i64>(&PUT, c, q, item, maxsize, by))? == 1)
+/// Pushes `item` unless the queue is full; whether it was pushed. The
+/// script carries the queue's waiting acks. With
+/// `--backend-wait-replicas`, a push fewer replicas acknowledged is an
+/// error (`replicas.rs`).
+pub fn put(conn: &mut dyn ConnectionLike, q: &Named, maxsize: i64, item: &[u8], by: For, delivery: &Delivery) -> RedisResult<bool> {
+    let pushed: i64 = waited(conn, q.replicas, |c| {
+        delivery.carrying_acks(&q.pending, |acks| {
+            let mut call = PUT.key(&q.key);
+            call.key(&q.flag).key(&q.unfinished).key(&q.pending);
+            call.arg(item).arg(maxsize).arg(WAKE_CHANNEL).arg(&q.name).arg(by.flag()).arg(FLAG_TTL_MS).arg(acks);
+            call.invoke(c)
+        })
+    })?;
+    Ok(pushed == 1)
 }
 
 /// Items taken: the `n`th has id `first + n`, and stays pending until
@@ -155,11 +155,13 @@ impl Taken {
 /// hash. The ids of items not taken (or of a failed try) are given up.
 pub fn take(conn: &mut dyn ConnectionLike, q: &Named, maxsize: i64, count: usize, by: For, delivery: &Delivery) -> RedisResult<Taken> {
     let first = delivery.reserve(count);
-    let mut call = TAKE.key(&q.key);
-    call.key(&q.flag).key(&q.unfinished).key(&q.pending).key(&q.gateways).key(&q.lease);
-    call.arg(count).arg(maxsize).arg(WAKE_CHANNEL).arg(&q.name).arg(by.flag()).arg(FLAG_TTL_MS);
-    call.arg(&delivery.gateway).arg(LEASE.as_millis() as u64).arg(first);
-    let result: RedisResult<Option<Vec<Vec<u8>>>> = call.invoke(conn);
+    let result: RedisResult<Option<Vec<Vec<u8>>>> = delivery.carrying_acks(&q.pending, |acks| {
+        let mut call = TAKE.key(&q.key);
+        call.key(&q.flag).key(&q.unfinished).key(&q.pending).key(&q.gateways).key(&q.lease);
+        call.arg(count).arg(maxsize).arg(WAKE_CHANNEL).arg(&q.name).arg(by.flag()).arg(FLAG_TTL_MS);
+        call.arg(&delivery.gateway).arg(LEASE.as_millis() as u64).arg(first).arg(acks);
+        call.invoke(conn)
+    });
     let taken = match &result {
         Ok(items) => items.as_ref().map_or(0, Vec::len) as u64,
         Err(_) => 0,
@@ -206,7 +208,7 @@ pub fn call(
     Ok(match call {
         &QueueCall::Put { ref item, block, deadline } => {
             let item = item.as_ref().expect("a parsed put has its item");
-            if put(conn, q, maxsize, item, For::Caller)? {
+            if put(conn, q, maxsize, item, For::Caller, delivery)? {
                 Step::Answer(Reply::none())
             } else if !block || passed(deadline) {
                 Step::Answer(Reply::Error(PyException::queue_full()))

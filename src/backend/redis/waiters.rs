@@ -253,7 +253,7 @@ fn serve_queue(gw: &Gateway, conn: &mut Lazy, object: usize) -> RedisResult<()> 
     // Parked puts, oldest first, while there is room.
     let mut next = putter;
     while let Some(item) = next.take() {
-        let reply = match conn.with(&gw.connector, |c| queue::put(c, q, maxsize, &item, For::Parked)) {
+        let reply = match conn.with(&gw.connector, |c| queue::put(c, q, maxsize, &item, For::Parked, &gw.delivery)) {
             Ok(false) => break,
             Ok(true) => Reply::none(),
             // Pushed, but fewer replicas than asked have it: the put's
