@@ -5,16 +5,19 @@
 //! No worker thread waits for the host. A `create` of a hosted typeid,
 //! or a call on a [`HostedObject`], becomes a [`HostRequest`] on a channel
 //! and parks its connection in the one registry of waiting calls
-//! (`blocking`); the host answers on another channel and wakes worker 0,
-//! which turns the answer into a reply for the connection's own worker. The host runs each request on a
-//! thread of its own, so a slow method stalls only its own caller — as on
-//! CPython's thread-per-connection server.
+//! (`blocking`); the host answers on another channel and wakes the
+//! worker that owns the calling connection (its index is in the ticket),
+//! which turns the answer into the reply and writes it: no second hand-off
+//! between workers. The host runs each request on a thread of its own, so
+//! a slow method stalls only its own caller — as on CPython's
+//! thread-per-connection server.
 //!
 //! The host may also answer a `create` with a recipe for a built-in object
 //! ([`HostAnswer::Native`]): a `queue.Queue` the callable returned becomes
 //! a Rust queue with the same items, served without the host from then on.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -33,6 +36,15 @@ use super::dispatch::{self, Outcome};
 use super::mailbox::{ConnRef, Delivery};
 use super::peers::PeerProcess;
 use super::Shared;
+
+/// A ticket's low bits are the index of the worker whose connection
+/// waits for its answer (the rest count up).
+const TICKET_WORKER_BITS: u32 = 16;
+
+/// The worker that waits for the answer to `ticket`.
+fn worker_of(ticket: u64) -> usize {
+    (ticket & ((1 << TICKET_WORKER_BITS) - 1)) as usize
+}
 
 /// What the server asks of the host.
 #[derive(Debug)]
@@ -81,7 +93,8 @@ pub struct HostEnd {
     /// for requests, while others answer.
     requests: std::sync::Mutex<Receiver<HostRequest>>,
     answers: Sender<(u64, HostAnswer)>,
-    /// Worker 0 takes the answers.
+    /// The worker waiting for an answer takes it (any worker may apply
+    /// all that are there).
     shared: Arc<Shared>,
 }
 
@@ -112,7 +125,11 @@ impl HostEnd {
     /// Answers the request `ticket`.
     pub fn answer(&self, ticket: u64, answer: HostAnswer) -> Result<(), ServerGone> {
         self.answers.send((ticket, answer)).map_err(|_| ServerGone)?;
-        self.shared.mailboxes[0].nudge();
+        // Counted after the send: a worker that takes the count takes
+        // the answer too (`Shared::take_host_answers`).
+        self.shared.host_answers.fetch_add(1, Ordering::Release);
+        let workers = self.shared.mailboxes.len();
+        self.shared.mailboxes[worker_of(ticket) % workers].nudge();
         Ok(())
     }
 }
@@ -165,7 +182,7 @@ impl Core {
             out.push(Delivery { conn, reply, close: true, parked_on: None });
             return;
         };
-        let ticket = host.next_ticket;
+        let ticket = (host.next_ticket << TICKET_WORKER_BITS) | conn.worker as u64;
         host.next_ticket += 1;
         let (request, purpose) = match call_on {
             None => (HostRequest::Create { ticket, typeid: typeid.to_string(), frame: frame.to_vec() }, HostPurpose::Create { peer }),

@@ -10,7 +10,8 @@
 //! `--threads 1` is one event loop, as before.
 //!
 //! Worker 0 also accepts connections (handing them out in turn), takes
-//! signals and the host's answers, and runs the core's own timers. The
+//! signals, and runs the core's own timers; the host's answers go to the
+//! worker whose connection waits for them. The
 //! client process behind a TCP connection is looked up on a thread of its
 //! own (`identify`), so a /proc search stalls no worker.
 
@@ -137,6 +138,8 @@ pub(crate) struct Shared {
     embedded: AtomicBool,
     /// Counts, connections and slow calls, for `stat` and `/metrics`.
     stats: stats::Stats,
+    /// Answers the host sent that no worker has applied yet (`host.rs`).
+    host_answers: AtomicUsize,
 }
 
 impl Shared {
@@ -149,7 +152,14 @@ impl Shared {
             live_connections: AtomicUsize::new(0),
             config,
             embedded: AtomicBool::new(false),
+            host_answers: AtomicUsize::new(0),
         }
+    }
+
+    /// Whether the host has sent answers since the last call; a worker
+    /// that sees so applies every answer there is.
+    fn take_host_answers(&self) -> bool {
+        self.host_answers.swap(0, Ordering::Acquire) > 0
     }
 
     fn lock(&self) -> MutexGuard<'_, Core> {

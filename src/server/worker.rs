@@ -3,8 +3,9 @@
 //! A connection stays on the worker that adopted it. The worker reads its
 //! frames, handles them (`requests.rs`), writes the replies, and closes it;
 //! replies for it that other workers produced arrive in the worker's
-//! mailbox. Worker 0 also owns the listener and the signals, and runs the
-//! core's own timers.
+//! mailbox, and the host's answers to its connections' calls wake it.
+//! Worker 0 also owns the listener and the signals, and runs the core's
+//! own timers.
 
 use std::collections::VecDeque;
 use std::io;
@@ -326,7 +327,7 @@ impl Worker {
         }
     }
 
-    /// Mail from other threads; on worker 0, the host's answers too.
+    /// Mail from other threads, and the host's answers.
     pub(super) fn on_wake(&mut self) {
         let mut inbox = std::mem::take(&mut self.inbox);
         self.shared.mailboxes[self.index].take(&mut inbox);
@@ -349,8 +350,8 @@ impl Worker {
             }
         }
         self.inbox = inbox;
-        if self.index == 0 {
-            // Host answers, and timers another worker set.
+        // Host answers; on worker 0, timers another worker set too.
+        if self.shared.take_host_answers() || self.index == 0 {
             self.step(|core, out| core.on_host_answers(out));
         }
     }
