@@ -12,6 +12,13 @@
 //! a slow method stalls only its own caller — as on CPython's
 //! thread-per-connection server.
 //!
+//! A host may also run calls on the calling worker's own thread
+//! ([`InlineHost`], the Redis gateway): the step that parks the call only
+//! queues it, and the worker runs it once the step is over and the
+//! connection parked, then applies the answer at once. A call then costs
+//! no thread hand-off at all, but the worker's other connections wait for
+//! it, so a host makes only short calls inline and gives back the rest.
+//!
 //! The host may also answer a `create` with a recipe for a built-in object
 //! ([`HostAnswer::Native`]): a `queue.Queue` the callable returned becomes
 //! a Rust queue with the same items, served without the host from then on.
@@ -19,7 +26,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use tracing::warn;
@@ -134,6 +141,27 @@ impl HostEnd {
     }
 }
 
+/// A host that runs calls on the worker thread that received them.
+pub trait InlineHost: Send + Sync {
+    /// Runs `request` (a [`HostRequest::Call`]) now, answering it through
+    /// [`HostEnd::answer`] (at once, or later if it waits), or gives it
+    /// back to be sent to the host's own threads.
+    fn call_inline(&self, request: HostRequest) -> Option<HostRequest>;
+}
+
+impl HostEnd {
+    /// From now on, calls on hosted objects run on the calling worker's
+    /// thread through `host` (creates, releases and disconnections still
+    /// come through [`HostEnd::next_request`]). Held weakly: the host
+    /// owns this end.
+    pub fn serve_calls_inline(&self, host: Weak<dyn InlineHost>) {
+        let _ = self.shared.inline_host.set(host);
+        if let Some(link) = self.shared.lock().host.as_mut() {
+            link.inline = true;
+        }
+    }
+}
+
 /// Stops a running server from another thread.
 #[derive(Clone)]
 pub struct Stopper {
@@ -153,13 +181,24 @@ pub struct HostLink {
     next_ticket: u64,
     /// Built-in objects made for a host object its program keeps.
     shared: HashMap<u64, ObjectId>,
+    /// Calls run on the worker's thread (`InlineHost`): those a step
+    /// forwarded, for its worker to run after the step.
+    inline: bool,
+    inline_calls: Vec<HostRequest>,
 }
 
 impl HostLink {
     pub(super) fn new(shared: Arc<Shared>) -> (HostLink, HostEnd) {
         let (request_tx, request_rx) = mpsc::channel();
         let (answer_tx, answer_rx) = mpsc::channel();
-        let link = HostLink { requests: request_tx, answers: answer_rx, next_ticket: 1, shared: HashMap::new() };
+        let link = HostLink {
+            requests: request_tx,
+            answers: answer_rx,
+            next_ticket: 1,
+            shared: HashMap::new(),
+            inline: false,
+            inline_calls: Vec::new(),
+        };
         (link, HostEnd { requests: std::sync::Mutex::new(request_rx), answers: answer_tx, shared })
     }
 }
@@ -191,12 +230,30 @@ impl Core {
                 (request, HostPurpose::Call { object, peer })
             }
         };
-        if host.requests.send(request).is_err() {
+        if host.inline && matches!(request, HostRequest::Call { .. }) {
+            host.inline_calls.push(request);
+        } else if host.requests.send(request).is_err() {
             let reply = Reply::Traceback(format_traceback("RuntimeError: the host of this object has stopped"));
             out.push(Delivery { conn, reply, close: call_on.is_none(), parked_on: None });
             return;
         }
         self.state.blocked.park_for_host(ticket, HostWait { conn, purpose });
+    }
+
+    /// Moves the calls to run inline that this step forwarded to `into`.
+    pub(super) fn take_inline_calls(&mut self, into: &mut Vec<HostRequest>) {
+        if let Some(host) = self.host.as_mut()
+            && !host.inline_calls.is_empty()
+        {
+            into.append(&mut host.inline_calls);
+        }
+    }
+
+    /// Sends a call the inline host gave back to the host's threads.
+    pub(super) fn send_to_host(&mut self, request: HostRequest) {
+        if let Some(host) = self.host.as_ref() {
+            let _ = host.requests.send(request);
+        }
     }
 
     /// Applies every answer the host has sent.

@@ -140,6 +140,8 @@ pub(crate) struct Shared {
     stats: stats::Stats,
     /// Answers the host sent that no worker has applied yet (`host.rs`).
     host_answers: AtomicUsize,
+    /// A host that runs calls on the workers' threads (`host.rs`).
+    inline_host: std::sync::OnceLock<std::sync::Weak<dyn host::InlineHost>>,
 }
 
 impl Shared {
@@ -153,6 +155,7 @@ impl Shared {
             config,
             embedded: AtomicBool::new(false),
             host_answers: AtomicUsize::new(0),
+            inline_host: std::sync::OnceLock::new(),
         }
     }
 

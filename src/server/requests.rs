@@ -220,6 +220,8 @@ impl Worker {
                 conn.park();
             }
         }
+        // A call on a hosted object may run here now (`host.rs`).
+        self.run_inline();
         served
     }
 

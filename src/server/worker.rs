@@ -74,6 +74,9 @@ pub(super) struct Worker {
     held: Held<Delivery>,
     sync: Option<(Arc<LogWriter>, Arc<SyncWatch>)>,
     inbox: Vec<Mail>,
+    /// Calls on hosted objects to run on this thread (`host.rs`), once
+    /// the step that forwarded them is over.
+    inline_calls: Vec<crate::server::host::HostRequest>,
     /// The earliest deadline of a call this worker's connections parked.
     pub(super) next_deadline: Option<Instant>,
     /// When the core's own timers are due (worker 0 only).
@@ -111,6 +114,7 @@ impl Worker {
             held: Held::default(),
             sync,
             inbox: Vec::new(),
+            inline_calls: Vec::new(),
             next_deadline: None,
             next_core_timer: None,
             finder: None,
@@ -140,6 +144,8 @@ impl Worker {
             // Round up so a deadline is never polled for a zero-length wait
             // again and again just before it passes.
             let timeout = next.map(|d| d.saturating_duration_since(Instant::now()) + Duration::from_micros(200));
+            // Inline calls a step left (`on_call` runs its own).
+            self.run_inline();
             // Connections with work left, or held replies a sync covered
             // already, only look for new events.
             let timeout = if self.resume.is_empty() && !self.held_ready() { timeout } else { Some(Duration::ZERO) };
@@ -200,6 +206,7 @@ impl Worker {
         let r = {
             let mut core = self.shared.lock();
             let r = f(&mut core, &mut self.out);
+            core.take_inline_calls(&mut self.inline_calls);
             if let Some(at) = core.log_changes() {
                 logged = Some((at, core.durable.as_ref().expect("logged").log.clone()));
             }
@@ -231,6 +238,33 @@ impl Worker {
             self.release_held(true);
         }
         r
+    }
+
+    /// Runs the calls on hosted objects that steps left to run here
+    /// (`host.rs`), then applies the answers they gave. After the step that
+    /// forwarded a call has parked its connection: an answer given at once
+    /// finds it parked, as one from the host's threads would.
+    pub(super) fn run_inline(&mut self) {
+        if self.inline_calls.is_empty() {
+            return;
+        }
+        let host = self.shared.inline_host.get().and_then(std::sync::Weak::upgrade);
+        let mut calls = std::mem::take(&mut self.inline_calls);
+        for request in calls.drain(..) {
+            let back = match &host {
+                Some(host) => host.call_inline(request),
+                None => Some(request),
+            };
+            if let Some(request) = back {
+                self.step(|core, _| core.send_to_host(request));
+            }
+        }
+        if self.inline_calls.is_empty() {
+            self.inline_calls = calls;
+        }
+        if self.shared.take_host_answers() {
+            self.step(|core, out| core.on_host_answers(out));
+        }
     }
 
     /// Whether held replies can go out now. Before the worker sleeps:

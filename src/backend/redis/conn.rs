@@ -14,11 +14,16 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// A reply slower than this counts as a failure (a stalled node); the
 /// cluster client then retries, so a failover shows as a stall.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// An inline call's connection (`inline.rs`) waits this long at most, and
+/// does not retry: a worker thread must not stall long for its clients.
+const INLINE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Makes connections to the backend.
+#[derive(Clone)]
 pub enum Connector {
     Cluster(ClusterClient),
-    Single(redis::Client),
+    /// With its connect and response timeout.
+    Single(redis::Client, Duration),
 }
 
 pub enum Conn {
@@ -28,25 +33,34 @@ pub enum Conn {
 
 impl Connector {
     pub fn new(nodes: &[String], cluster: bool) -> RedisResult<Connector> {
+        Connector::tuned(nodes, cluster, None)
+    }
+
+    /// For inline calls: no retries, and [`INLINE_TIMEOUT`].
+    pub fn for_inline(nodes: &[String], cluster: bool) -> RedisResult<Connector> {
+        Connector::tuned(nodes, cluster, Some(INLINE_TIMEOUT))
+    }
+
+    fn tuned(nodes: &[String], cluster: bool, inline: Option<Duration>) -> RedisResult<Connector> {
         let urls: Vec<String> = nodes.iter().map(|n| format!("redis://{n}")).collect();
         Ok(if cluster {
-            Connector::Cluster(
-                ClusterClient::builder(urls)
-                    .connection_timeout(CONNECT_TIMEOUT)
-                    .response_timeout(RESPONSE_TIMEOUT)
-                    .build()?,
-            )
+            let builder = ClusterClient::builder(urls);
+            let builder = match inline {
+                Some(t) => builder.connection_timeout(t).response_timeout(t).retries(0),
+                None => builder.connection_timeout(CONNECT_TIMEOUT).response_timeout(RESPONSE_TIMEOUT),
+            };
+            Connector::Cluster(builder.build()?)
         } else {
-            Connector::Single(redis::Client::open(urls[0].as_str())?)
+            Connector::Single(redis::Client::open(urls[0].as_str())?, inline.unwrap_or(RESPONSE_TIMEOUT))
         })
     }
 
     pub fn connect(&self) -> RedisResult<Conn> {
         Ok(match self {
             Connector::Cluster(c) => Conn::Cluster(c.get_connection()?),
-            Connector::Single(c) => {
-                let conn = c.get_connection_with_timeout(CONNECT_TIMEOUT)?;
-                conn.set_read_timeout(Some(RESPONSE_TIMEOUT))?;
+            Connector::Single(c, timeout) => {
+                let conn = c.get_connection_with_timeout(CONNECT_TIMEOUT.min(*timeout))?;
+                conn.set_read_timeout(Some(*timeout))?;
                 Conn::Single(conn)
             }
         })
@@ -80,30 +94,81 @@ fn transient(e: &RedisError) -> bool {
 /// A thread's connection, made on first use and made again after an
 /// error (which also reloads the cluster's slot map).
 #[derive(Default)]
-pub struct Lazy(Option<Conn>);
+pub struct Lazy {
+    conn: Option<Conn>,
+    /// An inline call's connection (`inline.rs`): its own connector, and
+    /// the state of the call it runs.
+    inline: Option<(Connector, InlineCall)>,
+}
+
+/// Where the inline call a connection runs stands.
+#[derive(Default)]
+struct InlineCall {
+    /// Commands that succeeded.
+    commands: u32,
+    /// Its first command failed on a transient error: the call goes back
+    /// to the request threads, which ride out a failover.
+    gave_up: bool,
+}
 
 impl Lazy {
+    /// The connection of a worker thread's inline calls.
+    pub fn inline(connector: Connector) -> Lazy {
+        Lazy { conn: None, inline: Some((connector, InlineCall::default())) }
+    }
+
+    /// An inline call begins.
+    pub fn begin_call(&mut self) {
+        if let Some((_, call)) = &mut self.inline {
+            *call = InlineCall::default();
+        }
+    }
+
+    /// Whether the inline call gave up (its first command failed on a
+    /// transient error, nothing else run): it is to be run again elsewhere.
+    pub fn gave_up(&self) -> bool {
+        self.inline.as_ref().is_some_and(|(_, call)| call.gave_up)
+    }
+
     /// Runs `f` on the connection. Through a failover (a transient error)
     /// it reconnects and runs `f` again, with backoff, for up to
     /// [`STALL_LIMIT`], so that clients see a stall rather than an error.
     /// A command whose connection dropped after it was sent may have run:
-    /// running it again may repeat a push (at-least-once).
+    /// running it again may repeat a push (at-least-once). An inline
+    /// call's first command gives up instead (`gave_up`); a later one
+    /// rides the failover out on the worker, a rare stall of its clients.
     pub fn with<T>(&mut self, connector: &Connector, mut f: impl FnMut(&mut dyn ConnectionLike) -> RedisResult<T>) -> RedisResult<T> {
         let started = Instant::now();
         let mut pause = Duration::from_millis(50);
+        let Lazy { conn, inline } = self;
+        let (connector, mut call) = match inline {
+            Some((own, call)) => (&*own, Some(call)),
+            None => (connector, None),
+        };
         loop {
-            let result = match &mut self.0 {
-                Some(conn) => f(conn.raw()),
-                None => connector.connect().and_then(|conn| f(self.0.insert(conn).raw())),
+            let result = match conn {
+                Some(c) => f(c.raw()),
+                None => connector.connect().and_then(|c| f(conn.insert(c).raw())),
             };
+            if let Some(call) = call.as_deref_mut() {
+                match &result {
+                    Ok(_) => call.commands += 1,
+                    Err(e) if transient(e) && call.commands == 0 => {
+                        call.gave_up = true;
+                        *conn = None;
+                        return result;
+                    }
+                    Err(_) => {}
+                }
+            }
             match result {
                 Err(e) if transient(&e) && started.elapsed() < STALL_LIMIT => {
-                    self.0 = None;
+                    *conn = None;
                     std::thread::sleep(pause);
                     pause = (pause * 2).min(Duration::from_millis(500));
                 }
                 Err(e) => {
-                    self.0 = None;
+                    *conn = None;
                     return Err(e);
                 }
                 ok => return ok,

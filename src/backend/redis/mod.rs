@@ -16,6 +16,7 @@ mod conn;
 mod created;
 mod dict;
 mod event;
+mod inline;
 mod list;
 mod lock;
 mod namespace;
@@ -167,6 +168,9 @@ pub struct Gateway {
     url: String,
     nodes: Vec<String>,
     connector: Connector,
+    /// For calls run on the server's worker threads (`inline.rs`); none
+    /// with `--backend-wait-replicas`.
+    inline: Option<Connector>,
     /// Named objects, then `create`d ones (`created.rs`).
     objects: created::Objects,
     by_name: HashMap<String, usize>,
@@ -185,6 +189,7 @@ pub struct Plan {
     url: String,
     nodes: Vec<String>,
     connector: Connector,
+    inline: Option<Connector>,
     objects: Vec<Named>,
     delivery: Delivery,
 }
@@ -200,6 +205,10 @@ impl Gateway {
         replicas: Option<replicas::Replicas>,
     ) -> Result<Plan> {
         let connector = Connector::new(&nodes, cluster).with_context(|| format!("redis backend ({url})"))?;
+        let inline = match replicas {
+            None => Some(Connector::for_inline(&nodes, cluster).with_context(|| format!("redis backend ({url})"))?),
+            Some(_) => None,
+        };
         let mut conn = connector.connect().with_context(|| format!("redis backend ({url}): cannot connect"))?;
         let delivery = Delivery::new();
         let mut objects = Vec::new();
@@ -233,7 +242,7 @@ impl Gateway {
             }
             objects.push(named);
         }
-        Ok(Plan { url, nodes, connector, objects, delivery })
+        Ok(Plan { url, nodes, connector, inline, objects, delivery })
     }
 }
 
@@ -246,6 +255,7 @@ impl Plan {
             url: self.url,
             nodes: self.nodes,
             connector: self.connector,
+            inline: self.inline,
             objects: created::Objects::new(self.objects),
             by_name,
             waiters: Waiters::default(),
@@ -255,6 +265,10 @@ impl Plan {
             limits,
         });
         info!(backend = %gw.url, objects = gw.objects.named().len(), "redis backend: objects live in Redis");
+        if gw.inline.is_some() {
+            let weak: std::sync::Weak<Gateway> = Arc::downgrade(&gw);
+            gw.end.serve_calls_inline(weak);
+        }
         let spawn = |name: &str, f: fn(Arc<Gateway>)| {
             let gw = gw.clone();
             std::thread::Builder::new().name(name.to_string()).spawn(move || f(gw)).map(drop)

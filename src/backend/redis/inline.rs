@@ -1,0 +1,61 @@
+//! Calls run on the server's worker threads (`server::host::InlineHost`):
+//! the worker that read a call runs its Redis commands itself, on a
+//! connection of its own, instead of handing the call to a request thread
+//! and taking the answer back. At one client that hand-off (two thread
+//! wake-ups a call) cost more than the round trip to Redis.
+//!
+//! The worker's other connections wait meanwhile, so an inline call must
+//! stay short: its connection has a short timeout and no retries, and a
+//! call whose first command fails on a transient error (a failover, a
+//! moved slot, a node that does not answer) is given back to the request
+//! threads, which ride the failover out; the worker then sends every call
+//! to them for [`PAUSE`]. With `--backend-wait-replicas` nothing runs
+//! inline (WAIT waits for replicas).
+
+use std::cell::RefCell;
+use std::time::{Duration, Instant};
+
+use crate::server::host::{HostRequest, InlineHost};
+
+use super::conn::Lazy;
+use super::Gateway;
+
+/// How long a worker sends its calls to the request threads after an
+/// inline call gave up.
+const PAUSE: Duration = Duration::from_secs(1);
+
+/// A worker thread's inline connection, and until when it pauses.
+#[derive(Default)]
+struct Worker {
+    conn: Option<Lazy>,
+    paused_until: Option<Instant>,
+}
+
+thread_local! {
+    static WORKER: RefCell<Worker> = RefCell::default();
+}
+
+impl InlineHost for Gateway {
+    fn call_inline(&self, request: HostRequest) -> Option<HostRequest> {
+        let Some(connector) = &self.inline else { return Some(request) };
+        let HostRequest::Call { ticket, key, connection, frame } = request else { return Some(request) };
+        WORKER.with_borrow_mut(|worker| {
+            let back = || Some(HostRequest::Call { ticket, key, connection, frame: frame.clone() });
+            if worker.paused_until.is_some_and(|t| Instant::now() < t) {
+                return back();
+            }
+            worker.paused_until = None;
+            let conn = worker.conn.get_or_insert_with(|| Lazy::inline(connector.clone()));
+            conn.begin_call();
+            let reply = self.call(conn, ticket, key as usize, connection, &frame);
+            if conn.gave_up() {
+                worker.paused_until = Some(Instant::now() + PAUSE);
+                return back();
+            }
+            if let Some(reply) = reply {
+                self.answer(ticket, reply);
+            }
+            None
+        })
+    }
+}
