@@ -128,6 +128,54 @@ def test_created_locks_events_and_lists_work_and_are_freed(gw):
     print('created sync objects and a list freed %.2f s after their last proxy' % waited)
 
 
+def semaphore_outcomes(m):
+    """What SyncManager `m`'s semaphores do with start values given and
+    refused: the acquires' results and the exceptions' lines."""
+    import re
+    out = []
+    s = m.Semaphore(3)
+    out.append([s.acquire(False) for _ in range(4)])
+    s.release()
+    out.append(s.acquire(False))
+    out.append(m.Semaphore(0).acquire(timeout=0.1))
+    kw = m.Semaphore(value=2)
+    out.append([kw.acquire(False) for _ in range(3)])
+    one = m.Semaphore()
+    out.append([one.acquire(False) for _ in range(2)])
+    b = m.BoundedSemaphore(2)
+    out.append([b.acquire(False) for _ in range(3)])
+    b.release()
+    b.release()
+    try:
+        b.release()
+        out.append('released past its bound')
+    except ValueError as e:
+        out.append(('ValueError', str(e)))
+    for make in (m.Semaphore, m.BoundedSemaphore):
+        try:
+            make(-1)
+            out.append('made')
+        except Exception as e:
+            # A create that fails is a RemoteError carrying the server's
+            # traceback, on CPython's server: its last exception line.
+            out.append((type(e).__name__,
+                        re.findall(r'^(\w+Error: .*)$', str(e), re.M)[-1:]))
+    return out
+
+
+def test_created_semaphores_take_their_start_value_as_on_cpythons_server(gw):
+    from multiprocessing.managers import SyncManager
+    reference = SyncManager(authkey=b'reference')
+    reference.start()
+    try:
+        expected = semaphore_outcomes(reference)
+    finally:
+        reference.shutdown()
+    assert expected[0] == [True, True, True, False]
+    assert expected[-1] == ('RemoteError', ['ValueError: semaphore initial value must be >= 0'])
+    assert semaphore_outcomes(sync_manager(gw[0])) == expected
+
+
 def test_created_object_of_a_killed_gateway_is_freed_after_its_lease(gw, tmp_path):
     c = Gateway(str(tmp_path / 'c.log'))
     try:
