@@ -440,6 +440,30 @@ def clients(server, tmp_path):
 
 
 # --------------------------------------------------------------------------
+# The Redis backend's cluster (compat-tests/redis_support.py)
+
+@pytest.fixture(scope='session')
+def redis_cluster(tmp_path_factory):
+    """One local Redis Cluster for every test_redis_backend*.py file (its
+    state directory: pid files redis-PORT.pid), started on first use."""
+    from redis_support import cluster_script
+    state = tmp_path_factory.mktemp('redis')
+    cluster_script('start', state)
+    yield state
+    cluster_script('stop', state)
+
+
+@pytest.fixture
+def restored_redis_cluster(redis_cluster):
+    """The cluster, for a test that changes it (kills a master): made
+    fresh again afterwards (empty, the start-up masters), for the tests
+    after it."""
+    from redis_support import cluster_script
+    yield redis_cluster
+    cluster_script('restart', redis_cluster)
+
+
+# --------------------------------------------------------------------------
 # Reporting
 
 _ran_versions = set()

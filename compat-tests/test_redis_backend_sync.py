@@ -4,9 +4,8 @@ stock CPython clients: the semantics of `threading`'s objects across
 gateways, what a killed client and a killed gateway leave behind, and list
 calls compared with a local Python list.
 
-The cluster and the gateway harness are test_redis_backend.py's (this
-module starts its own cluster on the same ports, after that module's is
-stopped).
+The cluster (the session's) and the gateway harness are
+compat-tests/redis_support.py's.
 """
 import json
 import os
@@ -18,12 +17,11 @@ import time
 
 import pytest
 
-from conftest import HERE, client_env, server_kind
-from test_redis_backend import (AUTHKEY, Gateway, cluster,  # noqa: F401 (a fixture)
-                                redis_cli, two_gateways)
+from conftest import HERE, client_env
+from redis_support import (AUTHKEY, LEASE, Gateway, only_rust, redis_cli,
+                           two_gateways)
 
-pytestmark = pytest.mark.skipif(
-    server_kind() != 'rust', reason="the Redis backend is the Rust server's")
+pytestmark = only_rust
 
 CLIENT = HERE / 'clients' / 'redis_backend_sync.py'
 REGISTER = ['lock=Lock', 'rlock=RLock', 'sem=Semaphore(2)',
@@ -31,8 +29,6 @@ REGISTER = ['lock=Lock', 'rlock=RLock', 'sem=Semaphore(2)',
 KEYS = ['fm:{k:lock}:lock', 'fm:{k:rlock}:lock', 'fm:{s:sem}:sem',
         'fm:{s:sem}:held', 'fm:{s:bsem}:sem', 'fm:{s:bsem}:held',
         'fm:{e:event}:event', 'fm:{l:items}:items', 'fm:{l:items}:version']
-# A gateway's lease (src/backend/redis/pending.rs: LEASE).
-LEASE = 5.0
 
 
 def manager(gateway):
@@ -51,7 +47,7 @@ def manager(gateway):
 
 
 @pytest.fixture(scope='module')
-def gateways(cluster, tmp_path_factory):  # noqa: F811 (the imported fixture)
+def gateways(redis_cluster, tmp_path_factory):
     with two_gateways(tmp_path_factory.mktemp('sync-gateways'), REGISTER) as pair:
         yield pair
 

@@ -6,6 +6,10 @@
 #
 #   scripts/redis-cluster.sh start [--gateways]   # state in $REDIS_CLUSTER_DIR
 #   scripts/redis-cluster.sh stop
+#   scripts/redis-cluster.sh restart              # a fresh, empty cluster on the
+#                                                 # same ports (after a test killed
+#                                                 # a master: failovers changed
+#                                                 # which nodes are masters)
 #
 # REDIS_CLUSTER_PORT (default 7101) moves the six ports (PORT..PORT+5), so
 # two test runs on one machine do not meet.
@@ -86,5 +90,8 @@ start() {
 case "${1:-}" in
     start) shift; start "$@" ;;
     stop) stop ;;
-    *) echo "usage: $0 start [--gateways] | stop" >&2; exit 2 ;;
+    # start stops what this script started first; gateways are not
+    # restarted (they would lose their clients anyway).
+    restart) start ;;
+    *) echo "usage: $0 start [--gateways] | stop | restart" >&2; exit 2 ;;
 esac

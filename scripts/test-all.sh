@@ -64,9 +64,7 @@ FASTMANAGER_SERVER=rust FASTMANAGER_THREADS=1 FASTMANAGER_PYTHONS="3.6 3.13" \
     --ignore=compat-tests/test_bench_smoke.py \
     --ignore=compat-tests/test_interpreters.py \
     --ignore=compat-tests/test_durable.py \
-    --ignore=compat-tests/test_redis_backend.py \
-    --ignore=compat-tests/test_redis_backend_sync.py \
-    --ignore=compat-tests/test_redis_failover.py
+    --ignore-glob='compat-tests/test_redis_*.py'
 
 if [[ "${1:-}" == "--both" ]]; then
     echo "== compat tests against CPython's server (reference)"

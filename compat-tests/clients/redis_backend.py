@@ -1,4 +1,4 @@
-"""A stock CPython client of a Redis-backed gateway (test_redis_backend.py).
+"""A stock CPython client of a Redis-backed gateway (test_redis_backend_queues.py).
 
     redis_backend.py ROLE HOST:PORT AUTHKEY [ARGS...]
 

@@ -170,6 +170,8 @@ pub fn create(gw: &Gateway, conn: &mut Lazy, typeid: String, kind: ObjectKind, f
     let id = format!("o:{}", random_hex());
     let kind = match (kind, &initial) {
         (ObjectKind::Queue { .. }, Initial::Queue { maxsize }) => ObjectKind::Queue { maxsize: *maxsize },
+        // Every script on it sets its hash from this value if absent.
+        (ObjectKind::Semaphore { bounded, .. }, Initial::Semaphore(value)) => ObjectKind::Semaphore { bounded, initial: *value },
         (kind, _) => kind,
     };
     let mut named = Named::new(id.clone(), kind, prefix_of(&id), "data", &gw.delivery.gateway, gw.replicas());
@@ -212,6 +214,8 @@ enum Initial {
     Dict(objects::dict::DictCall),
     Namespace(Vec<NamespaceCall>),
     Value(crate::pickle::Item),
+    /// `Semaphore(value)`'s and `BoundedSemaphore(value)`'s start value.
+    Semaphore(u64),
     /// A kind made empty (its keys absent).
     Empty,
 }
@@ -246,6 +250,19 @@ impl Initial {
                 SharedObject::Value(v) => Initial::Value(v.value().pickle().clone()),
                 _ => unreachable!("Value's constructor makes a Value"),
             },
+            // The embedded server's constructors: `value` defaults to 1,
+            // a negative one is CPython's ValueError.
+            ObjectKind::Semaphore { bounded, .. } => {
+                let made = if bounded {
+                    objects::sync::semaphore::bounded_semaphore_construct(ctor, &table)?
+                } else {
+                    objects::sync::semaphore::semaphore_construct(ctor, &table)?
+                };
+                match made {
+                    SharedObject::Semaphore(s) => Initial::Semaphore(s.value()),
+                    _ => unreachable!("a semaphore's constructor makes a semaphore"),
+                }
+            }
             #[allow(unreachable_patterns)]
             _ if ctor.args.is_empty() && ctor.kwds.is_empty() => Initial::Empty,
             #[allow(unreachable_patterns)]
@@ -262,7 +279,7 @@ impl Initial {
             Initial::Dict(call) => dict::call(conn, named, call).map(drop),
             Initial::Namespace(sets) => sets.iter().try_for_each(|set| namespace::call(conn, named, set).map(drop)),
             Initial::Value(v) => redis::cmd("SET").arg(&named.key).arg(&v[..]).exec(conn),
-            Initial::Queue { .. } | Initial::Empty => Ok(()),
+            Initial::Queue { .. } | Initial::Semaphore(_) | Initial::Empty => Ok(()),
         }
     }
 }

@@ -23,12 +23,17 @@
 //! woken by this gateway's releases directly and by other gateways'
 //! through the wake channel (published while the lock's `waiting` flag
 //! is set, as for queues).
+//!
+//! With `--backend-wait-replicas`, a client's acquire and release wait
+//! for replicas (`replicas.rs`): an acquire fewer replicas confirmed is
+//! given back and fails (a failover could lose it and let a second holder
+//! in), a release under a shortfall stays done and fails saying so.
 
 use std::collections::HashMap;
 use std::sync::{LazyLock, Mutex};
 use std::time::Instant;
 
-use redis::{ConnectionLike, RedisResult, Script};
+use redis::{ConnectionLike, RedisError, RedisResult, Script};
 use tracing::{info, warn};
 
 use crate::objects::sync::lock::{parse_call, release_error, LockCall, LockKind};
@@ -36,6 +41,7 @@ use crate::protocol::{Reply, ReplyValue, Request};
 
 use super::conn::Lazy;
 use super::pending::LEASE;
+use super::replicas;
 use super::queue::{For, FLAG_TTL_MS, WAKE_CHANNEL};
 use super::waiters::SyncWaiter;
 use super::{Caller, Gateway, Named, Ran, ObjectKind};
@@ -149,6 +155,41 @@ fn try_acquire(c: &mut dyn ConnectionLike, gw: &Gateway, q: &Named, owner: &str,
     Ok(call.invoke::<i64>(c)? == 1)
 }
 
+/// [`try_acquire`] with `--backend-wait-replicas`: whether the lock was
+/// taken, and if so but fewer replicas than asked confirmed it, the error
+/// for its caller (the acquire given back meanwhile).
+fn acquire_replicated(gw: &Gateway, conn: &mut Lazy, q: &Named, by: Caller, only_reentry: bool, who: For) -> RedisResult<(bool, Option<RedisError>)> {
+    let me = owner(gw, by.connection);
+    let (taken, short) =
+        conn.with(&gw.connector, |c| replicas::waited_noting(c, q.replicas, |c| try_acquire(c, gw, q, &me, who, only_reentry)))?;
+    match short {
+        Some(short) if taken => {
+            give_back(gw, conn, q, by, "redis backend: cannot give back an acquire that was not replicated");
+            Ok((true, Some(short.undone())))
+        }
+        _ => Ok((taken, None)),
+    }
+}
+
+/// Undoes one acquire of `by` that its caller will not hold (it left, or
+/// the acquire was not replicated). Such releases do not wait for
+/// replicas: no client is told of them, and the acquire they undo was
+/// itself unconfirmed (a failover loses both) or its client is gone (a
+/// failover that loses the release leaves the lock held by a caller that
+/// is gone, as a lost release of a client's would: waiting could only
+/// report that, to nobody).
+fn give_back(gw: &Gateway, conn: &mut Lazy, q: &Named, by: Caller, failed: &str) {
+    let me = owner(gw, by.connection);
+    match conn.with(&gw.connector, |c| release(c, q, &me, true, false)) {
+        Ok(0) => {
+            gw.locks.remove(by.connection, by.object);
+            gw.waiters.kick();
+        }
+        Ok(_) => {}
+        Err(e) => warn!(error = %e, object = %q.name, "{failed}"),
+    }
+}
+
 /// `owner_only`: the release must be the owner's; `all`: every level.
 fn release(c: &mut dyn ConnectionLike, q: &Named, owner: &str, owner_only: bool, all: bool) -> RedisResult<i64> {
     let flag = |b: bool| if b { "1" } else { "0" };
@@ -169,11 +210,11 @@ pub fn call(gw: &Gateway, conn: &mut Lazy, q: &Named, by: Caller, req: &Request<
             // Behind this gateway's parked acquires (FIFO), unless it
             // would not wait anyway; an RLock's owner re-enters at once.
             let only_reentry = a.blocking && !passed && gw.waiters.has_sync(object);
-            match conn.with(&gw.connector, |c| try_acquire(c, gw, q, &me, For::Caller, only_reentry)) {
-                Err(e) => Err(e),
-                Ok(true) => Ok(granted(gw, conn, ticket, object, connection)),
-                Ok(false) if !a.blocking || passed => Ok(Some(Reply::Return(ReplyValue::Bool(false)))),
-                Ok(false) => {
+            match acquire_replicated(gw, conn, q, by, only_reentry, For::Caller) {
+                Err(e) | Ok((_, Some(e))) => Err(e),
+                Ok((true, None)) => Ok(granted(gw, conn, ticket, object, connection)),
+                Ok((false, _)) if !a.blocking || passed => Ok(Some(Reply::Return(ReplyValue::Bool(false)))),
+                Ok((false, _)) => {
                     gw.waiters.park_sync(object, SyncWaiter { ticket, deadline: a.deadline, connection, since: 0 });
                     Ok(None)
                 }
@@ -181,9 +222,10 @@ pub fn call(gw: &Gateway, conn: &mut Lazy, q: &Named, by: Caller, req: &Request<
         }
         LockCall::Release => {
             let reentrant = kind(q) == LockKind::RLock;
-            conn.with(&gw.connector, |c| release(c, q, &me, reentrant, false)).map(|left| {
+            let released = conn.with(&gw.connector, |c| replicas::waited_noting(c, q.replicas, |c| release(c, q, &me, reentrant, false)));
+            released.and_then(|(left, short)| {
                 if left < 0 {
-                    return Some(Reply::Error(release_error(kind(q))));
+                    return Ok(Some(Reply::Error(release_error(kind(q)))));
                 }
                 if left == 0 {
                     gw.locks.remove(connection, object);
@@ -191,7 +233,9 @@ pub fn call(gw: &Gateway, conn: &mut Lazy, q: &Named, by: Caller, req: &Request<
                         gw.waiters.kick();
                     }
                 }
-                Some(Reply::none())
+                // Done on the master all the same: the caller is told it
+                // may be lost.
+                short.map_or(Ok(Some(Reply::none())), |short| Err(short.kept("release")))
             })
         }
     })
@@ -210,15 +254,8 @@ fn granted(gw: &Gateway, conn: &mut Lazy, ticket: u64, object: usize, connection
     if gw.end.is_waiting(ticket) {
         return Some(Reply::Return(ReplyValue::Bool(true)));
     }
-    let me = owner(gw, connection);
-    match conn.with(&gw.connector, |c| release(c, q, &me, true, false)) {
-        Ok(0) => {
-            gw.locks.remove(connection, object);
-            gw.waiters.kick();
-        }
-        Ok(_) => {}
-        Err(e) => warn!(error = %e, object = %q.name, "redis backend: cannot undo an acquire for a client that left"),
-    }
+    let by = Caller { ticket, object, connection };
+    give_back(gw, conn, q, by, "redis backend: cannot undo an acquire for a client that left");
     None
 }
 
@@ -229,21 +266,28 @@ pub fn serve(gw: &Gateway, conn: &mut Lazy, object: usize) -> RedisResult<()> {
     let q = &*q;
     let front = gw.waiters.with_sync(object, |parked| {
         parked.retain(|w| gw.end.is_waiting(w.ticket));
-        parked.front().map(|w| w.connection)
+        parked.front().map(|w| (w.ticket, w.connection))
     });
-    let Some(connection) = front else { return Ok(()) };
-    let me = owner(gw, connection);
-    if conn.with(&gw.connector, |c| try_acquire(c, gw, q, &me, For::Parked, false))? {
+    let Some((ticket, connection)) = front else { return Ok(()) };
+    let (taken, short) = acquire_replicated(gw, conn, q, Caller { ticket, object, connection }, false, For::Parked)?;
+    if taken {
         // Only this thread removes parked calls: the front is the same.
         let w = gw.waiters.with_sync(object, |parked| parked.pop_front()).expect("the front acquire");
-        if let Some(reply) = granted(gw, conn, w.ticket, object, connection) {
-            gw.answer(w.ticket, reply);
+        match short {
+            // Given back: the caller hears why, as an unparked acquire would.
+            Some(e) => gw.answer(w.ticket, gw.backend_error(&e)),
+            None => {
+                if let Some(reply) = granted(gw, conn, w.ticket, object, connection) {
+                    gw.answer(w.ticket, reply);
+                }
+            }
         }
     }
     Ok(())
 }
 
-/// A connection of this gateway closed: the RLocks it holds are released.
+/// A connection of this gateway closed: the RLocks it holds are released
+/// (without waiting for replicas, as [`give_back`]: no client is told).
 pub fn disconnected(gw: &Gateway, conn: &mut Lazy, connection: u64) {
     let me = owner(gw, connection);
     for object in gw.locks.take(connection) {
@@ -261,7 +305,9 @@ pub fn disconnected(gw: &Gateway, conn: &mut Lazy, connection: u64) {
 }
 
 /// The lease pass of lock `q`: renews this gateway's lease, and releases
-/// the lock if it is held through a gateway whose lease has expired.
+/// the lock if it is held through a gateway whose lease has expired. It
+/// does not wait for replicas: it answers no client, and a release that a
+/// failover loses is made again by the next pass on the new master.
 pub fn lease_pass(gw: &Gateway, conn: &mut Lazy, q: &Named) {
     let result: RedisResult<i64> = conn.with(&gw.connector, |c| {
         let mut call = LEASE_PASS.key(&q.key);

@@ -14,11 +14,16 @@
 //! is no longer A's), so the units held stay the units taken and not
 //! given back; when a gateway's lease on the semaphore expires, a live
 //! gateway's lease pass adds its units back and publishes a wake-up.
+//!
+//! With `--backend-wait-replicas`, acquires and releases wait for
+//! replicas as a lock's do (`lock.rs`): units fewer replicas confirmed are
+//! given back and their callers get an error; a release under a shortfall
+//! stays done and fails saying so.
 
 use std::sync::LazyLock;
 use std::time::Instant;
 
-use redis::{ConnectionLike, RedisResult, Script};
+use redis::{ConnectionLike, RedisError, RedisResult, Script};
 use tracing::{info, warn};
 
 use crate::objects::sync::semaphore::{over_release, parse_call, SemaphoreCall};
@@ -26,6 +31,7 @@ use crate::protocol::{Reply, ReplyValue, Request};
 
 use super::conn::Lazy;
 use super::pending::LEASE;
+use super::replicas;
 use super::queue::{For, FLAG_TTL_MS, WAKE_CHANNEL};
 use super::waiters::SyncWaiter;
 use super::{Caller, Gateway, Named, Ran, ObjectKind};
@@ -127,6 +133,30 @@ fn acquire(c: &mut dyn ConnectionLike, gw: &Gateway, q: &Named, wanted: usize, b
     Ok(call.invoke::<i64>(c)?.max(0) as usize)
 }
 
+/// [`acquire`] with `--backend-wait-replicas`: the units taken, and if
+/// fewer replicas than asked confirmed them, the error for their callers
+/// (the units given back meanwhile).
+fn acquire_replicated(gw: &Gateway, conn: &mut Lazy, q: &Named, wanted: usize, by: For) -> RedisResult<(usize, Option<RedisError>)> {
+    let (got, short) = conn.with(&gw.connector, |c| replicas::waited_noting(c, q.replicas, |c| acquire(c, gw, q, wanted, by)))?;
+    match short {
+        Some(short) if got > 0 => {
+            give_back(gw, conn, q, got as u64);
+            Ok((got, Some(short.undone())))
+        }
+        _ => Ok((got, None)),
+    }
+}
+
+/// Adds back `n` units that no caller will hold (it left, or they were not
+/// replicated). This does not wait for replicas, as a lock's give-back
+/// (`lock.rs`): no client is told of it.
+fn give_back(gw: &Gateway, conn: &mut Lazy, q: &Named, n: u64) {
+    if let Err(e) = conn.with(&gw.connector, |c| release(c, gw, q, n, false)) {
+        warn!(error = %e, object = %q.name, units = n, "redis backend: cannot give back units that no caller holds");
+    }
+    gw.waiters.kick();
+}
+
 fn release(c: &mut dyn ConnectionLike, gw: &Gateway, q: &Named, n: u64, bounded: bool) -> RedisResult<i64> {
     let mut call = RELEASE.key(&q.key);
     call.key(held_key(q)).key(&q.flag).arg(params(q).0).arg(n).arg(if bounded { "1" } else { "0" });
@@ -148,9 +178,9 @@ pub fn call(gw: &Gateway, conn: &mut Lazy, q: &Named, by: Caller, req: &Request<
                 gw.waiters.park_sync(object, SyncWaiter { ticket, deadline, connection, since: 0 });
                 return Ok(Ok(None));
             }
-            match conn.with(&gw.connector, |c| acquire(c, gw, q, 1, For::Caller)) {
-                Err(e) => Err(e),
-                Ok(1) => Ok(granted(gw, conn, ticket, q)),
+            match acquire_replicated(gw, conn, q, 1, For::Caller) {
+                Err(e) | Ok((_, Some(e))) => Err(e),
+                Ok((1, None)) => Ok(granted(gw, conn, ticket, q)),
                 Ok(_) if !blocking || passed => Ok(Some(Reply::Return(ReplyValue::Bool(false)))),
                 Ok(_) => {
                     gw.waiters.park_sync(object, SyncWaiter { ticket, deadline, connection, since: 0 });
@@ -158,15 +188,20 @@ pub fn call(gw: &Gateway, conn: &mut Lazy, q: &Named, by: Caller, req: &Request<
                 }
             }
         }
-        SemaphoreCall::Release { n } => conn.with(&gw.connector, |c| release(c, gw, q, n, bounded)).map(|value| {
-            if value < 0 {
-                return Some(Reply::Error(over_release()));
-            }
-            if gw.waiters.has_sync(object) {
-                gw.waiters.kick();
-            }
-            Some(Reply::none())
-        }),
+        SemaphoreCall::Release { n } => {
+            let released = conn.with(&gw.connector, |c| replicas::waited_noting(c, q.replicas, |c| release(c, gw, q, n, bounded)));
+            released.and_then(|(value, short)| {
+                if value < 0 {
+                    return Ok(Some(Reply::Error(over_release())));
+                }
+                if gw.waiters.has_sync(object) {
+                    gw.waiters.kick();
+                }
+                // Done on the master all the same: the caller is told it
+                // may be lost.
+                short.map_or(Ok(Some(Reply::none())), |short| Err(short.kept("release")))
+            })
+        }
     })
 }
 
@@ -176,10 +211,7 @@ fn granted(gw: &Gateway, conn: &mut Lazy, ticket: u64, q: &Named) -> Option<Repl
     if gw.end.is_waiting(ticket) {
         return Some(Reply::Return(ReplyValue::Bool(true)));
     }
-    if let Err(e) = conn.with(&gw.connector, |c| release(c, gw, q, 1, false)) {
-        warn!(error = %e, object = %q.name, "redis backend: cannot give back a unit taken for a client that left");
-    }
-    gw.waiters.kick();
+    give_back(gw, conn, q, 1);
     None
 }
 
@@ -195,11 +227,16 @@ pub fn serve(gw: &Gateway, conn: &mut Lazy, object: usize) -> RedisResult<()> {
     if waiting == 0 {
         return Ok(());
     }
-    let got = conn.with(&gw.connector, |c| acquire(c, gw, q, waiting, For::Parked))?;
+    let (got, short) = acquire_replicated(gw, conn, q, waiting, For::Parked)?;
     // Only this thread removes parked calls: the first `got` are the same.
     let served: Vec<SyncWaiter> = gw.waiters.with_sync(object, |parked| parked.drain(..got.min(parked.len())).collect());
     for w in served {
-        if let Some(reply) = granted(gw, conn, w.ticket, q) {
+        let reply = match &short {
+            // Given back: the callers hear why, as unparked acquires would.
+            Some(e) => Some(gw.backend_error(e)),
+            None => granted(gw, conn, w.ticket, q),
+        };
+        if let Some(reply) = reply {
             gw.answer(w.ticket, reply);
         }
     }
@@ -207,7 +244,9 @@ pub fn serve(gw: &Gateway, conn: &mut Lazy, object: usize) -> RedisResult<()> {
 }
 
 /// The lease pass of semaphore `q`: renews this gateway's lease, and gives
-/// back the units held through gateways whose lease has expired.
+/// back the units held through gateways whose lease has expired (without
+/// waiting for replicas, as a lock's pass: no client is told, and units a
+/// failover loses are given back again by the next pass).
 pub fn lease_pass(gw: &Gateway, conn: &mut Lazy, q: &Named) {
     let result: RedisResult<i64> = conn.with(&gw.connector, |c| {
         let mut call = LEASE_PASS.key(&q.key);
