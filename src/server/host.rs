@@ -135,10 +135,27 @@ impl HostEnd {
         // Counted after the send: a worker that takes the count takes
         // the answer too (`Shared::take_host_answers`).
         self.shared.host_answers.fetch_add(1, Ordering::Release);
-        let workers = self.shared.mailboxes.len();
-        self.shared.mailboxes[worker_of(ticket) % workers].nudge();
+        let worker = worker_of(ticket) % self.shared.mailboxes.len();
+        // An inline call's worker applies its answers right after it.
+        if INLINE_ON.get() != Some(worker) {
+            self.shared.mailboxes[worker].nudge();
+        }
         Ok(())
     }
+}
+
+thread_local! {
+    /// The worker whose thread this is, while it runs inline calls.
+    static INLINE_ON: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+}
+
+/// Runs `f` (inline calls) on worker `worker`'s thread: answers for its
+/// own connections need not wake it.
+pub(super) fn running_inline<R>(worker: usize, f: impl FnOnce() -> R) -> R {
+    INLINE_ON.set(Some(worker));
+    let r = f();
+    INLINE_ON.set(None);
+    r
 }
 
 /// A host that runs calls on the worker thread that received them.

@@ -252,7 +252,7 @@ impl Worker {
         let mut calls = std::mem::take(&mut self.inline_calls);
         for request in calls.drain(..) {
             let back = match &host {
-                Some(host) => host.call_inline(request),
+                Some(host) => super::host::running_inline(self.index, || host.call_inline(request)),
                 None => Some(request),
             };
             if let Some(request) = back {

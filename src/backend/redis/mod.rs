@@ -392,8 +392,9 @@ impl Gateway {
                     queue::Step::Answer(reply) => {
                         if wakes {
                             // This gateway's own getters and joiners need
-                            // no round trip through pub/sub.
-                            self.waiters.kick();
+                            // no round trip through pub/sub (nor a thread
+                            // woken where none waits).
+                            self.waiters.kick_if_parked(object);
                         }
                         Some(reply)
                     }

@@ -205,7 +205,8 @@ static REQUEUE: LazyLock<Script> = LazyLock::new(|| {
 /// flag, this gateway's lease, this gateway's pending hash. `ARGV`: the
 /// keys' common prefix (`fm:{q:NAME}:`), this gateway's id, the lease in
 /// ms, channel, name, the highest id this gateway handed out, then its
-/// ids in flight. Renews the lease; puts back every entry of a gateway
+/// ids in flight. Renews the lease, with this gateway in the set (a take
+/// that finds the lease adds neither, `queue.rs`); puts back every entry of a gateway
 /// without a lease, and this gateway's own entries that are neither in
 /// flight nor newer than the highest id (a take it gave up). Other
 /// gateways' keys are in the same slot (the prefix's hash tag), which a
@@ -214,6 +215,7 @@ static LEASE_PASS: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         "local prefix, me = ARGV[1], ARGV[2]
          redis.call('SET', KEYS[4], '1', 'PX', ARGV[3])
+         redis.call('SADD', KEYS[2], me)
          local moved = 0
          local function requeue(pending, keep)
              local all = redis.call('HGETALL', pending)

@@ -64,16 +64,16 @@ static PUT: LazyLock<Script> = LazyLock::new(|| {
 /// id, then the ids of delivered items to acknowledge. Up to `count`
 /// items, oldest first, each moved into the pending hash under the next
 /// id (`pending.rs`); a take from a bounded queue publishes, since it may
-/// make room for a parked `put`. The lease is set only where it lapsed:
-/// the lease thread renews it.
+/// make room for a parked `put`. The lease is set (and the gateway added
+/// to the set) only where it lapsed: the lease thread renews both, so a
+/// live lease means the gateway is in the set.
 static TAKE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         "if #ARGV > 9 then redis.call('HDEL', KEYS[4], unpack(ARGV, 10)) end
          if ARGV[5] == '1' then redis.call('SET', KEYS[2], '1', 'PX', ARGV[6]) end
          local items = redis.call('LPOP', KEYS[1], ARGV[1])
          if items then
-             redis.call('SET', KEYS[6], '1', 'PX', ARGV[8], 'NX')
-             redis.call('SADD', KEYS[5], ARGV[7])
+             if redis.call('SET', KEYS[6], '1', 'PX', ARGV[8], 'NX') then redis.call('SADD', KEYS[5], ARGV[7]) end
              local first = tonumber(ARGV[9])
              for i, item in ipairs(items) do redis.call('HSET', KEYS[4], tostring(first + i - 1), item) end
              if tonumber(ARGV[2]) > 0 and redis.call('EXISTS', KEYS[2]) == 1 then

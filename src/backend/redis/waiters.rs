@@ -134,6 +134,17 @@ impl Waiters {
         f(&mut self.lock().queues.entry(object).or_default().sync)
     }
 
+    /// Makes the waker run now if calls are parked on `object` here: a
+    /// call that parks after this check kicks it itself (`park_get`).
+    pub fn kick_if_parked(&self, object: usize) {
+        let mut state = self.lock();
+        if state.queues.get(&object).is_some_and(|p| !p.is_empty()) {
+            state.kicked = true;
+            drop(state);
+            self.wake.notify_one();
+        }
+    }
+
     /// Makes the waker run now.
     pub fn kick(&self) {
         self.lock().kicked = true;
