@@ -77,6 +77,10 @@ pub(super) struct Worker {
     /// Calls on hosted objects to run on this thread (`host.rs`), once
     /// the step that forwarded them is over.
     inline_calls: Vec<crate::server::host::HostRequest>,
+    /// Events of this loop turn not handled yet, and connections to
+    /// resume: while there are any, calls go to the host's own threads
+    /// rather than make those wait for a round trip inline.
+    others_ready: usize,
     /// The earliest deadline of a call this worker's connections parked.
     pub(super) next_deadline: Option<Instant>,
     /// When the core's own timers are due (worker 0 only).
@@ -115,6 +119,7 @@ impl Worker {
             sync,
             inbox: Vec::new(),
             inline_calls: Vec::new(),
+            others_ready: 0,
             next_deadline: None,
             next_core_timer: None,
             finder: None,
@@ -158,7 +163,9 @@ impl Worker {
             // Replies a sync covered go out first: their clients send
             // their next requests while this turn goes on.
             self.release_held(false);
-            for event in events.iter() {
+            let ready = events.iter().count();
+            for (i, event) in events.iter().enumerate() {
+                self.others_ready = ready - i - 1 + self.resume.len();
                 match event.token() {
                     LISTENER => self.accept_all(),
                     SIGNALS => self.on_signal(),
@@ -189,8 +196,10 @@ impl Worker {
             // queue again wait for the next round (after a zero-wait poll).
             for _ in 0..self.resume.len() {
                 let Some(token) = self.resume.pop_front() else { break };
+                self.others_ready = self.resume.len();
                 self.service(token);
             }
+            self.others_ready = 0;
             self.release_held(false);
         }
         self.release_held(true);
@@ -241,14 +250,19 @@ impl Worker {
     }
 
     /// Runs the calls on hosted objects that steps left to run here
-    /// (`host.rs`), then applies the answers they gave. After the step that
+    /// (`host.rs`), then applies the answers they gave; hands them to the
+    /// host's threads instead while other connections of this worker are
+    /// ready. After the step that
     /// forwarded a call has parked its connection: an answer given at once
     /// finds it parked, as one from the host's threads would.
     pub(super) fn run_inline(&mut self) {
         if self.inline_calls.is_empty() {
             return;
         }
-        let host = self.shared.inline_host.get().and_then(std::sync::Weak::upgrade);
+        // Only where nothing else waits on this worker: with several
+        // connections ready (one event loop, many clients) the host's
+        // threads run their calls side by side instead.
+        let host = self.shared.inline_host.get().and_then(std::sync::Weak::upgrade).filter(|_| self.others_ready == 0);
         let mut calls = std::mem::take(&mut self.inline_calls);
         for request in calls.drain(..) {
             let back = match &host {
