@@ -85,7 +85,8 @@ pub fn check(dir: &Path, repair: bool) -> Result<bool> {
     };
     let Some(cut) = cut else {
         let len = bytes.len() as u64 - zeros;
-        println!("{}: {records} records, {len} bytes, whole; then {zeros} bytes of preallocated zeros", path.display());
+        let then = if zeros > 0 { format!("; then {zeros} bytes of preallocated zeros") } else { String::new() };
+        println!("{}: {records} records, {len} bytes, whole{then}", path.display());
         return Ok(true);
     };
     println!(

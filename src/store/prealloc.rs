@@ -86,10 +86,10 @@ impl Prealloc {
         if self.allocated - self.end >= self.chunk / 2 {
             return false;
         }
-        if let Some(at) = self.retry_at {
-            if Instant::now() < at {
-                return false;
-            }
+        if let Some(at) = self.retry_at
+            && Instant::now() < at
+        {
+            return false;
         }
         let r = fill_zeros(file, self.allocated, self.chunk).and_then(|()| if sync { file.sync_data() } else { Ok(()) });
         match r {
