@@ -65,6 +65,10 @@ pub(super) struct Pending {
     expect: u64,
     /// How long the last sync took.
     last_sync: Duration,
+    /// While the thread gathers (`always`): the count of appends it
+    /// waits for, so that only the append completing it wakes it; 0
+    /// otherwise.
+    gathering: u64,
 }
 
 #[derive(Default)]
@@ -200,11 +204,14 @@ impl LogWriter {
         p.appended += (p.buf.len() - before) as u64;
         p.count += 1;
         let at = p.appended;
+        let gathered = p.gathering != 0 && p.count >= p.gathering;
         drop(p);
-        // Under `always` the thread counts appends (`gather`). Otherwise
-        // only the first append into an empty buffer wakes it: a notify
-        // is a futex call even when no one waits.
-        if self.policy == Fsync::Always || before == 0 {
+        // Only the first append into an empty buffer wakes the thread (it
+        // sleeps only on an empty one), and, under `always`, the one that
+        // completes what its gather waits for: a notify is a futex call
+        // even when no one waits, and each wake-up a switch to the thread
+        // on cores the workers need (README, "Durable data").
+        if before == 0 || gathered {
             self.work.notify_one();
         }
         at
@@ -378,6 +385,7 @@ impl LogWriter {
     fn gather<'a>(&self, mut p: MutexGuard<'a, Pending>) -> MutexGuard<'a, Pending> {
         let expect = std::mem::take(&mut p.expect);
         let until = Instant::now() + p.last_sync.mul_f64(GATHER_SHARE).min(GATHER_MAX);
+        p.gathering = expect;
         while p.count < expect && !p.stop && p.switch.is_none() {
             let left = until.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -385,6 +393,7 @@ impl LogWriter {
             }
             p = self.work.wait_timeout(p, left).unwrap_or_else(|e| e.into_inner()).0;
         }
+        p.gathering = 0;
         p
     }
 
