@@ -11,7 +11,8 @@ redis-server`); without it the Redis columns are left out.
 
 Under `always` it also prints the server's requests per sync (each put
 and each get is logged; the server counts its syncs), the size of its
-group commits.
+group commits, and the mean time of the server's syncs (`sync_us` in its
+closing log line; under `everysec` too).
 """
 
 import argparse
@@ -41,8 +42,8 @@ def redis_client(port, seconds, counts, i, start):
 
 
 def run(binary, mode, n, seconds):
-    """Round trips/s, and the syncs the server counted (None for Redis
-    and the in-memory server)."""
+    """Round trips/s, the syncs the server counted and their mean time in
+    microseconds (None for Redis and the in-memory server)."""
     data = tempfile.mkdtemp(prefix='fm-durable-bench-')
     target = manager_client
     if mode.startswith('redis-'):
@@ -65,12 +66,15 @@ def run(binary, mode, n, seconds):
         server.wait()
         shutil.rmtree(data, ignore_errors=True)
     log.seek(0)
-    # The log writer's closing line: `data dir log synced and closed syncs=N`.
+    # The log writer's closing line: `data dir log synced and closed
+    # syncs=N sync_us=M` (binaries before sync_us: without it).
     text = log.read()
-    found = re.search(rb'synced and closed syncs=(\d+)', text)
+    found = re.search(rb'synced and closed syncs=(\d+)(?: sync_us=(\d+))?', text)
     if mode in ('no', 'everysec', 'always') and not found:
         print('(no sync count in the server log: %r)' % text[-500:])
-    return rate, int(found.group(1)) if found else None
+    if not found:
+        return rate, None, None
+    return rate, int(found.group(1)), int(found.group(2)) if found.group(2) else None
 
 
 def fdatasync_ms(samples=200):
@@ -110,10 +114,13 @@ def main():
         rates = {m: r[0] for m, r in results.items()}
         base = rates['memory']
         line = '%4d %10.0f' % (n, base) + ''.join(' %10.0f %4.2fx' % (rates[m], rates[m] / base) for m in modes[1:])
-        rate, syncs = results.get('always', (0, None))
+        rate, syncs, sync_us = results.get('always', (0, None, None))
         if syncs:
             # A round trip is two logged requests (the put and the get).
             line += '  %.1f (%d syncs/s)' % (2 * rate * args.seconds / syncs, syncs / args.seconds)
+        means = ['%s %d us' % (m, results[m][2]) for m in ('always', 'everysec') if m in results and results[m][2] is not None]
+        if means:
+            line += '  mean sync: ' + ', '.join(means)
         print(line, flush=True)
     # Under `always` each put and each get waits for a sync, and a stock
     # client has one request out at a time: N clients make at most N

@@ -215,15 +215,30 @@ def test_kill9_under_load_fsync_everysec_loses_at_most_a_second(durable, tmp_pat
 
 def records(log):
     """The end offset of each whole record of a log (the format of
-    src/store/record.rs: u32 length, u32 crc32c, payload)."""
+    src/store/record.rs: u32 length, u32 crc32c, payload), up to the
+    zeros the server preallocates after them."""
     ends, at = [], 0
     while at + 8 <= len(log):
         n = struct.unpack_from('<I', log, at)[0]
-        if at + 8 + n > len(log):
+        if n == 0 or at + 8 + n > len(log):
             break
         at += 8 + n
         ends.append(at)
     return ends
+
+
+def preallocated(log):
+    """A log's records and the length of the zeros after them (the
+    server keeps a chunk of zeros ahead of its records)."""
+    end = records(log)[-1]
+    assert len(log) > end and log[end:] == bytes(len(log) - end), 'zeros after the records'
+    return log[:end], len(log) - end
+
+
+def torn(body, cut, zeros):
+    """The log a crash mid-write leaves: cut at `cut`, and with the
+    preallocated zeros after it or (a log written without them) not."""
+    return [body[:cut], body[:cut] + bytes(len(body) + zeros - cut)]
 
 
 def killed_after_puts(durable, n):
@@ -240,39 +255,71 @@ def killed_after_puts(durable, n):
 def test_torn_log_starts_with_the_whole_prefix(durable, tmp_path):
     server = killed_after_puts(durable, 20)
     data = tmp_path / 'data'
-    log = (data / 'log').read_bytes()
+    log, zeros = preallocated((data / 'log').read_bytes())
     ends = records(log)
     assert ends[-1] == len(log) and len(ends) == 20
     cuts = list(range(ends[-3], len(log))) + random.sample(range(len(log)), 8)
     for cut in cuts:
-        (data / 'log').write_bytes(log[:cut])
-        whole = sum(1 for e in ends if e <= cut)
-        server.start()
-        assert server.drain() == list(range(whole)), 'cut at %d' % cut
-        server.stop()
-        if cut not in ends:
-            assert 'torn' in server.output()
+        for cut_log in torn(log, cut, zeros):
+            (data / 'log').write_bytes(cut_log)
+            whole = sum(1 for e in ends if e <= cut)
+            server.start()
+            assert server.drain() == list(range(whole)), 'cut at %d of %d bytes' % (cut, len(cut_log))
+            server.stop()
+            if cut not in ends:
+                assert 'torn' in server.output()
 
 
-def test_damage_in_the_middle_stops_the_start_and_check_data_repairs(durable, tmp_path):
+@pytest.mark.parametrize('damage', ['flipped byte', 'zeros before records'])
+def test_damage_in_the_middle_stops_the_start_and_check_data_repairs(durable, tmp_path, damage):
     server = killed_after_puts(durable, 10)
     path = tmp_path / 'data' / 'log'
-    log = bytearray(path.read_bytes())
+    log, zeros = preallocated(path.read_bytes())
     ends = records(log)
-    log[ends[4] + 10] ^= 0xff
-    path.write_bytes(bytes(log))
+    if damage == 'flipped byte':
+        log = bytearray(log)
+        log[ends[4] + 10] ^= 0xff
+        why = 'checksum mismatch'
+    else:
+        # Zeros are the log's end only when nothing but zeros follows.
+        log = log[:ends[4]] + bytes(100) + log[ends[4]:]
+        why = 'a zeroed record header'
+    log = bytes(log) + bytes(zeros)
+    path.write_bytes(log)
     p = subprocess.run(server.cmd(), capture_output=True, text=True, timeout=20)
     assert p.returncode != 0
     assert str(path) in p.stderr and 'offset %d' % ends[4] in p.stderr, p.stderr
     check = [rust_binary(), 'check-data', str(tmp_path / 'data')]
     r = subprocess.run(check, capture_output=True, text=True)
-    assert r.returncode == 1 and 'offset %d' % ends[4] in r.stdout, r.stdout
+    assert r.returncode == 1 and 'offset %d: %s' % (ends[4], why) in r.stdout, r.stdout
     assert path.stat().st_size == len(log), 'check without --repair changed the log'
     r = subprocess.run(check + ['--repair'], capture_output=True, text=True)
     assert r.returncode == 1 and path.stat().st_size == ends[4], r.stdout
     assert subprocess.run(check).returncode == 0
     server.start()
     assert server.drain() == [0, 1, 2, 3, 4]
+
+
+def test_preallocated_zeros_are_the_logs_end_across_kill9s(durable, tmp_path):
+    server = killed_after_puts(durable, 10)
+    path = tmp_path / 'data' / 'log'
+    log, zeros = preallocated(path.read_bytes())
+    check = [rust_binary(), 'check-data', str(tmp_path / 'data')]
+    r = subprocess.run(check, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout
+    assert '10 records, %d bytes, whole; then %d bytes of preallocated zeros' % (len(log), zeros) in r.stdout, r.stdout
+    # The restarted server writes its records over the zeros, and a second
+    # kill -9 keeps them all.
+    server.start()
+    q = server.queue()
+    for i in range(10, 25):
+        q.put(i)
+    server.kill9()
+    second, _ = preallocated(path.read_bytes())
+    assert second[:len(log)] == log and len(records(second)) == 25
+    server.start()
+    assert server.drain() == list(range(25))
+    assert 'torn' not in server.output()
 
 
 @pytest.fixture
@@ -408,19 +455,21 @@ def test_kind_torn_last_record_drops_only_that_change(durable, tmp_path, kind):
     after = kind_client(server, kind, 0, len(steps))
     server.kill9()
     path = tmp_path / 'data' / 'log'
-    log = path.read_bytes()
+    full = path.read_bytes()
+    log, zeros = preallocated(full)
     ends = records(log)
     assert len(ends) == len(steps), 'one record per change'
     last = ends[-2]
     cuts = sorted({last + 1, last + 8, last + 12, len(log) - 1} | set(random.sample(range(last, len(log)), 3)))
     for cut in cuts:
-        path.write_bytes(log[:cut])
-        server.start()
-        assert kind_client(server, kind, 0, 0) == after[-2], 'cut at %d' % cut
-        server.kill9()
-        if cut != last:
-            assert 'torn' in server.output()
-    path.write_bytes(log)
+        for cut_log in torn(log, cut, zeros):
+            path.write_bytes(cut_log)
+            server.start()
+            assert kind_client(server, kind, 0, 0) == after[-2], 'cut at %d of %d bytes' % (cut, len(cut_log))
+            server.kill9()
+            if cut != last:
+                assert 'torn' in server.output()
+    path.write_bytes(full)
     server.start()
     assert kind_client(server, kind, 0, 0) == after[-1]
 

@@ -269,24 +269,29 @@ pub fn open_store(dir: &Path, config: &Config, registry: &Registry, objects: &mu
         o.for_each_item(&mut |_| items += 1);
         o.changes().expect("durable").keep();
     }
+    // Where the log's records end (zeros or nothing after them).
+    let mut end = valid_len;
     if !replayed.unfit.is_empty() {
         // The records that did not fit must go now: a later replay (the
         // compactor's, the next start's) would stop at them again and
         // skip the changes logged after them for the name's new kind.
         let tmp = crate::store::compact_path(dir);
         let mut f = std::fs::File::create(&tmp)?;
-        write_snapshot(ids.iter().map(|(n, &id)| (*n, &objects.get(id).expect("named objects exist").object)), &mut f)?;
+        end = write_snapshot(ids.iter().map(|(n, &id)| (*n, &objects.get(id).expect("named objects exist").object)), &mut f)?;
         drop(f);
         std::fs::rename(&tmp, &path)?;
         std::fs::File::open(dir)?.sync_all()?;
     } else if scan.torn_at.is_some() {
+        // The zeros after a torn record go too: the writer preallocates
+        // afresh.
         let log = std::fs::OpenOptions::new().write(true).open(&path)?;
         log.set_len(valid_len)?;
         log.sync_all()?;
     }
     info!(dir = %dir.display(), items, records, ms = started.elapsed().as_millis() as u64, "data dir read back");
     let min = config.compact_min_bytes;
-    let log = LogWriter::open(dir, config.fsync, compact_threshold(min, live)).map_err(fail)?;
+    let chunk = crate::store::prealloc::chunk_for(min);
+    let log = LogWriter::open(dir, config.fsync, end, compact_threshold(min, live), chunk).map_err(fail)?;
     let compactor = Compactor { log: log.clone(), dir: dir.to_path_buf(), kinds: kept, min };
     std::thread::Builder::new().name("fastmanager-compact".into()).spawn(move || compactor.run())?;
     let objects = ids.into_iter().map(|(n, id)| (n.to_string(), id)).collect();
@@ -397,9 +402,16 @@ impl Compactor {
                 break;
             }
         }
+        // The new log is preallocated as the writer's is, here rather
+        // than on the writer's switch, which `always` replies wait for.
+        // Without room for it, it is not: the writer tries later.
+        let new_len = snapshot + (copied - upto);
+        if crate::store::prealloc::fill_zeros(&file, new_len, self.log.chunk()).is_ok() {
+            file.sync_data().map_err(err)?;
+        }
         drop(file);
         let switching = Instant::now();
-        let (len, old) = self.log.switch(&path, copied)?;
+        let (len, old) = self.log.switch(&path, copied, new_len)?;
         let switch_ms = switching.elapsed().as_millis() as u64;
         drop(old);
         Ok(Compacted::Done { snapshot, len, switch_ms })

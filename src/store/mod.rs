@@ -1,12 +1,15 @@
 //! The durable store behind `--data-dir` (issue 16): the record format
 //! ([`record`]), the log writer and its switch to a compacted log
-//! ([`writer`]), reading a log back, and the `check-data` command. Apart from `objects` and `server`: it knows
+//! ([`writer`]), the log file's preallocated zeros ([`prealloc`]), reading
+//! a log back, and the `check-data` command. Apart from `objects` and `server`: it knows
 //! record bytes and files, not connections or proxies.
 //!
 //! Which objects are kept and how their changes become records is the
 //! server's business (`server/durable.rs`); see README, "Durable data".
 
+pub mod prealloc;
 pub mod record;
+mod switch;
 pub mod writer;
 
 pub use writer::{Fsync, LogWriter, SyncWatch};
@@ -71,17 +74,19 @@ pub fn load(dir: &Path) -> Result<Scan> {
 pub fn check(dir: &Path, repair: bool) -> Result<bool> {
     let path = log_path(dir);
     let bytes = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
-    let (records, cut) = match record::scan(&bytes) {
-        Ok(s) => (s.records.len(), s.torn_at),
+    let (records, cut, zeros) = match record::scan(&bytes) {
+        Ok(s) => (s.records.len(), s.torn_at, s.zero_tail),
         Err(d) => {
             // Everything before the damage is good: scan that prefix.
             let s = record::scan(&bytes[..d.offset as usize]).expect("a prefix ending at a record boundary");
             println!("{}: {d}", path.display());
-            (s.records.len(), Some(d.offset))
+            (s.records.len(), Some(d.offset), 0)
         }
     };
     let Some(cut) = cut else {
-        println!("{}: {records} records, {} bytes, whole", path.display(), bytes.len());
+        let len = bytes.len() as u64 - zeros;
+        let then = if zeros > 0 { format!("; then {zeros} bytes of preallocated zeros") } else { String::new() };
+        println!("{}: {records} records, {len} bytes, whole{then}", path.display());
         return Ok(true);
     };
     println!(

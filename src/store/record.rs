@@ -95,48 +95,80 @@ pub struct Scan {
     /// Bytes of whole, checksummed records from the start.
     pub valid_len: u64,
     /// Set when the last record is torn (cut short or failing its
-    /// checksum at the very end): its offset, to log and truncate.
+    /// checksum, with nothing or only zeros after it): its offset, to log
+    /// and truncate.
     pub torn_at: Option<u64>,
+    /// Zero bytes after the last record: the writer preallocates the log
+    /// in chunks of zeros (`store::prealloc`), so they are the log's
+    /// unused end, not damage.
+    pub zero_tail: u64,
 }
 
-/// Reads every record of `bytes`. A record that runs past the end, or the
-/// last record failing its checksum, is a torn tail; a bad record followed
-/// by more bytes is [`Damage`].
+fn all_zero(bytes: &[u8]) -> bool {
+    bytes.iter().all(|&b| b == 0)
+}
+
+/// Reads every record of `bytes`. The first record that is cut short,
+/// fails its checksum or is malformed ends the log: with only zeros from
+/// its start on, they are the preallocated end ([`Scan::zero_tail`]);
+/// with only zeros (or nothing) after it, it is a torn tail (a crash
+/// mid-write, over preallocated zeros or not); with anything else after
+/// it (other records) it is [`Damage`], and so is a zeroed record header
+/// followed by records.
 pub fn scan(bytes: &[u8]) -> Result<Scan, Damage> {
     let mut scan = Scan::default();
     let mut at = 0usize;
     while at < bytes.len() {
         let rest = &bytes[at..];
-        if rest.len() < HEADER {
-            scan.torn_at = Some(at as u64);
-            break;
-        }
-        let len = u32::from_le_bytes(rest[0..4].try_into().unwrap()) as usize;
-        let crc = u32::from_le_bytes(rest[4..8].try_into().unwrap());
-        if rest.len() - HEADER < len {
-            scan.torn_at = Some(at as u64);
-            break;
-        }
-        let payload = &rest[HEADER..HEADER + len];
-        let is_last = rest.len() == HEADER + len;
-        let bad = |why| if is_last { Ok(()) } else { Err(Damage { offset: at as u64, why }) };
-        if crc32c::crc32c(payload) != crc {
-            bad("checksum mismatch")?;
-            scan.torn_at = Some(at as u64);
-            break;
-        }
-        match decode_payload(payload) {
-            Some(r) => scan.records.push(r),
-            None => {
-                bad("malformed payload")?;
-                scan.torn_at = Some(at as u64);
-                break;
+        let bad = match check(rest) {
+            Ok((len, r)) => {
+                scan.records.push(r);
+                at += HEADER + len;
+                scan.valid_len = at as u64;
+                continue;
             }
+            Err(bad) => bad,
+        };
+        if all_zero(rest) {
+            scan.zero_tail = rest.len() as u64;
+        } else if all_zero(&rest[bad.end.min(rest.len())..]) {
+            scan.torn_at = Some(at as u64);
+        } else {
+            return Err(Damage { offset: at as u64, why: bad.why });
         }
-        at += HEADER + len;
-        scan.valid_len = at as u64;
+        break;
     }
     Ok(scan)
+}
+
+/// Why a record did not read, and where it would have ended (from its
+/// start).
+struct Bad {
+    end: usize,
+    why: &'static str,
+}
+
+/// The whole record at the start of `rest`: its payload length and what
+/// it holds.
+fn check(rest: &[u8]) -> Result<(usize, Record), Bad> {
+    if rest.len() < HEADER {
+        return Err(Bad { end: rest.len(), why: "cut short" });
+    }
+    let len = u32::from_le_bytes(rest[0..4].try_into().unwrap()) as usize;
+    let crc = u32::from_le_bytes(rest[4..8].try_into().unwrap());
+    let end = HEADER.saturating_add(len);
+    if rest.len() < end {
+        return Err(Bad { end, why: "cut short" });
+    }
+    if len == 0 && crc == 0 {
+        // crc32c of nothing is 0: a zeroed header would pass the check.
+        return Err(Bad { end, why: "a zeroed record header" });
+    }
+    let payload = &rest[HEADER..end];
+    if crc32c::crc32c(payload) != crc {
+        return Err(Bad { end, why: "checksum mismatch" });
+    }
+    decode_payload(payload).map(|r| (len, r)).ok_or(Bad { end, why: "malformed payload" })
 }
 
 fn decode_payload(p: &[u8]) -> Option<Record> {
@@ -186,6 +218,40 @@ mod tests {
             assert_eq!(s.valid_len, prefix as u64);
             assert_eq!(s.torn_at.is_some(), cut != prefix, "cut at {cut}");
         }
+    }
+
+    /// The same cuts with the preallocated zeros after them (a crash
+    /// while the writer wrote over them): the same whole prefix, and a
+    /// cut at a record boundary is the log's end, not a torn record.
+    #[test]
+    fn every_cut_followed_by_zeros_keeps_the_whole_prefix() {
+        let (bytes, ends) = log(6);
+        for cut in 0..=bytes.len() {
+            let mut padded = bytes[..cut].to_vec();
+            padded.resize(bytes.len() + 4096, 0);
+            let s = scan(&padded).unwrap();
+            let whole = ends.iter().filter(|&&e| e <= cut).count();
+            assert_eq!(s.records.len(), whole, "cut at {cut}");
+            let prefix = if whole == 0 { 0 } else { ends[whole - 1] };
+            assert_eq!(s.valid_len, prefix as u64);
+            assert_eq!(s.torn_at, (cut != prefix).then_some(prefix as u64), "cut at {cut}");
+            let zeros = if cut == prefix { padded.len() - prefix } else { 0 };
+            assert_eq!(s.zero_tail, zeros as u64, "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn zeros_followed_by_records_are_damage() {
+        let (bytes, ends) = log(4);
+        let mut holed = bytes[..ends[1]].to_vec();
+        holed.resize(ends[1] + 100, 0);
+        holed.extend_from_slice(&bytes[ends[1]..]);
+        assert_eq!(scan(&holed).unwrap_err(), Damage { offset: ends[1] as u64, why: "a zeroed record header" });
+        // A zeroed header alone, at the very end, is the log's unused end.
+        let mut end = bytes.clone();
+        end.extend_from_slice(&[0; HEADER]);
+        let s = scan(&end).unwrap();
+        assert_eq!((s.records.len(), s.torn_at, s.zero_tail), (4, None, HEADER as u64));
     }
 
     #[test]
