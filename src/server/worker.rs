@@ -77,10 +77,10 @@ pub(super) struct Worker {
     /// Calls on hosted objects to run on this thread (`host.rs`), once
     /// the step that forwarded them is over.
     inline_calls: Vec<crate::server::host::HostRequest>,
-    /// Events of this loop turn not handled yet, and connections to
-    /// resume: while there are any, calls go to the host's own threads
+    /// Events of this loop turn not handled yet: while there are any (or
+    /// other connections to resume), calls go to the host's own threads
     /// rather than make those wait for a round trip inline.
-    others_ready: usize,
+    batch_left: usize,
     /// The earliest deadline of a call this worker's connections parked.
     pub(super) next_deadline: Option<Instant>,
     /// When the core's own timers are due (worker 0 only).
@@ -119,7 +119,7 @@ impl Worker {
             sync,
             inbox: Vec::new(),
             inline_calls: Vec::new(),
-            others_ready: 0,
+            batch_left: 0,
             next_deadline: None,
             next_core_timer: None,
             finder: None,
@@ -150,7 +150,7 @@ impl Worker {
             // again and again just before it passes.
             let timeout = next.map(|d| d.saturating_duration_since(Instant::now()) + Duration::from_micros(200));
             // Inline calls a step left (`on_call` runs its own).
-            self.run_inline();
+            self.run_inline(None);
             // Connections with work left, or held replies a sync covered
             // already, only look for new events.
             let timeout = if self.resume.is_empty() && !self.held_ready() { timeout } else { Some(Duration::ZERO) };
@@ -165,7 +165,7 @@ impl Worker {
             self.release_held(false);
             let ready = events.iter().count();
             for (i, event) in events.iter().enumerate() {
-                self.others_ready = ready - i - 1 + self.resume.len();
+                self.batch_left = ready - i - 1;
                 match event.token() {
                     LISTENER => self.accept_all(),
                     SIGNALS => self.on_signal(),
@@ -196,10 +196,8 @@ impl Worker {
             // queue again wait for the next round (after a zero-wait poll).
             for _ in 0..self.resume.len() {
                 let Some(token) = self.resume.pop_front() else { break };
-                self.others_ready = self.resume.len();
                 self.service(token);
             }
-            self.others_ready = 0;
             self.release_held(false);
         }
         self.release_held(true);
@@ -255,14 +253,15 @@ impl Worker {
     /// ready. After the step that
     /// forwarded a call has parked its connection: an answer given at once
     /// finds it parked, as one from the host's threads would.
-    pub(super) fn run_inline(&mut self) {
+    pub(super) fn run_inline(&mut self, caller: Option<Token>) {
         if self.inline_calls.is_empty() {
             return;
         }
+        let others_ready = self.batch_left + self.resume.iter().filter(|&&t| Some(t) != caller).count();
         // Only where nothing else waits on this worker: with several
         // connections ready (one event loop, many clients) the host's
         // threads run their calls side by side instead.
-        let host = self.shared.inline_host.get().and_then(std::sync::Weak::upgrade).filter(|_| self.others_ready == 0);
+        let host = self.shared.inline_host.get().and_then(std::sync::Weak::upgrade).filter(|_| others_ready == 0);
         let mut calls = std::mem::take(&mut self.inline_calls);
         for request in calls.drain(..) {
             let back = match &host {
