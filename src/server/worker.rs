@@ -275,8 +275,17 @@ impl Worker {
         if self.inline_calls.is_empty() {
             self.inline_calls = calls;
         }
+        let queued = caller.is_some_and(|t| self.resume.contains(&t));
         if self.shared.take_host_answers() {
             self.step(|core, out| core.on_host_answers(out));
+        }
+        // The caller's own answer put it back in the resume queue; but it
+        // is being served right now (`process_frames` goes on with its
+        // next frame), so that turn would only read nothing.
+        if let Some(token) = caller.filter(|_| !queued)
+            && let Some(at) = self.resume.iter().rposition(|&t| t == token)
+        {
+            self.resume.remove(at);
         }
     }
 
