@@ -162,8 +162,9 @@ pub(super) fn running_inline<R>(worker: usize, f: impl FnOnce() -> R) -> R {
 pub trait InlineHost: Send + Sync {
     /// Runs `request` (a [`HostRequest::Call`]) now, answering it through
     /// [`HostEnd::answer`] (at once, or later if it waits), or gives it
-    /// back to be sent to the host's own threads.
-    fn call_inline(&self, request: HostRequest) -> Option<HostRequest>;
+    /// back to be sent to the host's own threads. `parsed`: its frame as
+    /// the worker already read it, when the worker has it at hand.
+    fn call_inline(&self, request: HostRequest, parsed: Option<&Request<'_, '_>>) -> Option<HostRequest>;
 }
 
 impl HostEnd {

@@ -221,7 +221,7 @@ impl Worker {
             }
         }
         // A call on a hosted object may run here now (`host.rs`).
-        self.run_inline(Some(token));
+        self.run_inline(Some((token, &req)));
         served
     }
 

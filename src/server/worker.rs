@@ -18,6 +18,7 @@ use signal_hook_mio::v1_0::Signals;
 use tracing::{info, warn};
 
 use crate::objects::ClientId;
+use crate::protocol::Request;
 
 use crate::store::{Fsync, LogWriter, SyncWatch};
 
@@ -255,19 +256,22 @@ impl Worker {
     /// ready. After the step that
     /// forwarded a call has parked its connection: an answer given at once
     /// finds it parked, as one from the host's threads would.
-    pub(super) fn run_inline(&mut self, caller: Option<Token>) {
+    pub(super) fn run_inline(&mut self, caller: Option<(Token, &Request<'_, '_>)>) {
         if self.inline_calls.is_empty() {
             return;
         }
-        let others_ready = self.batch_left + self.resume.iter().filter(|&&t| Some(t) != caller).count();
+        let token = caller.map(|(t, _)| t);
+        let others_ready = self.batch_left + self.resume.iter().filter(|&&t| Some(t) != token).count();
         // Only where nothing else waits on this worker: with several
         // connections ready (one event loop, many clients) the host's
         // threads run their calls side by side instead.
         let host = self.shared.inline_host.get().and_then(std::sync::Weak::upgrade).filter(|_| others_ready == 0);
         let mut calls = std::mem::take(&mut self.inline_calls);
+        // The caller's step forwarded its one call, read already.
+        let parsed = caller.map(|(_, req)| req).filter(|_| calls.len() == 1);
         for request in calls.drain(..) {
             let back = match &host {
-                Some(host) => super::host::running_inline(self.index, || host.call_inline(request)),
+                Some(host) => super::host::running_inline(self.index, || host.call_inline(request, parsed)),
                 None => Some(request),
             };
             if let Some(request) = back {
@@ -277,14 +281,14 @@ impl Worker {
         if self.inline_calls.is_empty() {
             self.inline_calls = calls;
         }
-        let queued = caller.is_some_and(|t| self.resume.contains(&t));
+        let queued = token.is_some_and(|t| self.resume.contains(&t));
         if self.shared.take_host_answers() {
             self.step(|core, out| core.on_host_answers(out));
         }
         // The caller's own answer put it back in the resume queue; but it
         // is being served right now (`process_frames` goes on with its
         // next frame), so that turn would only read nothing.
-        if let Some(token) = caller.filter(|_| !queued)
+        if let Some(token) = token.filter(|_| !queued)
             && let Some(at) = self.resume.iter().rposition(|&t| t == token)
         {
             self.resume.remove(at);

@@ -15,6 +15,7 @@
 use std::cell::RefCell;
 use std::time::{Duration, Instant};
 
+use crate::protocol::Request;
 use crate::server::host::{HostRequest, InlineHost};
 
 use super::conn::Lazy;
@@ -36,21 +37,24 @@ thread_local! {
 }
 
 impl InlineHost for Gateway {
-    fn call_inline(&self, request: HostRequest) -> Option<HostRequest> {
+    fn call_inline(&self, request: HostRequest, parsed: Option<&Request<'_, '_>>) -> Option<HostRequest> {
         let Some(connector) = &self.inline else { return Some(request) };
         let HostRequest::Call { ticket, key, connection, frame } = request else { return Some(request) };
         WORKER.with_borrow_mut(|worker| {
-            let back = || Some(HostRequest::Call { ticket, key, connection, frame: frame.clone() });
             if worker.paused_until.is_some_and(|t| Instant::now() < t) {
-                return back();
+                return Some(HostRequest::Call { ticket, key, connection, frame });
             }
             worker.paused_until = None;
             let conn = worker.conn.get_or_insert_with(|| Lazy::inline(connector.clone()));
             conn.begin_call();
-            let reply = self.call(conn, ticket, key as usize, connection, &frame);
+            // The worker has read the request already: not again here.
+            let reply = match parsed {
+                Some(req) => self.call_request(conn, ticket, key as usize, connection, req),
+                None => self.call(conn, ticket, key as usize, connection, &frame),
+            };
             if conn.gave_up() {
                 worker.paused_until = Some(Instant::now() + PAUSE);
-                return back();
+                return Some(HostRequest::Call { ticket, key, connection, frame });
             }
             if let Some(reply) = reply {
                 self.answer(ticket, reply);

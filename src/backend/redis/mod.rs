@@ -338,8 +338,14 @@ impl Gateway {
     /// A call on object `object`: its reply, or `None` once parked (or
     /// answered already).
     fn call(&self, conn: &mut Lazy, ticket: u64, object: usize, connection: u64, frame: &[u8]) -> Option<Reply> {
+        self.with_request(frame, |req| self.call_request(conn, ticket, object, connection, req)).unwrap_or_else(Some)
+    }
+
+    /// [`Gateway::call`] with the request read (by the server's worker,
+    /// for an inline call).
+    fn call_request(&self, conn: &mut Lazy, ticket: u64, object: usize, connection: u64, req: &Request<'_, '_>) -> Option<Reply> {
         let Some(q) = self.objects.get(object) else { return Some(created::gone()) };
-        self.with_request(frame, |req| self.call_parsed(conn, ticket, &q, object, connection, req)).unwrap_or_else(Some)
+        self.call_parsed(conn, ticket, &q, object, connection, req)
     }
 
     /// The client's request in `frame` (already accepted by the server's
