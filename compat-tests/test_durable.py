@@ -170,8 +170,14 @@ def run_load(server, tmp_path, producers=3, consumers=2, seconds=1.5):
     return (set(lines(logs['put'], 'try')), lines(logs['put'], 'ack'), lines(logs['get'], 'ack'))
 
 
-def test_kill9_under_load_fsync_always_loses_nothing_acknowledged(durable, tmp_path):
-    server = durable('always')
+# Under `always` workers lead the log's syncs themselves (src/store/writer.rs):
+# one by default, several side by side with --threads.
+WORKERS = pytest.mark.parametrize('workers', [[], ['--threads', '4']], ids=['one worker', 'four workers'])
+
+
+@WORKERS
+def test_kill9_under_load_fsync_always_loses_nothing_acknowledged(durable, tmp_path, workers):
+    server = durable('always', extra=workers)
     server.start()
     tried, put_acked, got_acked = run_load(server, tmp_path)
     server.start()
@@ -333,8 +339,9 @@ def small_disk(tmp_path):
     subprocess.run(['umount', '-l', str(mnt)])
 
 
-def test_disk_full_refuses_puts_with_oserror_and_serves_on(durable, small_disk):
-    server = durable('always', data_dir=small_disk / 'data')
+@WORKERS
+def test_disk_full_refuses_puts_with_oserror_and_serves_on(durable, small_disk, workers):
+    server = durable('always', data_dir=small_disk / 'data', extra=workers)
     server.start()
     q = server.queue()
     acked = []
@@ -544,8 +551,9 @@ def rolling_round(server, tmp_path, name, keep, pad, until):
     return len(acked)
 
 
-def test_compaction_while_serving_bounds_the_log_and_kill9_loses_nothing(durable, tmp_path):
-    server = durable('always', extra=['--compact-min-bytes', str(COMPACT_MIN)])
+@WORKERS
+def test_compaction_while_serving_bounds_the_log_and_kill9_loses_nothing(durable, tmp_path, workers):
+    server = durable('always', extra=['--compact-min-bytes', str(COMPACT_MIN)] + workers)
     data = tmp_path / 'data'
     largest, total_puts = 0, 0
     for round in range(4):

@@ -23,8 +23,9 @@ pub struct ServerOptions {
     no_legacy_md5: bool,
 
     /// Worker threads serving connections (each an event loop; objects
-    /// are shared). Default: two per core this process may use. 1 serves
-    /// everything from one event loop.
+    /// are shared). Default: two per core this process may use; one with
+    /// --data-dir under --fsync always (its syncs then group every
+    /// client's change). 1 serves everything from one event loop.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     threads: Option<u16>,
 

@@ -296,24 +296,24 @@ impl Worker {
     }
 
     /// Whether held replies can go out now. Before the worker sleeps:
-    /// asks the log's thread to wake it once they can.
+    /// leads a sync that covers them unless another thread's runs, and
+    /// asks to be woken when that one ends (`store::writer`).
     fn held_ready(&self) -> bool {
         let (Some(first), Some((log, watch))) = (self.held.first(), &self.sync) else { return false };
         watch.want(first);
         // After `want`: a sync that ended before it woke no one.
-        log.durable_upto() >= first || log.has_failed()
+        log.sync_through(first, false)
     }
 
-    /// Sends the held replies the log's syncs now cover; with `block`,
-    /// waits until it covers all of them. Not on disk means not
+    /// Sends the held replies the log's syncs now cover, leading a sync
+    /// for them unless another thread's runs; with `block`, waits until
+    /// the log covers all of them. Not on disk means not
     /// acknowledged: once the log failed, each reply it did not cover but
     /// a get's becomes an `OSError` instead (the change stays in memory: a
     /// put's item may still be taken).
     pub(super) fn release_held(&mut self, block: bool) {
         let (Some(last), Some((log, watch))) = (self.held.last(), &self.sync) else { return };
-        if block {
-            let _ = log.wait(last);
-        }
+        log.sync_through(last, block);
         self.held.release(log.durable_upto(), &mut self.out);
         if let Some(why) = (log.has_failed() && !self.held.is_empty()).then(|| log.failed()).flatten() {
             let e = crate::protocol::PyException::os_error(format!(
