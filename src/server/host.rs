@@ -165,6 +165,13 @@ pub trait InlineHost: Send + Sync {
     /// back to be sent to the host's own threads. `parsed`: its frame as
     /// the worker already read it, when the worker has it at hand.
     fn call_inline(&self, request: HostRequest, parsed: Option<&Request<'_, '_>>) -> Option<HostRequest>;
+
+    /// Runs calls read from several connections in one loop turn, in as
+    /// few round trips as the host can (the Redis gateway pipelines
+    /// them); returns those given back. By default one by one.
+    fn call_inline_batch(&self, requests: Vec<HostRequest>) -> Vec<HostRequest> {
+        requests.into_iter().filter_map(|r| self.call_inline(r, None)).collect()
+    }
 }
 
 impl HostEnd {

@@ -18,7 +18,6 @@ use signal_hook_mio::v1_0::Signals;
 use tracing::{info, warn};
 
 use crate::objects::ClientId;
-use crate::protocol::Request;
 
 use crate::store::{Fsync, LogWriter, SyncWatch};
 
@@ -33,6 +32,7 @@ use super::Shared;
 
 /// Taking new connections in: `accept_all`, `adopt`.
 mod accept;
+mod inline;
 
 pub(super) const LISTENER: Token = Token(usize::MAX - 1);
 pub(super) const SIGNALS: Token = Token(usize::MAX - 2);
@@ -80,6 +80,9 @@ pub(super) struct Worker {
     /// Calls on hosted objects to run on this thread (`host.rs`), once
     /// the step that forwarded them is over.
     inline_calls: Vec<crate::server::host::HostRequest>,
+    /// Inline calls read while other connections were ready: run together
+    /// at the end of the loop turn ([`Worker::run_batched`]).
+    batched: Vec<crate::server::host::HostRequest>,
     /// Events of this loop turn not handled yet: while there are any (or
     /// other connections to resume), calls go to the host's own threads
     /// rather than make those wait for a round trip inline.
@@ -122,6 +125,7 @@ impl Worker {
             sync,
             inbox: Vec::new(),
             inline_calls: Vec::new(),
+            batched: Vec::new(),
             batch_left: 0,
             next_deadline: None,
             next_core_timer: None,
@@ -201,8 +205,10 @@ impl Worker {
                 let Some(token) = self.resume.pop_front() else { break };
                 self.service(token);
             }
+            self.run_batched();
             self.release_held(false);
         }
+        self.run_batched();
         self.release_held(true);
         self.drain();
         Ok(())
@@ -248,51 +254,6 @@ impl Worker {
             self.release_held(true);
         }
         r
-    }
-
-    /// Runs the calls on hosted objects that steps left to run here
-    /// (`host.rs`), then applies the answers they gave; hands them to the
-    /// host's threads instead while other connections of this worker are
-    /// ready. After the step that
-    /// forwarded a call has parked its connection: an answer given at once
-    /// finds it parked, as one from the host's threads would.
-    pub(super) fn run_inline(&mut self, caller: Option<(Token, &Request<'_, '_>)>) {
-        if self.inline_calls.is_empty() {
-            return;
-        }
-        let token = caller.map(|(t, _)| t);
-        let others_ready = self.batch_left + self.resume.iter().filter(|&&t| Some(t) != token).count();
-        // Only where nothing else waits on this worker: with several
-        // connections ready (one event loop, many clients) the host's
-        // threads run their calls side by side instead.
-        let host = self.shared.inline_host.get().and_then(std::sync::Weak::upgrade).filter(|_| others_ready == 0);
-        let mut calls = std::mem::take(&mut self.inline_calls);
-        // The caller's step forwarded its one call, read already.
-        let parsed = caller.map(|(_, req)| req).filter(|_| calls.len() == 1);
-        for request in calls.drain(..) {
-            let back = match &host {
-                Some(host) => super::host::running_inline(self.index, || host.call_inline(request, parsed)),
-                None => Some(request),
-            };
-            if let Some(request) = back {
-                self.step(|core, _| core.send_to_host(request));
-            }
-        }
-        if self.inline_calls.is_empty() {
-            self.inline_calls = calls;
-        }
-        let queued = token.is_some_and(|t| self.resume.contains(&t));
-        if self.shared.take_host_answers() {
-            self.step(|core, out| core.on_host_answers(out));
-        }
-        // The caller's own answer put it back in the resume queue; but it
-        // is being served right now (`process_frames` goes on with its
-        // next frame), so that turn would only read nothing.
-        if let Some(token) = token.filter(|_| !queued)
-            && let Some(at) = self.resume.iter().rposition(|&t| t == token)
-        {
-            self.resume.remove(at);
-        }
     }
 
     /// Whether held replies can go out now. Before the worker sleeps:

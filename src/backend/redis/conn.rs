@@ -82,7 +82,7 @@ const STALL_LIMIT: Duration = Duration::from_secs(15);
 
 /// Errors a failover or a restarting node causes, which pass: no node
 /// for the slot yet, a dead connection, a node still loading.
-fn transient(e: &RedisError) -> bool {
+pub(super) fn transient(e: &RedisError) -> bool {
     use redis::ServerErrorKind::*;
     match e.kind() {
         ErrorKind::Io | ErrorKind::ClusterConnectionNotFound => true,
@@ -128,6 +128,38 @@ impl Lazy {
     /// transient error, nothing else run): it is to be run again elsewhere.
     pub fn gave_up(&self) -> bool {
         self.inline.as_ref().is_some_and(|(_, call)| call.gave_up)
+    }
+
+    /// Sends `cmds` as one pipeline (one write and one read per node) and
+    /// returns their replies in order, once, with no retry of the whole:
+    /// its caller cannot tell which commands ran when the pipeline fails
+    /// (`batch.rs`). The connection is made again after an error.
+    pub fn pipeline(&mut self, connector: &Connector, cmds: Vec<redis::Cmd>) -> RedisResult<Vec<redis::Value>> {
+        let connector = self.inline.as_ref().map_or(connector, |(own, _)| own);
+        let conn = match &mut self.conn {
+            Some(c) => c,
+            None => self.conn.insert(connector.connect()?),
+        };
+        let result = match conn {
+            Conn::Cluster(c) => {
+                let mut pipe = redis::cluster::cluster_pipe();
+                for cmd in cmds {
+                    pipe.add_command(cmd);
+                }
+                pipe.query(c)
+            }
+            Conn::Single(c) => {
+                let mut pipe = redis::pipe();
+                for cmd in cmds {
+                    pipe.add_command(cmd);
+                }
+                pipe.query(c)
+            }
+        };
+        if result.is_err() {
+            self.conn = None;
+        }
+        result
     }
 
     /// Runs `f` on the connection. Through a failover (a transient error)

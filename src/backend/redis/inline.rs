@@ -37,6 +37,25 @@ thread_local! {
 }
 
 impl InlineHost for Gateway {
+    fn call_inline_batch(&self, requests: Vec<HostRequest>) -> Vec<HostRequest> {
+        if requests.len() < 2 || self.inline.is_none() {
+            return requests.into_iter().filter_map(|r| self.call_inline(r, None)).collect();
+        }
+        let connector = self.inline.as_ref().expect("inline calls");
+        WORKER.with_borrow_mut(|worker| {
+            if worker.paused_until.is_some_and(|t| Instant::now() < t) {
+                return requests;
+            }
+            worker.paused_until = None;
+            let conn = worker.conn.get_or_insert_with(|| Lazy::inline(connector.clone()));
+            let (back, gave_up) = self.call_batch(conn, requests);
+            if gave_up {
+                worker.paused_until = Some(Instant::now() + PAUSE);
+            }
+            back
+        })
+    }
+
     fn call_inline(&self, request: HostRequest, parsed: Option<&Request<'_, '_>>) -> Option<HostRequest> {
         let Some(connector) = &self.inline else { return Some(request) };
         let HostRequest::Call { ticket, key, connection, frame } = request else { return Some(request) };

@@ -12,6 +12,7 @@
 //! blocks in Redis, so waiting clients cost neither threads nor
 //! connections.
 
+mod batch;
 mod conn;
 mod created;
 mod dict;

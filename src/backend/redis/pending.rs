@@ -132,23 +132,28 @@ impl Delivery {
     /// (its `ARGV` tail); they are done once it succeeds, and wait for the
     /// next one if it fails (a repeated HDEL is harmless).
     pub fn carrying_acks<T>(&self, pending: &str, script: impl FnOnce(&[u64]) -> RedisResult<T>) -> RedisResult<T> {
-        let acks = {
-            let mut all = self.lock();
-            match all.acks.get_mut(pending) {
-                Some(waiting) if waiting.len() > ACKS_PER_SCRIPT => waiting.drain(..ACKS_PER_SCRIPT).collect(),
-                Some(_) => all.acks.remove(pending).unwrap_or_default(),
-                None => Vec::new(),
-            }
-        };
+        let acks = self.take_acks(pending);
         let result = script(&acks);
-        if !acks.is_empty() {
-            self.acks_sent(pending, acks, result.is_ok());
-        }
+        self.acks_sent(pending, acks, result.is_ok());
         result
     }
 
+    /// The acks waiting for queue `pending` that its next script is to
+    /// carry; [`Delivery::acks_sent`] once it ran or failed.
+    pub(super) fn take_acks(&self, pending: &str) -> Vec<u64> {
+        let mut all = self.lock();
+        match all.acks.get_mut(pending) {
+            Some(waiting) if waiting.len() > ACKS_PER_SCRIPT => waiting.drain(..ACKS_PER_SCRIPT).collect(),
+            Some(_) => all.acks.remove(pending).unwrap_or_default(),
+            None => Vec::new(),
+        }
+    }
+
     /// Acks sent for queue `pending`: forgotten if `done`, else waiting again.
-    fn acks_sent(&self, pending: &str, acks: Vec<u64>, done: bool) {
+    pub(super) fn acks_sent(&self, pending: &str, acks: Vec<u64>, done: bool) {
+        if acks.is_empty() {
+            return;
+        }
         let mut all = self.lock();
         if done {
             for id in &acks {

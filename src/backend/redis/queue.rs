@@ -21,7 +21,7 @@
 use std::sync::LazyLock;
 use std::time::Instant;
 
-use redis::{ConnectionLike, RedisResult, Script};
+use redis::{Cmd, ConnectionLike, ErrorKind, FromRedisValue, RedisResult, Script, ServerErrorKind};
 
 use crate::objects::queue::QueueCall;
 use crate::pickle::Item;
@@ -44,18 +44,15 @@ pub(super) const FLAG_TTL_MS: u64 = 2000;
 /// whether to set the flag first (a parked put's retry), its TTL, then
 /// the ids of delivered items to acknowledge (`pending.rs`). 1 if pushed,
 /// 0 if the queue is full.
-static PUT: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        "if #ARGV > 6 then redis.call('HDEL', KEYS[4], unpack(ARGV, 7)) end
+const PUT_LUA: &str = "if #ARGV > 6 then redis.call('HDEL', KEYS[4], unpack(ARGV, 7)) end
          if ARGV[5] == '1' then redis.call('SET', KEYS[2], '1', 'PX', ARGV[6]) end
          local max = tonumber(ARGV[2])
          if max > 0 and redis.call('LLEN', KEYS[1]) >= max then return 0 end
          redis.call('RPUSH', KEYS[1], ARGV[1])
          redis.call('INCR', KEYS[3])
          if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('PUBLISH', ARGV[3], ARGV[4]) end
-         return 1",
-    )
-});
+         return 1";
+static PUT: LazyLock<Script> = LazyLock::new(|| Script::new(PUT_LUA));
 
 /// `KEYS`: the list, the flag, the unfinished count (unused), this
 /// gateway's pending hash, the gateways set, this gateway's lease. `ARGV`:
@@ -67,9 +64,7 @@ static PUT: LazyLock<Script> = LazyLock::new(|| {
 /// make room for a parked `put`. The lease is set (and the gateway added
 /// to the set) only where it lapsed: the lease thread renews both, so a
 /// live lease means the gateway is in the set.
-static TAKE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        "if #ARGV > 9 then redis.call('HDEL', KEYS[4], unpack(ARGV, 10)) end
+const TAKE_LUA: &str = "if #ARGV > 9 then redis.call('HDEL', KEYS[4], unpack(ARGV, 10)) end
          if ARGV[5] == '1' then redis.call('SET', KEYS[2], '1', 'PX', ARGV[6]) end
          local items = redis.call('LPOP', KEYS[1], ARGV[1])
          if items then
@@ -80,9 +75,60 @@ static TAKE: LazyLock<Script> = LazyLock::new(|| {
                  redis.call('PUBLISH', ARGV[3], ARGV[4])
              end
          end
-         return items",
-    )
-});
+         return items";
+static TAKE: LazyLock<Script> = LazyLock::new(|| Script::new(TAKE_LUA));
+
+/// How a script call names its script: by hash (`EVALSHA`, loading it on
+/// `NOSCRIPT`), or with its source (`EVAL`: in a pipeline, where a script
+/// found missing halfway could not be loaded before the commands after
+/// it; `batch.rs`).
+#[derive(Clone, Copy)]
+pub enum ScriptBy {
+    Sha,
+    Source,
+}
+
+/// The command that calls `script` (whose source is `source`) with its
+/// `KEYS` and then `ARGV` given by `args`.
+fn script_cmd(by: ScriptBy, script: &Script, source: &str, keys: usize) -> Cmd {
+    let mut cmd = match by {
+        ScriptBy::Sha => redis::cmd("EVALSHA").arg(script.get_hash()).to_owned(),
+        ScriptBy::Source => redis::cmd("EVAL").arg(source).to_owned(),
+    };
+    cmd.arg(keys);
+    cmd
+}
+
+/// Runs a script's command, loading the script where Redis does not have
+/// it (a restarted or promoted node) and running it again.
+fn run_script<T: FromRedisValue>(conn: &mut dyn ConnectionLike, script: &Script, cmd: &Cmd) -> RedisResult<T> {
+    match cmd.query(conn) {
+        Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+            script.prepare_invoke().load(conn)?;
+            cmd.query(conn)
+        }
+        r => r,
+    }
+}
+
+/// The `PUT` script's command: `item` onto `q` unless full, carrying
+/// `acks` (`pending.rs`).
+pub(super) fn put_cmd(by: ScriptBy, q: &Named, maxsize: i64, item: &[u8], from: For, acks: &[u64]) -> Cmd {
+    let mut cmd = script_cmd(by, &PUT, PUT_LUA, 4);
+    cmd.arg(&q.key).arg(&q.flag).arg(&q.unfinished).arg(&q.pending);
+    cmd.arg(item).arg(maxsize).arg(WAKE_CHANNEL).arg(&q.name).arg(from.flag()).arg(FLAG_TTL_MS).arg(acks);
+    cmd
+}
+
+/// The `TAKE` script's command: up to `count` items of `q` into this
+/// gateway's pending hash, the first under id `first`, carrying `acks`.
+pub(super) fn take_cmd(by: ScriptBy, q: &Named, maxsize: i64, count: usize, from: For, delivery: &Delivery, first: u64, acks: &[u64]) -> Cmd {
+    let mut cmd = script_cmd(by, &TAKE, TAKE_LUA, 6);
+    cmd.arg(&q.key).arg(&q.flag).arg(&q.unfinished).arg(&q.pending).arg(&q.gateways).arg(&q.lease);
+    cmd.arg(count).arg(maxsize).arg(WAKE_CHANNEL).arg(&q.name).arg(from.flag()).arg(FLAG_TTL_MS);
+    cmd.arg(&delivery.gateway).arg(LEASE.as_millis() as u64).arg(first).arg(acks);
+    cmd
+}
 
 /// Whether a script call comes from parked calls (and so sets the
 /// waiting flag first).
@@ -128,12 +174,7 @@ static UNFINISHED: LazyLock<Script> = LazyLock::new(|| {
 /// error (`replicas.rs`).
 pub fn put(conn: &mut dyn ConnectionLike, q: &Named, maxsize: i64, item: &[u8], by: For, delivery: &Delivery) -> RedisResult<bool> {
     let pushed: i64 = waited(conn, q.replicas, |c| {
-        delivery.carrying_acks(&q.pending, |acks| {
-            let mut call = PUT.key(&q.key);
-            call.key(&q.flag).key(&q.unfinished).key(&q.pending);
-            call.arg(item).arg(maxsize).arg(WAKE_CHANNEL).arg(&q.name).arg(by.flag()).arg(FLAG_TTL_MS).arg(acks);
-            call.invoke(c)
-        })
+        delivery.carrying_acks(&q.pending, |acks| run_script(c, &PUT, &put_cmd(ScriptBy::Sha, q, maxsize, item, by, acks)))
     })?;
     Ok(pushed == 1)
 }
@@ -156,11 +197,7 @@ impl Taken {
 pub fn take(conn: &mut dyn ConnectionLike, q: &Named, maxsize: i64, count: usize, by: For, delivery: &Delivery) -> RedisResult<Taken> {
     let first = delivery.reserve(count);
     let result: RedisResult<Option<Vec<Vec<u8>>>> = delivery.carrying_acks(&q.pending, |acks| {
-        let mut call = TAKE.key(&q.key);
-        call.key(&q.flag).key(&q.unfinished).key(&q.pending).key(&q.gateways).key(&q.lease);
-        call.arg(count).arg(maxsize).arg(WAKE_CHANNEL).arg(&q.name).arg(by.flag()).arg(FLAG_TTL_MS);
-        call.arg(&delivery.gateway).arg(LEASE.as_millis() as u64).arg(first).arg(acks);
-        call.invoke(conn)
+        run_script(conn, &TAKE, &take_cmd(ScriptBy::Sha, q, maxsize, count, by, delivery, first, acks))
     });
     let taken = match &result {
         Ok(items) => items.as_ref().map_or(0, Vec::len) as u64,
