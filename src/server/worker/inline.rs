@@ -25,8 +25,9 @@ impl Worker {
         let host = self.shared.inline_host.get().and_then(std::sync::Weak::upgrade);
         // With other connections ready, the call waits for the end of the
         // turn, to run with theirs in as few round trips as the host can
-        // (`run_batched`), instead of making them wait for its own.
-        if host.is_some() && others_ready > 0 && !self.shared.is_stopping() {
+        // (`run_batched`), instead of making them wait for its own; so
+        // does the last one of those, to join them.
+        if host.is_some() && (others_ready > 0 || !self.batched.is_empty()) && !self.shared.is_stopping() {
             self.batched.append(&mut self.inline_calls);
             return;
         }
