@@ -117,17 +117,35 @@ class Gateway:
 
 
 @contextlib.contextmanager
-def two_gateways(directory, register=REGISTER):
+def two_gateways(directory, register=REGISTER, extra=()):
     """Gateways A and B (logs in `directory`), which must still be alive
     at the end."""
     flush_cluster()
-    a = Gateway(str(directory / 'a.log'), register=register)
-    b = Gateway(str(directory / 'b.log'), register=register)
+    a = Gateway(str(directory / 'a.log'), register=register, extra=extra)
+    b = Gateway(str(directory / 'b.log'), register=register, extra=extra)
     yield a, b
     for g in (a, b):
         alive = g.proc.poll() is None
         g.stop()
         assert alive, 'gateway died:\n' + open(g.log).read()
+
+
+def command_calls(command):
+    """How many `command`s the cluster's nodes ran since their stats were
+    last reset (`config resetstat`), replicas' replays included."""
+    total = 0
+    for port in range(PORT, PORT + 6):
+        out = subprocess.run(['redis-cli', '-p', str(port), 'info', 'commandstats'],
+                             capture_output=True, text=True, timeout=10).stdout
+        found = re.search(r'^cmdstat_%s:calls=(\d+)' % command, out, re.M)
+        total += int(found.group(1)) if found else 0
+    return total
+
+
+def reset_command_stats():
+    for port in range(PORT, PORT + 6):
+        subprocess.run(['redis-cli', '-p', str(port), 'config', 'resetstat'],
+                       capture_output=True, timeout=10)
 
 
 def empty_named_objects():

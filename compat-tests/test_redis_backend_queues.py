@@ -13,8 +13,9 @@ import time
 
 import pytest
 
-from redis_support import (KEYS, LEASE, Gateway, gateways, gw,  # noqa: F401 (fixtures)
-                           master_port_of, only_rust, redis_cli, result, spawn)
+from redis_support import (KEYS, LEASE, Gateway, command_calls, empty_named_objects,  # noqa: F401 (fixtures)
+                           gateways, gw, master_port_of, only_rust, redis_cli, reset_command_stats,
+                           result, spawn)
 
 pytestmark = only_rust
 
@@ -54,6 +55,34 @@ def test_ten_thousand_items_across_gateways_none_lost_or_duplicated(gw):
     assert len(got) == producers * per, len(got)
     assert sorted(got) == list(range(producers * per))
     print('10,000 items, 4 producers on A, 4 consumers on B: %.2f s' % elapsed)
+
+
+def test_calls_ready_together_go_in_one_pipeline_none_lost_or_duplicated(redis_cluster, tmp_path):
+    """With one worker per gateway, the puts and gets of clients ready at
+    once run in one pipeline (by `EVAL`; a call on its own runs by
+    `EVALSHA`): 8 producers and 8 consumers move 10,000 items, none lost
+    or duplicated."""
+    empty_named_objects()
+    a, b = (Gateway(str(tmp_path / n), extra=['--threads', '1']) for n in ('a.log', 'b.log'))
+    try:
+        reset_command_stats()
+        producers, per = 8, 1250
+        consumers = [spawn('consume', g) for g in (a, b) for _ in range(4)]
+        puts = [spawn('produce', g, i * per, per) for i, g in enumerate([a, b] * 4)]
+        assert sum(result(p)['put'] for p in puts) == producers * per
+        q = a.manager().tasks()
+        for _ in consumers:
+            q.put(None)
+        got = [item for c in consumers for item in result(c)['got']]
+        assert sorted(got) == list(range(producers * per))
+        pipelined = command_calls('eval')
+        print('calls in pipelines: %d of %d' % (pipelined, pipelined + command_calls('evalsha')))
+        assert pipelined > 0, 'no calls ran in a pipeline'
+    finally:
+        for g in (a, b):
+            alive = g.proc.poll() is None
+            g.stop()
+            assert alive, 'gateway died:\n' + open(g.log).read()
 
 
 def test_blocked_getters_are_served_in_arrival_order(gw):
