@@ -111,6 +111,9 @@ struct Io {
     /// Written since the last sync.
     unsynced: bool,
     last_sync: Instant,
+    /// The buffer last written, emptied: swapped for the pending one, so
+    /// that appends reuse its capacity.
+    spare: Vec<u8>,
 }
 
 impl Io {
@@ -178,7 +181,7 @@ impl LogWriter {
         pre.extend_if_due(&file, true);
         let w = Arc::new(LogWriter {
             policy,
-            io: Mutex::new(Io { file, pre, unsynced: false, last_sync: Instant::now() }),
+            io: Mutex::new(Io { file, pre, unsynced: false, last_sync: Instant::now(), spare: Vec::new() }),
             durable_upto: AtomicU64::new(0),
             has_failed: AtomicBool::new(false),
             watches: Mutex::default(),
@@ -268,11 +271,12 @@ impl LogWriter {
             return true;
         }
         // Under the file's lock, so batches reach the file in log order.
-        let (buf, upto) = {
+        let upto = {
             let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-            (std::mem::take(&mut p.buf), p.appended)
+            std::mem::swap(&mut io.spare, &mut p.buf);
+            p.appended
         };
-        let result = self.write_batch(&mut io, &buf, true);
+        let result = self.write_batch(&mut io, true);
         self.publish(upto, result);
         // The next chunk of zeros, once a chunk is nearly used (rarely:
         // 4 MiB by default); under `always` everything written is synced,
@@ -336,7 +340,6 @@ impl LogWriter {
     /// which takes what is left every 200 ms, and the switch and the
     /// stop when asked.
     fn run(&self) {
-        let mut buf = Vec::new();
         loop {
             {
                 let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
@@ -358,7 +361,7 @@ impl LogWriter {
             let mut io = self.io.lock().unwrap_or_else(|e| e.into_inner());
             let (at, stop, switch) = {
                 let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-                std::mem::swap(&mut buf, &mut p.buf);
+                std::mem::swap(&mut io.spare, &mut p.buf);
                 (p.appended, p.stop, p.switch.take())
             };
             let sync_due = match self.policy {
@@ -366,8 +369,7 @@ impl LogWriter {
                 Fsync::Everysec => io.last_sync.elapsed() >= Duration::from_secs(1) || stop,
                 Fsync::No => stop,
             };
-            let result = self.write_batch(&mut io, &buf, sync_due);
-            buf.clear();
+            let result = self.write_batch(&mut io, sync_due);
             self.publish(at, result);
             if let Some(sw) = switch {
                 let r = if stop || self.failed().is_some() {
@@ -402,13 +404,17 @@ impl LogWriter {
         }
     }
 
-    /// Writes `buf` (whole records) after the log's records and, with
-    /// `sync`, syncs all that was written since the last sync.
-    fn write_batch(&self, io: &mut Io, buf: &[u8], sync: bool) -> std::io::Result<()> {
-        if !buf.is_empty() {
-            io.pre.write(&io.file, buf)?;
+    /// Writes `io.spare` (whole records, taken from the pending buffer)
+    /// after the log's records, emptying it, and, with `sync`, syncs all
+    /// that was written since the last sync.
+    fn write_batch(&self, io: &mut Io, sync: bool) -> std::io::Result<()> {
+        if !io.spare.is_empty() {
+            let written = io.pre.write(&io.file, &io.spare);
+            let len = io.spare.len() as u64;
+            io.spare.clear();
+            written?;
             io.unsynced = true;
-            self.wrote(buf.len() as u64);
+            self.wrote(len);
         }
         if io.unsynced && sync {
             let started = Instant::now();

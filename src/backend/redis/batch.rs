@@ -29,17 +29,15 @@ use tracing::warn;
 
 use crate::objects::queue::QueueCall;
 use crate::pickle::Item;
-use crate::protocol::{PyException, Reply};
 use crate::server::host::HostRequest;
 
 use super::conn::{transient, Lazy};
 use super::queue::{self, For, ScriptBy};
-use super::{pending, Gateway, Named, ObjectKind};
+use super::{Caller, Gateway, Named, ObjectKind};
 
 /// A call whose script went into the pipeline.
 struct Sent {
-    ticket: u64,
-    object: usize,
+    by: Caller,
     queue: std::sync::Arc<Named>,
     call: Script,
     /// The acks its script carries (`pending.rs`).
@@ -101,8 +99,9 @@ impl Gateway {
     /// answer needs; `Ok(None)` once parked here without Redis; the
     /// request back for a call that is more than one script.
     fn prepare(&self, request: HostRequest, now: Instant) -> Result<Option<(Sent, redis::Cmd)>, HostRequest> {
-        let HostRequest::Call { ticket, key, ref frame, .. } = request else { return Err(request) };
+        let HostRequest::Call { ticket, key, connection, ref frame } = request else { return Err(request) };
         let object = key as usize;
+        let by = Caller { ticket, object, connection };
         let Some(q) = self.objects.get(object) else { return Err(request) };
         let ObjectKind::Queue { maxsize } = q.kind else { return Err(request) };
         if q.replicas.is_some() {
@@ -117,7 +116,7 @@ impl Gateway {
                 let acks = self.delivery.take_acks(&q.pending);
                 let cmd = queue::put_cmd(ScriptBy::Source, &q, maxsize, &item, For::Caller, &acks);
                 let call = Script::Put { item, block, deadline };
-                Ok(Some((Sent { ticket, object, queue: q, call, acks, request }, cmd)))
+                Ok(Some((Sent { by, queue: q, call, acks, request }, cmd)))
             }
             QueueCall::Get { block, deadline, .. } => {
                 // FIFO behind the getters this gateway parks already.
@@ -129,39 +128,33 @@ impl Gateway {
                 let acks = self.delivery.take_acks(&q.pending);
                 let cmd = queue::take_cmd(ScriptBy::Source, &q, maxsize, 1, For::Caller, &self.delivery, first, &acks);
                 let call = Script::Take { first, block, deadline };
-                Ok(Some((Sent { ticket, object, queue: q, call, acks, request }, cmd)))
+                Ok(Some((Sent { by, queue: q, call, acks, request }, cmd)))
             }
             _ => Err(request),
         }
     }
 
     /// Answers (or parks) a call from its script's reply, as a call run
-    /// on its own would be (`queue::call`, `Gateway::run`).
+    /// on its own would be (`queue::call`, `Gateway::queue_step`).
     fn finish(&self, conn: &mut Lazy, s: Sent, value: Value, now: Instant) {
-        let passed = |deadline: Option<Instant>| deadline.is_some_and(|d| d <= now);
-        let ok = !matches!(value, Value::ServerError(_));
-        self.delivery.acks_sent(&s.queue.pending, s.acks, ok);
-        match s.call {
-            Script::Put { item, block, deadline } => match from_redis_value::<i64>(value) {
-                Ok(1) => {
-                    self.waiters.kick_if_parked(s.object);
-                    self.answer(s.ticket, Reply::none());
-                }
-                Ok(_) if !block || passed(deadline) => self.answer(s.ticket, Reply::Error(PyException::queue_full())),
-                Ok(_) => self.waiters.park_put(s.object, s.ticket, item, deadline),
-                Err(e) => self.answer(s.ticket, self.backend_error(&e.into())),
-            },
-            Script::Take { first, block, deadline } => {
-                let items = from_redis_value::<Option<Vec<Vec<u8>>>>(value);
-                let taken = items.as_ref().map_or(0, |i| i.as_ref().map_or(0, Vec::len)) as u64;
-                self.delivery.release(first + taken..first + 1);
-                match items.map(|i| i.and_then(|i| i.into_iter().next())) {
-                    Ok(Some(item)) => pending::deliver(self, conn, &s.queue, s.ticket, first, item),
-                    Ok(None) if !block || passed(deadline) => self.answer(s.ticket, Reply::Error(PyException::queue_empty())),
-                    Ok(None) => self.waiters.park_get(s.object, s.ticket, deadline),
-                    Err(e) => self.answer(s.ticket, self.backend_error(&e.into())),
-                }
+        self.delivery.acks_sent(&s.queue.pending, s.acks, !matches!(value, Value::ServerError(_)));
+        let wakes = matches!(s.call, Script::Put { .. });
+        let step: redis::RedisResult<queue::Step> = match s.call {
+            Script::Put { item, block, deadline } => {
+                let pushed = from_redis_value::<i64>(value).map_err(RedisError::from);
+                pushed.map(|pushed| queue::put_step(pushed == 1, &item, block, deadline, now))
             }
+            Script::Take { first, block, deadline } => {
+                let result = from_redis_value::<Option<Vec<Vec<u8>>>>(value).map_err(RedisError::from);
+                queue::taken(&self.delivery, first, 1, result).map(|taken| queue::get_step(taken, block, deadline, now))
+            }
+        };
+        let reply = match step {
+            Ok(step) => self.queue_step(conn, &s.queue, s.by, step, wakes),
+            Err(e) => Some(self.backend_error(&e)),
+        };
+        if let Some(reply) = reply {
+            self.answer(s.by.ticket, reply);
         }
     }
 
@@ -178,7 +171,7 @@ impl Gateway {
             if transient(e) {
                 back.push(s.request);
             } else {
-                self.answer(s.ticket, self.backend_error(e));
+                self.answer(s.by.ticket, self.backend_error(e));
             }
         }
     }

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use crate::protocol::Request;
 use crate::server::host::{HostRequest, InlineHost};
 
-use super::conn::Lazy;
+use super::conn::{Connector, Lazy};
 use super::Gateway;
 
 /// How long a worker sends its calls to the request threads after an
@@ -36,21 +36,33 @@ thread_local! {
     static WORKER: RefCell<Worker> = RefCell::default();
 }
 
+impl Worker {
+    /// The connection to run inline calls on, unless they pause.
+    fn connection(&mut self, connector: &Connector) -> Option<&mut Lazy> {
+        if self.paused_until.is_some_and(|t| Instant::now() < t) {
+            return None;
+        }
+        self.paused_until = None;
+        Some(self.conn.get_or_insert_with(|| Lazy::inline(connector.clone())))
+    }
+
+    /// An inline call gave up: the next ones go to the request threads
+    /// for [`PAUSE`].
+    fn pause(&mut self) {
+        self.paused_until = Some(Instant::now() + PAUSE);
+    }
+}
+
 impl InlineHost for Gateway {
     fn call_inline_batch(&self, requests: Vec<HostRequest>) -> Vec<HostRequest> {
-        if requests.len() < 2 || self.inline.is_none() {
+        let Some(connector) = self.inline.as_ref().filter(|_| requests.len() > 1) else {
             return requests.into_iter().filter_map(|r| self.call_inline(r, None)).collect();
-        }
-        let connector = self.inline.as_ref().expect("inline calls");
+        };
         WORKER.with_borrow_mut(|worker| {
-            if worker.paused_until.is_some_and(|t| Instant::now() < t) {
-                return requests;
-            }
-            worker.paused_until = None;
-            let conn = worker.conn.get_or_insert_with(|| Lazy::inline(connector.clone()));
+            let Some(conn) = worker.connection(connector) else { return requests };
             let (back, gave_up) = self.call_batch(conn, requests);
             if gave_up {
-                worker.paused_until = Some(Instant::now() + PAUSE);
+                worker.pause();
             }
             back
         })
@@ -58,22 +70,18 @@ impl InlineHost for Gateway {
 
     fn call_inline(&self, request: HostRequest, parsed: Option<&Request<'_, '_>>) -> Option<HostRequest> {
         let Some(connector) = &self.inline else { return Some(request) };
-        let HostRequest::Call { ticket, key, connection, frame } = request else { return Some(request) };
         WORKER.with_borrow_mut(|worker| {
-            if worker.paused_until.is_some_and(|t| Instant::now() < t) {
-                return Some(HostRequest::Call { ticket, key, connection, frame });
-            }
-            worker.paused_until = None;
-            let conn = worker.conn.get_or_insert_with(|| Lazy::inline(connector.clone()));
+            let HostRequest::Call { ticket, key, connection, ref frame } = request else { return Some(request) };
+            let Some(conn) = worker.connection(connector) else { return Some(request) };
             conn.begin_call();
             // The worker has read the request already: not again here.
             let reply = match parsed {
                 Some(req) => self.call_request(conn, ticket, key as usize, connection, req),
-                None => self.call(conn, ticket, key as usize, connection, &frame),
+                None => self.call(conn, ticket, key as usize, connection, frame),
             };
             if conn.gave_up() {
-                worker.paused_until = Some(Instant::now() + PAUSE);
-                return Some(HostRequest::Call { ticket, key, connection, frame });
+                worker.pause();
+                return Some(request);
             }
             if let Some(reply) = reply {
                 self.answer(ticket, reply);

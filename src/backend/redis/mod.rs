@@ -391,33 +391,7 @@ impl Gateway {
                 let wakes = matches!(call, QueueCall::Put { .. } | QueueCall::TaskDone);
                 let waiting = self.waiters.has_getters(object);
                 let step = conn.with(connector, |c| queue::call(c, q, maxsize, &call, waiting, now, &self.delivery));
-                step.map(|step| match step {
-                    queue::Step::Took { id, item } => {
-                        pending::deliver(self, conn, q, ticket, id, item);
-                        None
-                    }
-                    queue::Step::Answer(reply) => {
-                        if wakes {
-                            // This gateway's own getters and joiners need
-                            // no round trip through pub/sub (nor a thread
-                            // woken where none waits).
-                            self.waiters.kick_if_parked(object);
-                        }
-                        Some(reply)
-                    }
-                    queue::Step::WaitGet { deadline } => {
-                        self.waiters.park_get(object, ticket, deadline);
-                        None
-                    }
-                    queue::Step::WaitPut { item, deadline } => {
-                        self.waiters.park_put(object, ticket, item, deadline);
-                        None
-                    }
-                    queue::Step::WaitJoin => {
-                        self.waiters.park_join(object, ticket);
-                        None
-                    }
-                })
+                step.map(|step| self.queue_step(conn, q, by, step, wakes))
             }
             ObjectKind::Dict => {
                 let call = objects::dict::parse_call(req)?;
@@ -440,6 +414,40 @@ impl Gateway {
                 conn.with(connector, |c| replicas::waited(c, q.replicas, |c| list::call(c, q, &call))).map(Some)
             }
         })
+    }
+
+    /// Carries out what a queue call came to (`queue::Step`): its reply,
+    /// or `None` once delivered or parked. `wakes`: the call may have let
+    /// this gateway's parked getters or joiners go on.
+    fn queue_step(&self, conn: &mut Lazy, q: &Named, by: Caller, step: queue::Step, wakes: bool) -> Option<Reply> {
+        let Caller { ticket, object, .. } = by;
+        match step {
+            queue::Step::Took { id, item } => {
+                pending::deliver(self, conn, q, ticket, id, item);
+                None
+            }
+            queue::Step::Answer(reply) => {
+                if wakes {
+                    // This gateway's own getters and joiners need no round
+                    // trip through pub/sub (nor a thread woken where none
+                    // waits).
+                    self.waiters.kick_if_parked(object);
+                }
+                Some(reply)
+            }
+            queue::Step::WaitGet { deadline } => {
+                self.waiters.park_get(object, ticket, deadline);
+                None
+            }
+            queue::Step::WaitPut { item, deadline } => {
+                self.waiters.park_put(object, ticket, item, deadline);
+                None
+            }
+            queue::Step::WaitJoin => {
+                self.waiters.park_join(object, ticket);
+                None
+            }
+        }
     }
 
     /// The reply to a call that Redis failed.

@@ -196,15 +196,41 @@ impl Taken {
 /// hash. The ids of items not taken (or of a failed try) are given up.
 pub fn take(conn: &mut dyn ConnectionLike, q: &Named, maxsize: i64, count: usize, by: For, delivery: &Delivery) -> RedisResult<Taken> {
     let first = delivery.reserve(count);
-    let result: RedisResult<Option<Vec<Vec<u8>>>> = delivery.carrying_acks(&q.pending, |acks| {
+    let result = delivery.carrying_acks(&q.pending, |acks| {
         run_script(conn, &TAKE, &take_cmd(ScriptBy::Sha, q, maxsize, count, by, delivery, first, acks))
     });
-    let taken = match &result {
+    taken(delivery, first, count, result)
+}
+
+/// What a `TAKE` script of `count` items from id `first` answered; the
+/// ids it did not use (all of them, if it failed) are given up.
+pub(super) fn taken(delivery: &Delivery, first: u64, count: usize, result: RedisResult<Option<Vec<Vec<u8>>>>) -> RedisResult<Taken> {
+    let used = match &result {
         Ok(items) => items.as_ref().map_or(0, Vec::len) as u64,
         Err(_) => 0,
     };
-    delivery.release(first + taken..first + count as u64);
+    delivery.release(first + used..first + count as u64);
     Ok(Taken { first, items: result?.unwrap_or_default() })
+}
+
+/// What a `put` comes to once its script answered whether it `pushed`.
+pub(super) fn put_step(pushed: bool, item: &Item, block: bool, deadline: Option<Instant>, now: Instant) -> Step {
+    if pushed {
+        Step::Answer(Reply::none())
+    } else if !block || deadline.is_some_and(|d| d <= now) {
+        Step::Answer(Reply::Error(PyException::queue_full()))
+    } else {
+        Step::WaitPut { item: item.clone(), deadline }
+    }
+}
+
+/// What a `get` comes to once its take of one item answered.
+pub(super) fn get_step(taken: Taken, block: bool, deadline: Option<Instant>, now: Instant) -> Step {
+    match taken.items.into_iter().next() {
+        Some(item) => Step::Took { id: taken.first, item },
+        None if !block || deadline.is_some_and(|d| d <= now) => Step::Answer(Reply::Error(PyException::queue_empty())),
+        None => Step::WaitGet { deadline },
+    }
 }
 
 /// The unfinished count, for parked `join`s (setting the flag first).
@@ -241,28 +267,16 @@ pub fn call(
     now: Instant,
     delivery: &Delivery,
 ) -> RedisResult<Step> {
-    let passed = |deadline: Option<Instant>| deadline.is_some_and(|d| d <= now);
     Ok(match call {
         &QueueCall::Put { ref item, block, deadline } => {
             let item = item.as_ref().expect("a parsed put has its item");
-            if put(conn, q, maxsize, item, For::Caller, delivery)? {
-                Step::Answer(Reply::none())
-            } else if !block || passed(deadline) {
-                Step::Answer(Reply::Error(PyException::queue_full()))
-            } else {
-                Step::WaitPut { item: item.clone(), deadline }
-            }
+            put_step(put(conn, q, maxsize, item, For::Caller, delivery)?, item, block, deadline, now)
         }
         &QueueCall::Get { block, deadline, .. } => {
             if block && getters_waiting {
                 return Ok(Step::WaitGet { deadline });
             }
-            let taken = take(conn, q, maxsize, 1, For::Caller, delivery)?;
-            match taken.items.into_iter().next() {
-                Some(item) => Step::Took { id: taken.first, item },
-                None if !block || passed(deadline) => Step::Answer(Reply::Error(PyException::queue_empty())),
-                None => Step::WaitGet { deadline },
-            }
+            get_step(take(conn, q, maxsize, 1, For::Caller, delivery)?, block, deadline, now)
         }
         QueueCall::Qsize => Step::Answer(Reply::Return(ReplyValue::Int(len(conn, q)?))),
         QueueCall::Empty => Step::Answer(Reply::Return(ReplyValue::Bool(len(conn, q)? == 0))),

@@ -11,9 +11,9 @@ use super::Worker;
 
 impl Worker {
     /// Runs the calls on hosted objects that steps left to run here
-    /// (`host.rs`), then applies the answers they gave; hands them to the
-    /// host's threads instead while other connections of this worker are
-    /// ready. After the step that
+    /// (`host.rs`), then applies the answers they gave; while other
+    /// connections of this worker are ready, puts them off to the end of
+    /// the turn instead ([`Worker::run_batched`]). After the step that
     /// forwarded a call has parked its connection: an answer given at once
     /// finds it parked, as one from the host's threads would.
     pub(in crate::server) fn run_inline(&mut self, caller: Option<(Token, &Request<'_, '_>)>) {
@@ -79,5 +79,4 @@ impl Worker {
             self.step(|core, out| core.on_host_answers(out));
         }
     }
-
 }
