@@ -135,6 +135,22 @@ def wake_latency(port_a, port_b, rounds=50):
     return statistics.median(waits), waits[int(len(waits) * 0.9)]
 
 
+def alternate(args, ns, port):
+    import statistics
+    print('alternating rounds (%d x %.0f s), calls/s: median (range)' % (args.rounds, args.seconds))
+    for n in ns:
+        gw, rp = [], []
+        for _ in range(args.rounds):
+            gw.append(run(manager_client, [port], n, args.seconds))
+            rp.append(run(redis_client, [0], n, args.seconds))
+        ratios = sorted(g / r for g, r in zip(gw, rp))
+        print('N=%-3d gateway x1 %6.0f (%.0f-%.0f)  redis-py %6.0f (%.0f-%.0f)  '
+              'gateway/redis-py per round: median %.2fx (%.2fx-%.2fx)' % (
+                  n, statistics.median(gw), min(gw), max(gw),
+                  statistics.median(rp), min(rp), max(rp),
+                  statistics.median(ratios), ratios[0], ratios[-1]), flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--seconds', type=float, default=3.0)
@@ -143,6 +159,9 @@ def main():
                     help='also run one gateway with --threads N')
     ap.add_argument('--wait-replicas', type=int,
                     help='also run one gateway with --backend-wait-replicas N')
+    ap.add_argument('--rounds', type=int,
+                    help='instead: alternate one gateway and redis-py ROUNDS times per N '
+                         '(drift in the machine then hits both alike) and print the medians')
     args = ap.parse_args()
     ns = [int(n) for n in args.clients.split(',')]
     env = dict(os.environ, REDIS_CLUSTER_DIR=tempfile.mkdtemp(prefix='fm-redis-bench-'))
@@ -152,6 +171,8 @@ def main():
         gw = [start_server('--backend', SEEDS) for _ in range(2)]
         embedded = start_server()
         servers = [p for p, _ in gw] + [embedded[0]]
+        if args.rounds:
+            return alternate(args, ns, gw[0][1])
         systems = []
         if args.gateway_threads:
             t = start_server('--backend', SEEDS, '--threads', str(args.gateway_threads))

@@ -141,6 +141,9 @@ pub struct Named {
     pub initial: Option<Item>,
     /// `--backend-wait-replicas`: writes wait for replicas (`replicas.rs`).
     pub replicas: Option<replicas::Replicas>,
+    /// Until when a queue's puts go by script, as some gateway was seen
+    /// waiting on it (`queue::Push`).
+    pub watched: queue::Watched,
 }
 
 impl Named {
@@ -160,6 +163,7 @@ impl Named {
             prefix,
             initial: None,
             replicas,
+            watched: queue::Watched::default(),
         }
     }
 }
