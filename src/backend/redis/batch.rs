@@ -7,7 +7,7 @@
 //! `PUT` script cost Redis ~40 µs of CPU alone, ~16 µs in pipelines of 4
 //! and ~8 µs in pipelines of 16 (README, "Redis Cluster backend").
 //!
-//! Only the calls whose whole work is one script or one push run here: a `put`, and
+//! Only the calls whose whole work is one script run here: a `put`, and
 //! a `get` that takes an item or finds none (parking it, where it must
 //! wait, is this gateway's own business). The others go back to the
 //! request threads, as every call of a busy worker did before. The
@@ -32,26 +32,22 @@ use crate::pickle::Item;
 use crate::server::host::HostRequest;
 
 use super::conn::{transient, Lazy};
-use super::queue::{self, For, Push, ScriptBy};
+use super::queue::{self, For, ScriptBy};
 use super::{Caller, Gateway, Named, ObjectKind};
 
-/// A call whose commands went into the pipeline.
+/// A call whose script went into the pipeline.
 struct Sent {
     by: Caller,
     queue: std::sync::Arc<Named>,
-    call: Planned,
-    /// How many commands (and so replies) it has there.
-    replies: usize,
+    call: Script,
     /// The acks its script carries (`pending.rs`).
     acks: Vec<u64>,
     /// To give back if the pipeline fails.
     request: HostRequest,
 }
 
-enum Planned {
+enum Script {
     Put { item: Item, block: bool, deadline: Option<Instant> },
-    /// A put as plain commands (`queue::Push`).
-    Push,
     /// The id reserved for the item (`pending.rs`).
     Take { first: u64, block: bool, deadline: Option<Instant> },
 }
@@ -68,9 +64,9 @@ impl Gateway {
         let mut cmds = Vec::new();
         for request in requests {
             match self.prepare(request, now) {
-                Ok(Some((s, call_cmds))) => {
+                Ok(Some((s, cmd))) => {
                     sent.push(s);
-                    cmds.extend(call_cmds);
+                    cmds.push(cmd);
                 }
                 Ok(None) => {}
                 Err(request) => back.push(request),
@@ -79,24 +75,15 @@ impl Gateway {
         if cmds.is_empty() {
             return (back, false);
         }
-        let expected = cmds.len();
         match conn.pipeline(&self.connector, cmds) {
-            Ok(values) if values.len() == expected => {
-                let mut values = values.into_iter();
-                let mut publish = Vec::new();
-                for s in sent {
-                    let replies = values.by_ref().take(s.replies).collect();
-                    self.finish(conn, s, replies, now, &mut publish);
-                }
-                if !publish.is_empty() {
-                    if let Err(e) = conn.pipeline(&self.connector, publish) {
-                        warn!(error = %e, "redis backend: wake-ups after puts failed");
-                    }
+            Ok(values) if values.len() == sent.len() => {
+                for (s, value) in sent.into_iter().zip(values) {
+                    self.finish(conn, s, value, now);
                 }
                 (back, false)
             }
             Ok(values) => {
-                let e = RedisError::from((redis::ErrorKind::Client, "a pipeline's replies do not match its commands", format!("{} for {expected}", values.len())));
+                let e = RedisError::from((redis::ErrorKind::Client, "a pipeline's replies do not match its commands", format!("{} for {}", values.len(), sent.len())));
                 self.failed(sent, &e, &mut back);
                 (back, false)
             }
@@ -108,10 +95,10 @@ impl Gateway {
         }
     }
 
-    /// The commands of a call that is one script or one push, with what
-    /// its answer needs; `Ok(None)` once parked here without Redis; the
-    /// request back for a call that is more.
-    fn prepare(&self, request: HostRequest, now: Instant) -> Result<Option<(Sent, Vec<redis::Cmd>)>, HostRequest> {
+    /// The script command of a call that is one script, with what its
+    /// answer needs; `Ok(None)` once parked here without Redis; the
+    /// request back for a call that is more than one script.
+    fn prepare(&self, request: HostRequest, now: Instant) -> Result<Option<(Sent, redis::Cmd)>, HostRequest> {
         let HostRequest::Call { ticket, key, connection, ref frame } = request else { return Err(request) };
         let object = key as usize;
         let by = Caller { ticket, object, connection };
@@ -127,13 +114,9 @@ impl Gateway {
         match call {
             QueueCall::Put { item: Some(item), block, deadline } => {
                 let acks = self.delivery.take_acks(&q.pending);
-                let (call, cmds) = if Push::fits(&q, maxsize, For::Caller, now) {
-                    (Planned::Push, Push::cmds(&q, &item, &acks))
-                } else {
-                    let cmd = queue::put_cmd(ScriptBy::Source, &q, maxsize, &item, For::Caller, &acks);
-                    (Planned::Put { item, block, deadline }, vec![cmd])
-                };
-                Ok(Some((Sent { by, queue: q, call, replies: cmds.len(), acks, request }, cmds)))
+                let cmd = queue::put_cmd(ScriptBy::Source, &q, maxsize, &item, For::Caller, &acks);
+                let call = Script::Put { item, block, deadline };
+                Ok(Some((Sent { by, queue: q, call, acks, request }, cmd)))
             }
             QueueCall::Get { block, deadline, .. } => {
                 // FIFO behind the getters this gateway parks already.
@@ -144,34 +127,24 @@ impl Gateway {
                 let first = self.delivery.reserve(1);
                 let acks = self.delivery.take_acks(&q.pending);
                 let cmd = queue::take_cmd(ScriptBy::Source, &q, maxsize, 1, For::Caller, &self.delivery, first, &acks);
-                let call = Planned::Take { first, block, deadline };
-                Ok(Some((Sent { by, queue: q, call, replies: 1, acks, request }, vec![cmd])))
+                let call = Script::Take { first, block, deadline };
+                Ok(Some((Sent { by, queue: q, call, acks, request }, cmd)))
             }
             _ => Err(request),
         }
     }
 
-    /// Answers (or parks) a call from its replies, as a call run on its
-    /// own would be (`queue::call`, `Gateway::queue_step`); a push that
-    /// found waiters adds its wake-up to `publish`.
-    fn finish(&self, conn: &mut Lazy, s: Sent, mut replies: Vec<Value>, now: Instant, publish: &mut Vec<redis::Cmd>) {
-        let ran = !replies.iter().any(|v| matches!(v, Value::ServerError(_)));
-        self.delivery.acks_sent(&s.queue.pending, s.acks, ran);
-        let wakes = matches!(s.call, Planned::Put { .. } | Planned::Push);
+    /// Answers (or parks) a call from its script's reply, as a call run
+    /// on its own would be (`queue::call`, `Gateway::queue_step`).
+    fn finish(&self, conn: &mut Lazy, s: Sent, value: Value, now: Instant) {
+        self.delivery.acks_sent(&s.queue.pending, s.acks, !matches!(value, Value::ServerError(_)));
+        let wakes = matches!(s.call, Script::Put { .. });
         let step: redis::RedisResult<queue::Step> = match s.call {
-            Planned::Push => Push::waited_on(replies).map(|waited_on| {
-                if waited_on {
-                    publish.push(Push::publish_cmd(&s.queue, now));
-                }
-                queue::Step::Answer(crate::protocol::Reply::none())
-            }),
-            Planned::Put { item, block, deadline } => {
-                let value = replies.pop().expect("a script has its reply");
+            Script::Put { item, block, deadline } => {
                 let pushed = from_redis_value::<i64>(value).map_err(RedisError::from);
                 pushed.map(|pushed| queue::put_step(pushed == 1, &item, block, deadline, now))
             }
-            Planned::Take { first, block, deadline } => {
-                let value = replies.pop().expect("a script has its reply");
+            Script::Take { first, block, deadline } => {
                 let result = from_redis_value::<Option<Vec<Vec<u8>>>>(value).map_err(RedisError::from);
                 queue::taken(&self.delivery, first, 1, result).map(|taken| queue::get_step(taken, block, deadline, now))
             }
@@ -192,7 +165,7 @@ impl Gateway {
         warn!(error = %e, calls = sent.len(), "redis backend: a pipeline of inline calls failed");
         for s in sent {
             self.delivery.acks_sent(&s.queue.pending, s.acks, false);
-            if let Planned::Take { first, .. } = s.call {
+            if let Script::Take { first, .. } = s.call {
                 self.delivery.release(first..first + 1);
             }
             if transient(e) {

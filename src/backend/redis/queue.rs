@@ -11,9 +11,10 @@
 //! id the gateway chose, which needs the item), and so is a `put` on a
 //! bounded queue (the maxsize check and the push are atomic) or on one
 //! that some gateway waits on (the wake-up goes out in the same round
-//! trip). Any other `put` is plain commands in one pipeline ([`Push`]):
-//! a script cost Redis 10-15 µs more per call than the same commands. A push
-//! (or a take from a bounded queue, which may unblock a `put`) publishes
+//! trip). Any other lone `put` is plain commands in one pipeline
+//! ([`Push`]): a script cost 10-15 µs more per call than the same
+//! commands. A push (or a take from a bounded queue, which may unblock a
+//! `put`) publishes
 //! the queue's name on [`WAKE_CHANNEL`], which each gateway's one
 //! subscriber connection hears (`waiters.rs`), but only while the flag
 //! says that some gateway has calls parked on the queue: a publish in a
@@ -82,16 +83,20 @@ const TAKE_LUA: &str = "if #ARGV > 9 then redis.call('HDEL', KEYS[4], unpack(ARG
          return items";
 static TAKE: LazyLock<Script> = LazyLock::new(|| Script::new(TAKE_LUA));
 
-/// A `put` on an unbounded queue that no gateway was seen waiting on:
-/// `RPUSH`, `INCR` of the unfinished count, `EXISTS` of the flag (and
-/// `HDEL` of the acks it carries), pipelined, not atomic. That needs no
-/// atomicity: a waiter's try sets the flag and looks for an item in one
-/// script, so a push before the try is found by it, and one after it
-/// finds the flag set and publishes, in a second round trip. The queue is
-/// then [`Watched`] for [`FLAG_TTL_MS`], its puts going by script (one
-/// round trip), since waiters come back. On the development machine a
+/// A lone `put` (not in a pipeline of the loop turn's calls, `batch.rs`)
+/// on an unbounded queue that no gateway was seen waiting on: `RPUSH`,
+/// `INCR` of the unfinished count, `EXISTS` of the flag (and `HDEL` of
+/// the acks it carries), pipelined, not atomic. That needs no atomicity:
+/// a waiter's try sets the flag and looks for an item in one script, so a
+/// push before the try is found by it, and one after it finds the flag
+/// set and publishes, in a second round trip. The queue is then
+/// [`Watched`] for [`FLAG_TTL_MS`], its puts going by script (one round
+/// trip), since waiters come back. Why: on the development machine a
 /// `PUT` script took 60 µs from the gateway to a master with a replica,
-/// these commands 50 µs and a lone `RPUSH` 47 (medians of 20,000).
+/// these commands 50 µs and a lone `RPUSH` 47 (medians of 20,000); at one
+/// client the Redis CPU per call fell from 100-111 µs to 88-94. In a
+/// pipeline the script's cost is shared and the push's three commands
+/// cost more (four clients: 78-82 µs against 81-86), so batches keep it.
 pub(super) struct Push;
 
 impl Push {
