@@ -1,6 +1,7 @@
 """Round trips through Redis-backed gateways (issue 18), side by side.
 
     python3 benches/redis_backend.py [--seconds 3] [--clients 1,4,16] [--wait-replicas 1]
+    python3 benches/redis_backend.py --rounds 5 [--baseline OLD_BINARY] [--clients 1,4,16]
 
 Starts a local 6-node Redis Cluster (scripts/redis-cluster.sh, state in a
 temporary directory), then for each N runs N stock client processes for
@@ -19,6 +20,11 @@ trip). Then the wake-up latency: a client of gateway 2 blocked in get(),
 a client of gateway 1 puts; the time from the put's call to the get's
 return, median and 90th percentile of 50. Needs redis-server and redis-py (pip install redis). Not a test: the
 figures depend on the machine; README quotes one run.
+
+With --rounds R it instead alternates one gateway and redis-py (and, with
+--baseline BINARY, a gateway run by an older build) R times per N, so
+that drift in a noisy machine hits all alike, and prints the medians and
+the per-round ratios to redis-py.
 """
 import argparse
 import multiprocessing as mp
@@ -47,9 +53,9 @@ def free_port():
     return port
 
 
-def start_server(*extra):
+def start_server(*extra, binary=BIN):
     port = free_port()
-    proc = subprocess.Popen([BIN, 'serve', '--address', '127.0.0.1:%d' % port,
+    proc = subprocess.Popen([binary, 'serve', '--address', '127.0.0.1:%d' % port,
                              '--authkey', AUTHKEY.decode(), '--register', 'tasks=Queue', *extra],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for _ in range(300):
@@ -135,20 +141,27 @@ def wake_latency(port_a, port_b, rounds=50):
     return statistics.median(waits), waits[int(len(waits) * 0.9)]
 
 
-def alternate(args, ns, port):
+def alternate(args, ns, port, baseline_port=None):
     import statistics
+
+    def summary(name, calls, rp):
+        ratios = sorted(g / r for g, r in zip(calls, rp))
+        return '%s %6.0f (%.0f-%.0f), %s/redis-py per round: median %.2fx (%.2fx-%.2fx)' % (
+            name, statistics.median(calls), min(calls), max(calls), name,
+            statistics.median(ratios), ratios[0], ratios[-1])
+
     print('alternating rounds (%d x %.0f s), calls/s: median (range)' % (args.rounds, args.seconds))
     for n in ns:
-        gw, rp = [], []
+        gw, base, rp = [], [], []
         for _ in range(args.rounds):
             gw.append(run(manager_client, [port], n, args.seconds))
+            if baseline_port:
+                base.append(run(manager_client, [baseline_port], n, args.seconds))
             rp.append(run(redis_client, [0], n, args.seconds))
-        ratios = sorted(g / r for g, r in zip(gw, rp))
-        print('N=%-3d gateway x1 %6.0f (%.0f-%.0f)  redis-py %6.0f (%.0f-%.0f)  '
-              'gateway/redis-py per round: median %.2fx (%.2fx-%.2fx)' % (
-                  n, statistics.median(gw), min(gw), max(gw),
-                  statistics.median(rp), min(rp), max(rp),
-                  statistics.median(ratios), ratios[0], ratios[-1]), flush=True)
+        print('N=%-3d redis-py %6.0f (%.0f-%.0f)' % (n, statistics.median(rp), min(rp), max(rp)), flush=True)
+        print('      ' + summary('gateway x1', gw, rp), flush=True)
+        if baseline_port:
+            print('      ' + summary('baseline', base, rp), flush=True)
 
 
 def main():
@@ -162,6 +175,9 @@ def main():
     ap.add_argument('--rounds', type=int,
                     help='instead: alternate one gateway and redis-py ROUNDS times per N '
                          '(drift in the machine then hits both alike) and print the medians')
+    ap.add_argument('--baseline', metavar='BINARY',
+                    help='with --rounds: also alternate a gateway run by this fastmanager '
+                         'binary (a build of an earlier commit)')
     args = ap.parse_args()
     ns = [int(n) for n in args.clients.split(',')]
     env = dict(os.environ, REDIS_CLUSTER_DIR=tempfile.mkdtemp(prefix='fm-redis-bench-'))
@@ -172,7 +188,11 @@ def main():
         embedded = start_server()
         servers = [p for p, _ in gw] + [embedded[0]]
         if args.rounds:
-            return alternate(args, ns, gw[0][1])
+            baseline = None
+            if args.baseline:
+                baseline = start_server('--backend', SEEDS, binary=args.baseline)
+                servers.append(baseline[0])
+            return alternate(args, ns, gw[0][1], baseline and baseline[1])
         systems = []
         if args.gateway_threads:
             t = start_server('--backend', SEEDS, '--threads', str(args.gateway_threads))

@@ -179,12 +179,12 @@ STALL = {'FASTMANAGER_TEST_STALL_AFTER_TAKE_MS': '3000'}
 
 
 def held_by_a_gateway(item_count=1, timeout=10):
-    """Waits until some gateway's pending hash of `tasks` holds the items
+    """Waits until some gateway's taken list of `tasks` holds the items
     (taken, not yet answered); its id."""
     deadline = time.monotonic() + timeout
     while True:
         for g in redis_cli('smembers', 'fm:{q:tasks}:gateways').split():
-            if redis_cli('hlen', 'fm:{q:tasks}:pending:' + g).strip() == str(item_count):
+            if redis_cli('llen', 'fm:{q:tasks}:taken:' + g).strip() == str(item_count):
                 return g
         assert time.monotonic() < deadline, 'no gateway took the item'
         time.sleep(0.02)
@@ -225,7 +225,7 @@ def test_item_of_a_gateway_killed_before_its_reply_goes_to_another(gw, tmp_path)
         assert waited < LEASE + 3, waited
         with pytest.raises(queue.Empty):
             qb.get_nowait()
-        assert redis_cli('exists', 'fm:{q:tasks}:pending:' + dead).strip() == '0'
+        assert redis_cli('exists', 'fm:{q:tasks}:taken:' + dead).strip() == '0'
         print('item of a killed gateway got on another %.2f s after the kill' % waited)
 
 

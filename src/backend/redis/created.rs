@@ -127,7 +127,7 @@ static DROP: LazyLock<Script> = LazyLock::new(|| {
          for i = 3, 2 + n do redis.call('HDEL', KEYS[1], ARGV[i]) end
          if redis.call('HLEN', KEYS[1]) > 0 then return 0 end
          for _, gw in ipairs(redis.call('SMEMBERS', prefix .. 'gateways')) do
-             redis.call('DEL', prefix .. 'pending:' .. gw, prefix .. 'lease:' .. gw)
+             redis.call('DEL', prefix .. 'taken:' .. gw, prefix .. 'lease:' .. gw)
          end
          for i = 3 + n, #ARGV do redis.call('DEL', prefix .. ARGV[i]) end
          return 1",
@@ -394,6 +394,6 @@ mod tests {
             let suffix = key.strip_prefix("fm:{o:ab}:").expect("under the prefix");
             assert!(SUFFIXES.contains(&suffix), "{key}");
         }
-        assert_eq!((q.pending.as_str(), q.lease.as_str()), ("fm:{o:ab}:pending:gw1", "fm:{o:ab}:lease:gw1"));
+        assert_eq!((q.taken.as_str(), q.lease.as_str()), ("fm:{o:ab}:taken:gw1", "fm:{o:ab}:lease:gw1"));
     }
 }

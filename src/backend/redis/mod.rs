@@ -131,19 +131,23 @@ pub struct Named {
     /// The prefix of the object's keys, `fm:{q:NAME}:`, for keys of other
     /// gateways (`pending.rs`).
     pub prefix: String,
-    /// A queue's items taken by this gateway and not yet delivered.
-    pub pending: String,
+    /// A queue's items taken by this gateway and not yet acknowledged
+    /// (`pending.rs`).
+    pub taken: String,
     /// The gateways that took items from a queue.
     pub gateways: String,
     /// This gateway's lease on a queue.
     pub lease: String,
+    /// Until when this gateway's lease on a queue is known to hold (the
+    /// lease thread renewed it), so that a take need not set it.
+    pub leased: queue::Until,
     /// A `Value`'s start-up value (`value.rs`).
     pub initial: Option<Item>,
     /// `--backend-wait-replicas`: writes wait for replicas (`replicas.rs`).
     pub replicas: Option<replicas::Replicas>,
     /// Until when a queue's puts go by script, as some gateway was seen
     /// waiting on it (`queue::Push`).
-    pub watched: queue::Watched,
+    pub watched: queue::Until,
 }
 
 impl Named {
@@ -157,13 +161,14 @@ impl Named {
             key: format!("{prefix}{key}"),
             flag: format!("{prefix}waiting"),
             unfinished: format!("{prefix}unfinished"),
-            pending: format!("{prefix}pending:{gateway}"),
+            taken: format!("{prefix}taken:{gateway}"),
             gateways: format!("{prefix}gateways"),
             lease: format!("{prefix}lease:{gateway}"),
             prefix,
             initial: None,
             replicas,
-            watched: queue::Watched::default(),
+            watched: queue::Until::default(),
+            leased: queue::Until::default(),
         }
     }
 }
@@ -426,8 +431,8 @@ impl Gateway {
     fn queue_step(&self, conn: &mut Lazy, q: &Named, by: Caller, step: queue::Step, wakes: bool) -> Option<Reply> {
         let Caller { ticket, object, .. } = by;
         match step {
-            queue::Step::Took { id, item } => {
-                pending::deliver(self, conn, q, ticket, id, item);
+            queue::Step::Took(item) => {
+                pending::deliver(self, conn, q, ticket, item);
                 None
             }
             queue::Step::Answer(reply) => {

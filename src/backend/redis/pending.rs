@@ -1,39 +1,51 @@
 //! At-least-once delivery of queue items. A take does not remove an item
-//! from Redis: the take script moves it from the queue's list into this
-//! gateway's pending hash, `fm:{q:NAME}:pending:GATEWAY` (field: an id
-//! unique in this gateway, value: the item), in the queue's slot. Once the
-//! reply is handed to the server for writing, the entry is deleted (the
-//! ack); if the caller has left by then, the gateway puts the item back at
-//! the queue's front itself.
+//! from Redis: it moves it (`LMOVE`, one plain command) from the queue's
+//! list to the end of this gateway's list of taken items,
+//! `fm:{q:NAME}:taken:GATEWAY`, in the queue's slot. Once the reply is
+//! handed to the server for writing, the item is removed from that list
+//! (the ack: `LREM` of one element equal to it); if the caller has left by
+//! then, the gateway moves it back to the queue's front itself.
 //!
-//! The ack does not cost a round trip of its own: the ids of delivered
-//! items wait in [`Delivery`] and ride on the next put or take script of
-//! the same queue (same slot), or, when none comes within [`ACK_IDLE`],
-//! a request thread sends them alone (`flush_acks`). Until its HDEL has
-//! run an id stays in flight, so the lease pass leaves its entry alone;
-//! a gateway that dies first leaves those entries to the lease pass,
-//! which puts the delivered items back: duplicates (README).
+//! Items are known by value, not by an id: a take by plain command cannot
+//! name what it moves, and on the development machine a script that could
+//! (moving the item into a hash under an id) cost 78-86 µs a call against
+//! 47-50 µs for a plain write. Twins (equal pickles) are interchangeable:
+//! an ack that removes the twin of the item it was for leaves the list
+//! with the same multiset of values as removing that item would.
+//!
+//! The ack does not cost a round trip of its own: the values of delivered
+//! items wait in [`Delivery`] and ride on the next put or take of the
+//! same queue (same slot), or, when none comes within [`ACK_IDLE`], a
+//! request thread sends them alone (`flush_acks`). Until its `LREM` has
+//! run a value stays in flight; a gateway that dies first leaves those
+//! items to the lease pass, which puts them back: duplicates (README).
 //!
 //! Each gateway holds a lease per queue, `fm:{q:NAME}:lease:GATEWAY`, a
 //! key with a [`LEASE`] TTL that the lease thread renews every [`RENEW`]
-//! and every take sets. The same pass (one script per queue) moves the
-//! pending entries of every gateway whose lease has expired (listed in
-//! `fm:{q:NAME}:gateways`) back to the queue's front, oldest first, and
-//! publishes a wake-up: a dead gateway's items come back.
+//! (and a take sets where this gateway has not renewed it lately). The
+//! same pass (one script per queue) moves the taken lists of every
+//! gateway whose lease has expired (listed in `fm:{q:NAME}:gateways`)
+//! back to the queue's front, oldest first, and publishes a wake-up: a
+//! dead gateway's items come back.
 //!
 //! The gateway's id is random per process start, so a restarted gateway
-//! never mistakes a dead one's entries for its own.
+//! never mistakes a dead one's list for its own.
 //!
-//! A take whose connection dropped may have run in Redis without this
-//! gateway seeing its items: its ids were given up, so the lease pass finds
-//! them in this gateway's own hash, not in flight, and puts them back too.
+//! A take that failed may have run in Redis without this gateway seeing
+//! its items (a connection dropped after the command went out). The queue
+//! is then marked for a sweep: the next lease pass gets the values this
+//! gateway has in flight on it and puts back every other item of its own
+//! list. A take under way during that pass has its item put back too
+//! while it still delivers it: a duplicate, only after a failed call.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use redis::{ConnectionLike, RedisResult, Script};
+use redis::{Cmd, ConnectionLike, RedisResult, Script};
 use tracing::{info, warn};
+
+use crate::pickle::Item;
 
 use super::conn::Lazy;
 use super::queue::WAKE_CHANNEL;
@@ -47,35 +59,58 @@ pub const LEASE: Duration = Duration::from_secs(5);
 /// How often the lease thread renews and reaps.
 pub const RENEW: Duration = Duration::from_secs(1);
 
-/// How long delivered items' acks wait for a put or take script of their
-/// queue to carry them before they are sent alone.
+/// How long delivered items' acks wait for a put or take of their queue
+/// to carry them before they are sent alone.
 pub const ACK_IDLE: Duration = Duration::from_millis(2);
-/// At most this many acks ride on one script (Lua's `unpack` limit is far
-/// above; a script stays short).
-const ACKS_PER_SCRIPT: usize = 256;
+/// At most this many acks ride on one call (each is an `LREM`).
+const ACKS_PER_CALL: usize = 256;
 
 /// Test-only: milliseconds a gateway waits between taking items for
 /// parked `get`s and answering them, read once at start-up, so that a
 /// test can SIGKILL it while it holds them.
 const STALL_ENV: &str = "FASTMANAGER_TEST_STALL_AFTER_TAKE_MS";
 
-/// This gateway's side of delivery: its id and the ids of the items it
+/// This gateway's side of delivery: its id and, per queue, the items it
 /// has taken and not yet acknowledged or put back.
 pub struct Delivery {
     pub gateway: String,
-    ids: Mutex<Ids>,
+    state: Mutex<State>,
     stall: Option<Duration>,
 }
 
 #[derive(Default)]
-struct Ids {
-    next: u64,
-    in_flight: BTreeSet<u64>,
-    /// Delivered items' ids not yet acknowledged in Redis, by the queue's
-    /// pending hash; still in flight.
-    acks: HashMap<String, Vec<u64>>,
-    /// When the oldest of them was delivered.
+struct State {
+    /// By the queue's taken list.
+    queues: HashMap<String, Held>,
+    /// When the oldest waiting ack was made.
     acks_since: Option<Instant>,
+}
+
+/// One queue's items in this gateway.
+#[derive(Default)]
+struct Held {
+    /// Taken and not yet acknowledged in Redis nor put back: how many of
+    /// each value.
+    in_flight: HashMap<Item, u32>,
+    /// Delivered, their `LREM` not yet sent (still in flight).
+    acks: Vec<Item>,
+    /// A take failed: the list may hold items nobody here knows of.
+    sweep: bool,
+}
+
+impl Held {
+    fn is_empty(&self) -> bool {
+        self.in_flight.is_empty() && self.acks.is_empty() && !self.sweep
+    }
+
+    fn forget(&mut self, item: &Item) {
+        if let Some(n) = self.in_flight.get_mut(item) {
+            *n -= 1;
+            if *n == 0 {
+                self.in_flight.remove(item);
+            }
+        }
+    }
 }
 
 impl Delivery {
@@ -87,84 +122,94 @@ impl Delivery {
         if let Some(s) = stall {
             warn!(stall_ms = s.as_millis() as u64, "{STALL_ENV} is set: answers to parked gets wait (tests only)");
         }
-        Delivery { gateway, ids: Mutex::new(Ids { next: 1, ..Ids::default() }), stall }
+        Delivery { gateway, state: Mutex::new(State::default()), stall }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Ids> {
-        self.ids.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Reserves `n` ids for a take about to be sent; the first.
-    pub fn reserve(&self, n: usize) -> u64 {
-        let mut ids = self.lock();
-        let first = ids.next;
-        let end = first + n as u64;
-        ids.next = end;
-        ids.in_flight.extend(first..end);
-        first
-    }
-
-    /// Gives up ids: acknowledged, put back, or never taken.
-    pub fn release(&self, ids: impl IntoIterator<Item = u64>) {
+    /// Notes items a take moved into the queue's taken list `taken`.
+    pub fn took(&self, taken: &str, items: &[Item]) {
+        if items.is_empty() {
+            return;
+        }
         let mut all = self.lock();
-        for id in ids {
-            all.in_flight.remove(&id);
+        let held = held(&mut all, taken);
+        for item in items {
+            *held.in_flight.entry(item.clone()).or_default() += 1;
         }
     }
 
-    /// Notes delivered items of the queue whose pending hash is `pending`:
-    /// their acks go with the next script on it (or alone, `flush_acks`).
-    pub fn ack_later(&self, pending: &str, ids: &[u64]) {
-        if ids.is_empty() {
+    /// A take on `taken` failed: what it may have moved is for the next
+    /// lease pass to find.
+    pub fn take_failed(&self, taken: &str) {
+        held(&mut self.lock(), taken).sweep = true;
+    }
+
+    /// Forgets items put back (or, if `failed`, left for the lease pass).
+    pub fn returned(&self, taken: &str, items: &[Item], failed: bool) {
+        let mut all = self.lock();
+        let held = held(&mut all, taken);
+        for item in items {
+            held.forget(item);
+        }
+        held.sweep |= failed;
+        if held.is_empty() {
+            all.queues.remove(taken);
+        }
+    }
+
+    /// Notes delivered items of the queue whose taken list is `taken`:
+    /// their acks go with the next call on it (or alone, `flush_acks`).
+    pub fn ack_later(&self, taken: &str, items: Vec<Item>) {
+        if items.is_empty() {
             return;
         }
         let mut all = self.lock();
         all.acks_since.get_or_insert_with(Instant::now);
-        match all.acks.get_mut(pending) {
-            Some(waiting) => waiting.extend_from_slice(ids),
-            None => {
-                all.acks.insert(pending.to_string(), ids.to_vec());
-            }
-        }
+        held(&mut all, taken).acks.extend(items);
     }
 
-    /// Runs `script` with the acks waiting for queue `pending` to carry
-    /// (its `ARGV` tail); they are done once it succeeds, and wait for the
-    /// next one if it fails (a repeated HDEL is harmless).
-    pub fn carrying_acks<T>(&self, pending: &str, script: impl FnOnce(&[u64]) -> RedisResult<T>) -> RedisResult<T> {
-        let acks = self.take_acks(pending);
-        let result = script(&acks);
-        self.acks_sent(pending, acks, result.is_ok());
+    /// Runs `call` with the acks waiting for queue `taken` to carry
+    /// (`Delivery::acks_sent`).
+    pub fn carrying_acks<T>(&self, taken: &str, call: impl FnOnce(&[Item]) -> RedisResult<T>) -> RedisResult<T> {
+        let acks = self.take_acks(taken);
+        let result = call(&acks);
+        self.acks_sent(taken, acks, result.is_ok());
         result
     }
 
-    /// The acks waiting for queue `pending` that its next script is to
-    /// carry; [`Delivery::acks_sent`] once it ran or failed.
-    pub(super) fn take_acks(&self, pending: &str) -> Vec<u64> {
+    /// The acks waiting for queue `taken` that its next call is to carry;
+    /// [`Delivery::acks_sent`] once it ran or failed.
+    pub(super) fn take_acks(&self, taken: &str) -> Vec<Item> {
         let mut all = self.lock();
-        match all.acks.get_mut(pending) {
-            Some(waiting) if waiting.len() > ACKS_PER_SCRIPT => waiting.drain(..ACKS_PER_SCRIPT).collect(),
-            Some(_) => all.acks.remove(pending).unwrap_or_default(),
-            None => Vec::new(),
+        let Some(held) = all.queues.get_mut(taken) else { return Vec::new() };
+        let n = held.acks.len().min(ACKS_PER_CALL);
+        let acks = held.acks.drain(..n).collect();
+        if all.queues.values().all(|h| h.acks.is_empty()) {
+            all.acks_since = None;
         }
+        acks
     }
 
-    /// Acks sent for queue `pending`: forgotten if `done`, else waiting again.
-    pub(super) fn acks_sent(&self, pending: &str, acks: Vec<u64>, done: bool) {
+    /// Acks sent for queue `taken`, which ran if `done`. Either way they
+    /// are forgotten: an `LREM` sent again after a failed call that ran it
+    /// would remove an equal twin still in flight, a loss if that twin were
+    /// put back or its gateway died. A failed call's queue is swept
+    /// instead: an item whose ack did not run is put back, a duplicate.
+    pub(super) fn acks_sent(&self, taken: &str, acks: Vec<Item>, done: bool) {
         if acks.is_empty() {
             return;
         }
         let mut all = self.lock();
-        if done {
-            for id in &acks {
-                all.in_flight.remove(id);
-            }
-        } else {
-            all.acks_since.get_or_insert_with(Instant::now);
-            all.acks.entry(pending.to_string()).or_default().extend(acks);
+        let held = held(&mut all, taken);
+        for item in &acks {
+            held.forget(item);
         }
-        if all.acks.is_empty() {
-            all.acks_since = None;
+        held.sweep |= !done;
+        if held.is_empty() {
+            all.queues.remove(taken);
         }
     }
 
@@ -173,13 +218,21 @@ impl Delivery {
         self.lock().acks_since
     }
 
-    /// The highest id handed out, and the ids in flight.
-    fn snapshot(&self) -> (u64, Vec<u64>) {
-        let ids = self.lock();
-        (ids.next - 1, ids.in_flight.iter().copied().collect())
+    /// For the lease pass of queue `taken`: if a failed take left it to be
+    /// swept, the values in flight on it (the flag cleared; set again by
+    /// [`Delivery::take_failed`] if the pass fails).
+    fn sweep(&self, taken: &str) -> Option<Vec<Item>> {
+        let mut all = self.lock();
+        let held = all.queues.get_mut(taken).filter(|h| h.sweep)?;
+        held.sweep = false;
+        let flying = held.in_flight.iter().flat_map(|(item, &n)| std::iter::repeat_n(item.clone(), n as usize)).collect();
+        if held.is_empty() {
+            all.queues.remove(taken);
+        }
+        Some(flying)
     }
 
-    /// The test-only stall after a take for parked calls.
+/// The test-only stall after a take for parked calls.
     pub fn stall(&self) {
         if let Some(s) = self.stall {
             std::thread::sleep(s);
@@ -187,17 +240,28 @@ impl Delivery {
     }
 }
 
-/// `KEYS`: the list, the pending hash, the flag. `ARGV`: channel, name,
-/// then ids, newest first. Puts those entries back at the list's front
-/// (so the oldest ends first), publishing if someone waits.
+fn held<'a>(all: &'a mut State, taken: &str) -> &'a mut Held {
+    if !all.queues.contains_key(taken) {
+        all.queues.insert(taken.to_string(), Held::default());
+    }
+    all.queues.get_mut(taken).expect("just inserted")
+}
+
+/// The `LREM`s of `acks` on the taken list `taken`: one reply each.
+pub(super) fn ack_cmds(taken: &str, acks: &[Item]) -> impl Iterator<Item = Cmd> {
+    acks.iter().map(move |item| redis::cmd("LREM").arg(taken).arg(1).arg(&item[..]).to_owned())
+}
+
+/// `KEYS`: the taken list, the queue's list, the flag. `ARGV`: channel,
+/// name, then items, newest first. Moves each item found in the taken
+/// list back to the queue's front (so the oldest ends first), publishing
+/// if someone waits; how many.
 static REQUEUE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         "local n = 0
          for i = 3, #ARGV do
-             local v = redis.call('HGET', KEYS[2], ARGV[i])
-             if v then
-                 redis.call('HDEL', KEYS[2], ARGV[i])
-                 redis.call('LPUSH', KEYS[1], v)
+             if redis.call('LREM', KEYS[1], 1, ARGV[i]) == 1 then
+                 redis.call('LPUSH', KEYS[2], ARGV[i])
                  n = n + 1
              end
          end
@@ -207,106 +271,108 @@ static REQUEUE: LazyLock<Script> = LazyLock::new(|| {
 });
 
 /// The lease pass of one queue. `KEYS`: the list, the gateways set, the
-/// flag, this gateway's lease, this gateway's pending hash. `ARGV`: the
+/// flag, this gateway's lease, this gateway's taken list. `ARGV`: the
 /// keys' common prefix (`fm:{q:NAME}:`), this gateway's id, the lease in
-/// ms, channel, name, the highest id this gateway handed out, then its
-/// ids in flight. Renews the lease, with this gateway in the set (a take
-/// that finds the lease adds neither, `queue.rs`); puts back every entry of a gateway
-/// without a lease, and this gateway's own entries that are neither in
-/// flight nor newer than the highest id (a take it gave up). Other
-/// gateways' keys are in the same slot (the prefix's hash tag), which a
-/// script without flags may reach. The number of items put back.
+/// ms, channel, name, whether to sweep this gateway's own list, then the
+/// items it has in flight. Renews the lease, with this gateway in the
+/// set; moves back to the queue's front, in order, the taken list of
+/// every gateway without a lease, and, sweeping, every item of its own
+/// list beyond those in flight (a failed take's). Other gateways' keys
+/// are in the same slot (the prefix's hash tag), which a script without
+/// flags may reach. The number of items put back.
 static LEASE_PASS: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         "local prefix, me = ARGV[1], ARGV[2]
          redis.call('SET', KEYS[4], '1', 'PX', ARGV[3])
          redis.call('SADD', KEYS[2], me)
          local moved = 0
-         local function requeue(pending, keep)
-             local all = redis.call('HGETALL', pending)
-             local entries = {}
-             for i = 1, #all, 2 do
-                 if not keep(all[i]) then table.insert(entries, {tonumber(all[i]), all[i], all[i + 1]}) end
-             end
-             table.sort(entries, function(a, b) return a[1] > b[1] end)
-             for _, e in ipairs(entries) do
-                 redis.call('LPUSH', KEYS[1], e[3])
-                 redis.call('HDEL', pending, e[2])
-                 moved = moved + 1
-             end
-         end
          for _, gw in ipairs(redis.call('SMEMBERS', KEYS[2])) do
              if gw ~= me and redis.call('EXISTS', prefix .. 'lease:' .. gw) == 0 then
-                 requeue(prefix .. 'pending:' .. gw, function(id) return false end)
-                 redis.call('DEL', prefix .. 'pending:' .. gw)
+                 while redis.call('LMOVE', prefix .. 'taken:' .. gw, KEYS[1], 'RIGHT', 'LEFT') do moved = moved + 1 end
                  redis.call('SREM', KEYS[2], gw)
              end
          end
-         if redis.call('HLEN', KEYS[5]) > 0 then
-             local max, flying = tonumber(ARGV[6]), {}
-             for i = 7, #ARGV do flying[ARGV[i]] = true end
-             requeue(KEYS[5], function(id) return flying[id] or tonumber(id) > max end)
+         if ARGV[6] == '1' then
+             local flying, back = {}, {}
+             for i = 7, #ARGV do flying[ARGV[i]] = (flying[ARGV[i]] or 0) + 1 end
+             for _, item in ipairs(redis.call('LRANGE', KEYS[5], 0, -1)) do
+                 if (flying[item] or 0) > 0 then flying[item] = flying[item] - 1 else table.insert(back, item) end
+             end
+             for i = #back, 1, -1 do
+                 redis.call('LREM', KEYS[5], 1, back[i])
+                 redis.call('LPUSH', KEYS[1], back[i])
+                 moved = moved + 1
+             end
          end
          if moved > 0 then redis.call('PUBLISH', ARGV[4], ARGV[5]) end
          return moved",
     )
 });
 
-/// Sends every ack still waiting, each queue's in one HDEL: none of its
-/// scripts came to carry them within [`ACK_IDLE`], or the gateway stops.
+/// Sends every ack still waiting, each queue's in one pipeline: no call
+/// of its queue came to carry them within [`ACK_IDLE`], or the gateway
+/// stops.
 pub fn flush_acks(gw: &Gateway, conn: &mut Lazy) {
-    let pendings: Vec<String> = gw.delivery.lock().acks.keys().cloned().collect();
-    for pending in pendings {
+    let taken_lists: Vec<String> =
+        gw.delivery.lock().queues.iter().filter(|(_, h)| !h.acks.is_empty()).map(|(k, _)| k.clone()).collect();
+    for taken in taken_lists {
         let result = conn.with(&gw.connector, |c| {
-            gw.delivery.carrying_acks(&pending, |ids| {
-                if ids.is_empty() {
+            gw.delivery.carrying_acks(&taken, |acks| {
+                if acks.is_empty() {
                     return Ok(());
                 }
-                redis::cmd("HDEL").arg(&pending).arg(ids).exec(c)
+                let packed: Vec<u8> = ack_cmds(&taken, acks).flat_map(|c| c.get_packed_command()).collect();
+                for reply in c.req_packed_commands(&packed, 0, acks.len())? {
+                    reply.extract_error()?;
+                }
+                Ok(())
             })
         });
         if let Err(e) = result {
-            warn!(error = %e, pending = %pending, "redis backend: cannot acknowledge delivered items; retrying");
+            warn!(error = %e, taken = %taken, "redis backend: cannot acknowledge delivered items; retrying");
         }
     }
 }
 
-/// Puts taken items back at the queue's front, in their order.
-pub fn requeue(conn: &mut dyn ConnectionLike, q: &Named, ids: &[u64]) -> RedisResult<i64> {
-    if ids.is_empty() {
+/// Moves taken items back to the queue's front, in their order.
+pub fn requeue(conn: &mut dyn ConnectionLike, q: &Named, items: &[Item]) -> RedisResult<i64> {
+    if items.is_empty() {
         return Ok(0);
     }
-    let mut newest_first = ids.to_vec();
-    newest_first.sort_unstable_by(|a, b| b.cmp(a));
-    REQUEUE.key(&q.key).key(&q.pending).key(&q.flag).arg(WAKE_CHANNEL).arg(&q.name).arg(newest_first).invoke(conn)
+    let mut call = REQUEUE.key(&q.taken);
+    call.key(&q.key).key(&q.flag).arg(WAKE_CHANNEL).arg(&q.name);
+    for item in items.iter().rev() {
+        call.arg(&item[..]);
+    }
+    call.invoke(conn)
 }
 
 /// Hands a taken item's reply to the server if its caller still waits,
-/// then acknowledges it (with the queue's next script); else puts it
-/// back. The window left: a caller that leaves after the check loses the
-/// item (README).
-pub fn deliver(gw: &Gateway, conn: &mut Lazy, q: &Named, ticket: u64, id: u64, item: Vec<u8>) {
-    let delivered = gw.end.is_waiting(ticket);
-    if delivered {
-        gw.answer(ticket, super::queue::item_reply(item));
+/// then acknowledges it (with the queue's next call); else puts it back.
+/// The window left: a caller that leaves after the check loses the item
+/// (README).
+pub fn deliver(gw: &Gateway, conn: &mut Lazy, q: &Named, ticket: u64, item: Item) {
+    if gw.end.is_waiting(ticket) {
+        gw.answer(ticket, super::queue::item_reply(item.clone()));
+        settle(gw, conn, q, vec![item], &[]);
+    } else {
+        settle(gw, conn, q, Vec::new(), &[item]);
     }
-    let (one, none) = ([id], []);
-    let (acked, returned): (&[u64], &[u64]) = if delivered { (&one, &none) } else { (&none, &one) };
-    settle(gw, conn, q, acked, returned);
 }
 
-/// Acknowledges `delivered` (with the queue's next script, ids in flight
-/// until then) and puts back `returned` now, then forgets those.
-pub fn settle(gw: &Gateway, conn: &mut Lazy, q: &Named, delivered: &[u64], returned: &[u64]) {
-    gw.delivery.ack_later(&q.pending, delivered);
+/// Acknowledges `delivered` (with the queue's next call, in flight until
+/// then) and puts back `returned` now, then forgets those.
+pub fn settle(gw: &Gateway, conn: &mut Lazy, q: &Named, delivered: Vec<Item>, returned: &[Item]) {
+    gw.delivery.ack_later(&q.taken, delivered);
     if returned.is_empty() {
         return;
     }
-    if let Err(e) = conn.with(&gw.connector, |c| requeue(c, q, returned)) {
-        // What stays pending is put back by the lease pass.
+    let result = conn.with(&gw.connector, |c| requeue(c, q, returned));
+    if let Err(e) = &result {
+        // What stays in the taken list is put back by the lease pass.
         warn!(error = %e, object = %q.name, "redis backend: cannot put back taken items; the lease pass will");
     }
-    gw.delivery.release(returned.iter().copied());
+    gw.delivery.returned(&q.taken, returned, result.is_err());
 }
 
 /// The lease thread: renews this gateway's leases and puts back what
@@ -317,18 +383,30 @@ pub fn run_leases(gw: Arc<Gateway>) {
     while !gw.waiters.stopped() {
         let started = Instant::now();
         for q in gw.objects.all().iter().filter(|o| matches!(o.kind, ObjectKind::Queue { .. })) {
-            let (max, flying) = gw.delivery.snapshot();
+            let sweep = gw.delivery.sweep(&q.taken);
             let result: RedisResult<i64> = conn.with(&gw.connector, |c| {
                 let mut call = LEASE_PASS.key(&q.key);
-                call.key(&q.gateways).key(&q.flag).key(&q.lease).key(&q.pending);
+                call.key(&q.gateways).key(&q.flag).key(&q.lease).key(&q.taken);
                 call.arg(&q.prefix).arg(&gw.delivery.gateway).arg(LEASE.as_millis() as u64);
-                call.arg(WAKE_CHANNEL).arg(&q.name).arg(max).arg(&flying);
+                call.arg(WAKE_CHANNEL).arg(&q.name).arg(if sweep.is_some() { "1" } else { "0" });
+                for item in sweep.iter().flatten() {
+                    call.arg(&item[..]);
+                }
                 call.invoke(c)
             });
             match result {
-                Ok(0) => {}
-                Ok(n) => info!(object = %q.name, items = n, "redis backend: put back items whose gateway's lease expired"),
-                Err(e) => warn!(error = %e, object = %q.name, "redis backend: lease pass failed; retrying"),
+                Ok(n) => {
+                    q.leased.set(started, LEASE - RENEW);
+                    if n > 0 {
+                        info!(object = %q.name, items = n, "redis backend: put back items of a dead gateway or a failed take");
+                    }
+                }
+                Err(e) => {
+                    if sweep.is_some() {
+                        gw.delivery.take_failed(&q.taken);
+                    }
+                    warn!(error = %e, object = %q.name, "redis backend: lease pass failed; retrying");
+                }
             }
         }
         // Locks and semaphores held through a dead gateway (their files).

@@ -7,32 +7,32 @@
 //! Items are the client's standalone pickles, as the embedded server
 //! stores them.
 //!
-//! A take is a Lua script (the item moves into the pending hash under an
-//! id the gateway chose, which needs the item), and so is a `put` on a
+//! A take is plain commands in one pipeline ([`Take`]: `LMOVE` into this
+//! gateway's taken list, `pending.rs`), and so is a lone `put` on an
+//! unbounded queue that no gateway waits on ([`Push`]); a `put` on a
 //! bounded queue (the maxsize check and the push are atomic) or on one
 //! that some gateway waits on (the wake-up goes out in the same round
-//! trip). Any other lone `put` is plain commands in one pipeline
-//! ([`Push`]): a script cost 10-15 µs more per call than the same
-//! commands. A push (or a take from a bounded queue, which may unblock a
-//! `put`) publishes
+//! trip), or in a pipeline of the loop turn's calls (`batch.rs`), is a
+//! Lua script. A push (or a take from a bounded queue, which may unblock
+//! a `put`) publishes
 //! the queue's name on [`WAKE_CHANNEL`], which each gateway's one
 //! subscriber connection hears (`waiters.rs`), but only while the flag
 //! says that some gateway has calls parked on the queue: a publish in a
 //! cluster reaches every node, which a busy queue without waiters should
 //! not pay for. A gateway with parked calls sets the flag (with a TTL it
-//! renews each retry) in the same script as its next try, so a push
-//! after that try publishes and one before it is found by the try.
+//! renews each retry) before its next try, in the same round trip, so a
+//! push after that try publishes and one before it is found by the try.
 
 use std::sync::LazyLock;
 use std::time::Instant;
 
-use redis::{Cmd, ConnectionLike, ErrorKind, FromRedisValue, RedisResult, Script, ServerErrorKind};
+use redis::{Cmd, ConnectionLike, ErrorKind, FromRedisValue, RedisResult, Script, ServerErrorKind, Value};
 
 use crate::objects::queue::QueueCall;
 use crate::pickle::Item;
 use crate::protocol::{PyException, Reply, ReplyValue};
 
-use super::pending::{Delivery, LEASE};
+use super::pending::{ack_cmds, Delivery, LEASE, RENEW};
 use super::replicas::waited;
 use super::Named;
 
@@ -45,11 +45,11 @@ pub const WAKE_CHANNEL: &str = "fm:wake";
 pub(super) const FLAG_TTL_MS: u64 = 2000;
 
 /// `KEYS`: the list, the flag, the unfinished count, this gateway's
-/// pending hash. `ARGV`: item, maxsize (0: unbounded), channel, name,
+/// taken list. `ARGV`: item, maxsize (0: unbounded), channel, name,
 /// whether to set the flag first (a parked put's retry), its TTL, then
-/// the ids of delivered items to acknowledge (`pending.rs`). 1 if pushed,
-/// 0 if the queue is full.
-const PUT_LUA: &str = "if #ARGV > 6 then redis.call('HDEL', KEYS[4], unpack(ARGV, 7)) end
+/// delivered items to acknowledge (`pending.rs`). 1 if pushed, 0 if the
+/// queue is full.
+const PUT_LUA: &str = "for i = 7, #ARGV do redis.call('LREM', KEYS[4], 1, ARGV[i]) end
          if ARGV[5] == '1' then redis.call('SET', KEYS[2], '1', 'PX', ARGV[6]) end
          local max = tonumber(ARGV[2])
          if max > 0 and redis.call('LLEN', KEYS[1]) >= max then return 0 end
@@ -59,33 +59,9 @@ const PUT_LUA: &str = "if #ARGV > 6 then redis.call('HDEL', KEYS[4], unpack(ARGV
          return 1";
 static PUT: LazyLock<Script> = LazyLock::new(|| Script::new(PUT_LUA));
 
-/// `KEYS`: the list, the flag, the unfinished count (unused), this
-/// gateway's pending hash, the gateways set, this gateway's lease. `ARGV`:
-/// count, maxsize, channel, name, whether to set the flag first (parked
-/// gets' retry), its TTL, this gateway's id, the lease in ms, the first
-/// id, then the ids of delivered items to acknowledge. Up to `count`
-/// items, oldest first, each moved into the pending hash under the next
-/// id (`pending.rs`); a take from a bounded queue publishes, since it may
-/// make room for a parked `put`. The lease is set (and the gateway added
-/// to the set) only where it lapsed: the lease thread renews both, so a
-/// live lease means the gateway is in the set.
-const TAKE_LUA: &str = "if #ARGV > 9 then redis.call('HDEL', KEYS[4], unpack(ARGV, 10)) end
-         if ARGV[5] == '1' then redis.call('SET', KEYS[2], '1', 'PX', ARGV[6]) end
-         local items = redis.call('LPOP', KEYS[1], ARGV[1])
-         if items then
-             if redis.call('SET', KEYS[6], '1', 'PX', ARGV[8], 'NX') then redis.call('SADD', KEYS[5], ARGV[7]) end
-             local first = tonumber(ARGV[9])
-             for i, item in ipairs(items) do redis.call('HSET', KEYS[4], tostring(first + i - 1), item) end
-             if tonumber(ARGV[2]) > 0 and redis.call('EXISTS', KEYS[2]) == 1 then
-                 redis.call('PUBLISH', ARGV[3], ARGV[4])
-             end
-         end
-         return items";
-static TAKE: LazyLock<Script> = LazyLock::new(|| Script::new(TAKE_LUA));
-
 /// A lone `put` (not in a pipeline of the loop turn's calls, `batch.rs`)
 /// on an unbounded queue that no gateway was seen waiting on: `RPUSH`,
-/// `INCR` of the unfinished count, `EXISTS` of the flag (and `HDEL` of
+/// `INCR` of the unfinished count, `EXISTS` of the flag (and `LREM`s of
 /// the acks it carries), pipelined, not atomic. That needs no atomicity:
 /// a waiter's try sets the flag and looks for an item in one script, so a
 /// push before the try is found by it, and one after it finds the flag
@@ -102,33 +78,23 @@ pub(super) struct Push;
 impl Push {
     /// Whether a `put` by `from` on `q` goes as a push.
     pub(super) fn fits(q: &Named, maxsize: i64, from: For, now: Instant) -> bool {
-        maxsize == 0 && matches!(from, For::Caller) && q.replicas.is_none() && !q.watched.now(now)
+        maxsize == 0 && matches!(from, For::Caller) && q.replicas.is_none() && !q.watched.holds(now)
     }
 
     /// Its commands: as many replies come back.
-    pub(super) fn cmds(q: &Named, item: &[u8], acks: &[u64]) -> Vec<Cmd> {
-        let mut cmds = vec![
-            redis::cmd("RPUSH").arg(&q.key).arg(item).to_owned(),
-            redis::cmd("INCR").arg(&q.unfinished).to_owned(),
-            redis::cmd("EXISTS").arg(&q.flag).to_owned(),
-        ];
-        if !acks.is_empty() {
-            cmds.push(redis::cmd("HDEL").arg(&q.pending).arg(acks).to_owned());
-        }
+    fn cmds(q: &Named, item: &[u8], acks: &[Item]) -> Vec<Cmd> {
+        let mut cmds: Vec<Cmd> = ack_cmds(&q.taken, acks).collect();
+        cmds.push(redis::cmd("RPUSH").arg(&q.key).arg(item).to_owned());
+        cmds.push(redis::cmd("INCR").arg(&q.unfinished).to_owned());
+        cmds.push(redis::cmd("EXISTS").arg(&q.flag).to_owned());
         cmds
     }
 
     /// From its replies, whether some gateway waits on the queue (then
-    /// [`Push::publish`]); the first error among them, if any.
-    pub(super) fn waited_on(replies: Vec<redis::Value>) -> RedisResult<bool> {
-        let mut flag = None;
-        for (i, reply) in replies.into_iter().enumerate() {
-            let reply = reply.extract_error()?;
-            if i == 2 {
-                flag = Some(i64::from_redis_value(reply)? == 1);
-            }
-        }
-        flag.ok_or_else(|| (ErrorKind::Client, "a push got too few replies").into())
+    /// [`Push::publish_cmd`]); the first error among them, if any.
+    fn waited_on(replies: Vec<Value>) -> RedisResult<bool> {
+        let flag = replies_ok(replies)?.pop().ok_or((ErrorKind::Client, "a push got no replies"))?;
+        Ok(i64::from_redis_value(flag)? == 1)
     }
 
     /// The wake-up a push owes the waiters it found; the queue's puts go
@@ -136,26 +102,134 @@ impl Push {
     /// publish only makes waiters find it at their next retry
     /// (`waiters::RETRY`), so its error is the caller's to log, not the
     /// `put`'s.
-    pub(super) fn publish_cmd(q: &Named, now: Instant) -> Cmd {
-        q.watched.set(now);
-        redis::cmd("PUBLISH").arg(WAKE_CHANNEL).arg(&q.name).to_owned()
+    fn publish_cmd(q: &Named, now: Instant) -> Cmd {
+        q.watched.set(now, std::time::Duration::from_millis(FLAG_TTL_MS));
+        wake_cmd(q)
     }
 }
 
-/// Until when a queue counts as waited on (ms after [`EPOCH`]; 0: not).
+/// The wake-up of the gateways waiting on `q`.
+fn wake_cmd(q: &Named) -> Cmd {
+    redis::cmd("PUBLISH").arg(WAKE_CHANNEL).arg(&q.name).to_owned()
+}
+
+/// Sends `cmd` and logs its failure: a wake-up after the change it tells
+/// of, whose loss only delays waiters to their next retry.
+pub(super) fn wake(conn: &mut dyn ConnectionLike, q: &Named, cmd: Cmd) {
+    if let Err(e) = cmd.query::<i64>(conn) {
+        tracing::warn!(error = %e, queue = %q.name, "redis backend: a wake-up failed");
+    }
+}
+
+/// The replies of a pipeline, or the first error among them.
+fn replies_ok(replies: Vec<Value>) -> RedisResult<Vec<Value>> {
+    replies.into_iter().map(Value::extract_error).collect()
+}
+
+/// A take of up to `count` items of a queue, oldest first, each moved to
+/// the end of this gateway's taken list (`pending.rs`) by an `LMOVE`, in
+/// one pipeline of plain commands: the `LREM`s of the acks it carries;
+/// where the lease thread has not renewed this gateway's lease lately,
+/// `SADD` of the gateway to the queue's set and `SET` of its lease (so
+/// that the lease pass of others finds what it takes if it dies); for
+/// parked `get`s, `SET` of the waiting flag (before the try, `waiters.rs`);
+/// the `LMOVE`s; from a bounded queue, `EXISTS` of the flag, since a take
+/// there may make room for a parked `put` (then a `PUBLISH` after). No
+/// atomicity is needed beyond each `LMOVE`'s: an item is always in the
+/// queue or in one gateway's taken list. Why not a script: on the
+/// development machine the script that did this (moving the item into a
+/// hash under an id) took 78-86 µs from the gateway, an `LMOVE` ~50.
+pub(super) struct Take {
+    count: usize,
+    acks: usize,
+    lease: bool,
+    flag: bool,
+    bounded: bool,
+}
+
+impl Take {
+    pub(super) fn new(q: &Named, maxsize: i64, count: usize, from: For, now: Instant) -> Take {
+        Take { count, acks: 0, lease: !q.leased.holds(now), flag: matches!(from, For::Parked), bounded: maxsize > 0 }
+    }
+
+    /// Its commands, carrying `acks`: [`Take::len`] replies come back.
+    pub(super) fn cmds(&mut self, q: &Named, delivery: &Delivery, acks: &[Item]) -> Vec<Cmd> {
+        self.acks = acks.len();
+        let mut cmds: Vec<Cmd> = ack_cmds(&q.taken, acks).collect();
+        if self.lease {
+            cmds.push(redis::cmd("SADD").arg(&q.gateways).arg(&delivery.gateway).to_owned());
+            cmds.push(redis::cmd("SET").arg(&q.lease).arg(1).arg("PX").arg(LEASE.as_millis() as u64).to_owned());
+        }
+        if self.flag {
+            cmds.push(redis::cmd("SET").arg(&q.flag).arg(1).arg("PX").arg(FLAG_TTL_MS).to_owned());
+        }
+        let mv = redis::cmd("LMOVE").arg(&q.key).arg(&q.taken).arg("LEFT").arg("RIGHT").to_owned();
+        cmds.extend(std::iter::repeat_n(mv, self.count));
+        if self.bounded {
+            cmds.push(redis::cmd("EXISTS").arg(&q.flag).to_owned());
+        }
+        cmds
+    }
+
+    /// How many commands (and replies) it has.
+    pub(super) fn len(&self) -> usize {
+        self.acks + 2 * self.lease as usize + self.flag as usize + self.count + self.bounded as usize
+    }
+
+    /// From its replies, the items taken and whether to wake waiters; the
+    /// first error among them, if any (its queue is then swept,
+    /// `pending.rs`, for any item an `LMOVE` moved).
+    pub(super) fn items(&self, replies: Vec<Value>) -> RedisResult<(Vec<Item>, bool)> {
+        if replies.len() != self.len() {
+            return Err((ErrorKind::Client, "a take got replies that do not match its commands").into());
+        }
+        let replies = replies_ok(replies)?;
+        let first = self.acks + 2 * self.lease as usize + self.flag as usize;
+        let mut items = Vec::new();
+        for reply in &replies[first..first + self.count] {
+            match reply {
+                Value::BulkString(bytes) => items.push(Item::from(&bytes[..])),
+                Value::Nil => break,
+                other => return Err((ErrorKind::Client, "an LMOVE answered neither an item nor nil", format!("{other:?}")).into()),
+            }
+        }
+        let waited_on = self.bounded && !items.is_empty() && replies.last().is_some_and(|v| *v == Value::Int(1));
+        Ok((items, waited_on))
+    }
+
+    /// What the take came to: the items are noted in flight, or, if it
+    /// failed, the queue is to be swept. `wake`: its wake-up.
+    pub(super) fn taken(&self, q: &Named, delivery: &Delivery, now: Instant, result: RedisResult<(Vec<Item>, bool)>) -> RedisResult<(Vec<Item>, Option<Cmd>)> {
+        match result {
+            Ok((items, waited_on)) => {
+                delivery.took(&q.taken, &items);
+                if self.lease {
+                    q.leased.set(now, LEASE - RENEW);
+                }
+                Ok((items, waited_on.then(|| wake_cmd(q))))
+            }
+            Err(e) => {
+                delivery.take_failed(&q.taken);
+                Err(e)
+            }
+        }
+    }
+}
+
+/// A moment until which something holds (ms after [`EPOCH`]; 0: none).
 #[derive(Default)]
-pub struct Watched(std::sync::atomic::AtomicU64);
+pub struct Until(std::sync::atomic::AtomicU64);
 
 static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
 
-impl Watched {
-    fn now(&self, now: Instant) -> bool {
+impl Until {
+    fn holds(&self, now: Instant) -> bool {
         let until = self.0.load(std::sync::atomic::Ordering::Relaxed);
         until != 0 && (now.saturating_duration_since(*EPOCH).as_millis() as u64) < until
     }
 
-    fn set(&self, now: Instant) {
-        let until = now.saturating_duration_since(*EPOCH).as_millis() as u64 + FLAG_TTL_MS;
+    pub(super) fn set(&self, now: Instant, lasts: std::time::Duration) {
+        let until = (now.saturating_duration_since(*EPOCH) + lasts).as_millis() as u64;
         self.0.store(until.max(1), std::sync::atomic::Ordering::Relaxed);
     }
 }
@@ -195,25 +269,18 @@ fn run_script<T: FromRedisValue>(conn: &mut dyn ConnectionLike, script: &Script,
 
 /// The `PUT` script's command: `item` onto `q` unless full, carrying
 /// `acks` (`pending.rs`).
-pub(super) fn put_cmd(by: ScriptBy, q: &Named, maxsize: i64, item: &[u8], from: For, acks: &[u64]) -> Cmd {
+pub(super) fn put_cmd(by: ScriptBy, q: &Named, maxsize: i64, item: &[u8], from: For, acks: &[Item]) -> Cmd {
     let mut cmd = script_cmd(by, &PUT, PUT_LUA, 4);
-    cmd.arg(&q.key).arg(&q.flag).arg(&q.unfinished).arg(&q.pending);
-    cmd.arg(item).arg(maxsize).arg(WAKE_CHANNEL).arg(&q.name).arg(from.flag()).arg(FLAG_TTL_MS).arg(acks);
+    cmd.arg(&q.key).arg(&q.flag).arg(&q.unfinished).arg(&q.taken);
+    cmd.arg(item).arg(maxsize).arg(WAKE_CHANNEL).arg(&q.name).arg(from.flag()).arg(FLAG_TTL_MS);
+    for ack in acks {
+        cmd.arg(&ack[..]);
+    }
     cmd
 }
 
-/// The `TAKE` script's command: up to `count` items of `q` into this
-/// gateway's pending hash, the first under id `first`, carrying `acks`.
-pub(super) fn take_cmd(by: ScriptBy, q: &Named, maxsize: i64, count: usize, from: For, delivery: &Delivery, first: u64, acks: &[u64]) -> Cmd {
-    let mut cmd = script_cmd(by, &TAKE, TAKE_LUA, 6);
-    cmd.arg(&q.key).arg(&q.flag).arg(&q.unfinished).arg(&q.pending).arg(&q.gateways).arg(&q.lease);
-    cmd.arg(count).arg(maxsize).arg(WAKE_CHANNEL).arg(&q.name).arg(from.flag()).arg(FLAG_TTL_MS);
-    cmd.arg(&delivery.gateway).arg(LEASE.as_millis() as u64).arg(first).arg(acks);
-    cmd
-}
-
-/// Whether a script call comes from parked calls (and so sets the
-/// waiting flag first).
+/// Whether a call comes from parked calls (and so sets the waiting flag
+/// first).
 #[derive(Clone, Copy)]
 pub enum For {
     Caller,
@@ -257,57 +324,38 @@ static UNFINISHED: LazyLock<Script> = LazyLock::new(|| {
 pub fn put(conn: &mut dyn ConnectionLike, q: &Named, maxsize: i64, item: &[u8], by: For, delivery: &Delivery) -> RedisResult<bool> {
     let now = Instant::now();
     if Push::fits(q, maxsize, by, now) {
-        let waited_on = delivery.carrying_acks(&q.pending, |acks| {
+        let waited_on = delivery.carrying_acks(&q.taken, |acks| {
             let cmds = Push::cmds(q, item, acks);
             let packed: Vec<u8> = cmds.iter().flat_map(|c| c.get_packed_command()).collect();
             Push::waited_on(conn.req_packed_commands(&packed, 0, cmds.len())?)
         })?;
         if waited_on {
             // Not an error of the put's (whose item is in): see `publish_cmd`.
-            if let Err(e) = Push::publish_cmd(q, now).query::<i64>(conn) {
-                tracing::warn!(error = %e, queue = %q.name, "redis backend: a wake-up after a put failed");
-            }
+            wake(conn, q, Push::publish_cmd(q, now));
         }
         return Ok(true);
     }
     let pushed: i64 = waited(conn, q.replicas, |c| {
-        delivery.carrying_acks(&q.pending, |acks| run_script(c, &PUT, &put_cmd(ScriptBy::Sha, q, maxsize, item, by, acks)))
+        delivery.carrying_acks(&q.taken, |acks| run_script(c, &PUT, &put_cmd(ScriptBy::Sha, q, maxsize, item, by, acks)))
     })?;
     Ok(pushed == 1)
 }
 
-/// Items taken: the `n`th has id `first + n`, and stays pending until
-/// acknowledged or put back (`pending.rs`).
-pub struct Taken {
-    pub first: u64,
-    pub items: Vec<Vec<u8>>,
-}
-
-impl Taken {
-    pub fn ids(&self) -> Vec<u64> {
-        (self.first..self.first + self.items.len() as u64).collect()
-    }
-}
-
-/// Takes up to `count` items, oldest first, into this gateway's pending
-/// hash. The ids of items not taken (or of a failed try) are given up.
-pub fn take(conn: &mut dyn ConnectionLike, q: &Named, maxsize: i64, count: usize, by: For, delivery: &Delivery) -> RedisResult<Taken> {
-    let first = delivery.reserve(count);
-    let result = delivery.carrying_acks(&q.pending, |acks| {
-        run_script(conn, &TAKE, &take_cmd(ScriptBy::Sha, q, maxsize, count, by, delivery, first, acks))
+/// Takes up to `count` items, oldest first, into this gateway's taken
+/// list ([`Take`]), carrying the queue's waiting acks.
+pub fn take(conn: &mut dyn ConnectionLike, q: &Named, maxsize: i64, count: usize, by: For, delivery: &Delivery) -> RedisResult<Vec<Item>> {
+    let now = Instant::now();
+    let mut take = Take::new(q, maxsize, count, by, now);
+    let result = delivery.carrying_acks(&q.taken, |acks| {
+        let cmds = take.cmds(q, delivery, acks);
+        let packed: Vec<u8> = cmds.iter().flat_map(|c| c.get_packed_command()).collect();
+        take.items(conn.req_packed_commands(&packed, 0, cmds.len())?)
     });
-    taken(delivery, first, count, result)
-}
-
-/// What a `TAKE` script of `count` items from id `first` answered; the
-/// ids it did not use (all of them, if it failed) are given up.
-pub(super) fn taken(delivery: &Delivery, first: u64, count: usize, result: RedisResult<Option<Vec<Vec<u8>>>>) -> RedisResult<Taken> {
-    let used = match &result {
-        Ok(items) => items.as_ref().map_or(0, Vec::len) as u64,
-        Err(_) => 0,
-    };
-    delivery.release(first + used..first + count as u64);
-    Ok(Taken { first, items: result?.unwrap_or_default() })
+    let (items, wake_cmd) = take.taken(q, delivery, now, result)?;
+    if let Some(cmd) = wake_cmd {
+        wake(conn, q, cmd);
+    }
+    Ok(items)
 }
 
 /// What a `put` comes to once its script answered whether it `pushed`.
@@ -322,9 +370,9 @@ pub(super) fn put_step(pushed: bool, item: &Item, block: bool, deadline: Option<
 }
 
 /// What a `get` comes to once its take of one item answered.
-pub(super) fn get_step(taken: Taken, block: bool, deadline: Option<Instant>, now: Instant) -> Step {
-    match taken.items.into_iter().next() {
-        Some(item) => Step::Took { id: taken.first, item },
+pub(super) fn get_step(taken: Vec<Item>, block: bool, deadline: Option<Instant>, now: Instant) -> Step {
+    match taken.into_iter().next() {
+        Some(item) => Step::Took(item),
         None if !block || deadline.is_some_and(|d| d <= now) => Step::Answer(Reply::Error(PyException::queue_empty())),
         None => Step::WaitGet { deadline },
     }
@@ -335,15 +383,15 @@ pub fn unfinished(conn: &mut dyn ConnectionLike, q: &Named) -> RedisResult<i64> 
     UNFINISHED.key(&q.flag).key(&q.unfinished).arg(FLAG_TTL_MS).invoke(conn)
 }
 
-pub fn item_reply(bytes: Vec<u8>) -> Reply {
-    Reply::Return(ReplyValue::Item(Item::from(bytes)))
+pub fn item_reply(item: Item) -> Reply {
+    Reply::Return(ReplyValue::Item(item))
 }
 
 /// What a queue call comes to: answered now, or waiting in this gateway.
 pub enum Step {
     Answer(Reply),
-    /// A `get` took this item (pending until delivered, `pending.rs`).
-    Took { id: u64, item: Vec<u8> },
+    /// A `get` took this item (in flight until acknowledged, `pending.rs`).
+    Took(Item),
     /// A `get` to park (until `deadline`, `None`: forever).
     WaitGet { deadline: Option<Instant> },
     /// A `put` of `item` to park, the queue being full.

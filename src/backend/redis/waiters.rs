@@ -237,29 +237,22 @@ fn serve_queue(gw: &Gateway, conn: &mut Lazy, object: usize) -> RedisResult<()> 
     if getters > 0 {
         let taken = conn.with(&gw.connector, |c| queue::take(c, q, maxsize, getters, For::Parked, &gw.delivery))?;
         gw.delivery.stall();
-        let ids = taken.ids();
+        let mut left = taken.into_iter().peekable();
         let mut delivered = Vec::new();
         {
             let mut state = gw.waiters.lock();
             let parked = state.queues.entry(object).or_default();
-            for (id, item) in ids.iter().zip(taken.items) {
-                // Only this thread removes getters; one that left since
-                // the check above is dropped, and an item nobody is left
-                // to take goes back (below).
-                while let Some(g) = parked.getters.pop_front() {
-                    if gw.end.is_waiting(g.ticket) {
-                        gw.answer(g.ticket, queue::item_reply(item));
-                        delivered.push(*id);
-                        break;
-                    }
-                }
-                if delivered.last() != Some(id) {
-                    break;
-                }
+            // Only this thread removes getters; one that left since the
+            // check above is dropped, and an item nobody is left to take
+            // goes back (below).
+            while let Some(item) = left.peek() {
+                let Some(g) = std::iter::from_fn(|| parked.getters.pop_front()).find(|g| gw.end.is_waiting(g.ticket)) else { break };
+                gw.answer(g.ticket, queue::item_reply(item.clone()));
+                delivered.extend(left.next());
             }
         }
-        let returned: Vec<u64> = ids.iter().copied().filter(|id| !delivered.contains(id)).collect();
-        pending::settle(gw, conn, q, &delivered, &returned);
+        let returned: Vec<Item> = left.collect();
+        pending::settle(gw, conn, q, delivered, &returned);
     }
     // Parked puts, oldest first, while there is room.
     let mut next = putter;
