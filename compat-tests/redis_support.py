@@ -71,6 +71,28 @@ def flush_cluster():
                            capture_output=True, timeout=10)
 
 
+@contextlib.contextmanager
+def one_redis_server(directory):
+    """One redis-server without cluster mode (state in `directory`); its
+    port."""
+    if shutil.which('redis-server') is None:
+        pytest.fail('redis-server is not installed (scripts/test-all.sh installs it)')
+    port = free_port()
+    redis = subprocess.Popen(
+        ['redis-server', '--bind', '127.0.0.1', '--port', str(port),
+         '--save', '', '--appendonly', 'no', '--dir', str(directory)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(50):
+            if 'PONG' in subprocess.run(['redis-cli', '-p', str(port), 'ping'],
+                                        capture_output=True, text=True).stdout:
+                break
+            time.sleep(0.1)
+        yield port
+    finally:
+        stop_process(redis)
+
+
 class Gateway:
     def __init__(self, log, backend=SEEDS, env=None, register=REGISTER, extra=()):
         self.port = free_port()

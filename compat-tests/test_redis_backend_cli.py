@@ -2,51 +2,37 @@
 refuses to start with, and a gateway over one Redis server without
 cluster mode (compat-tests/redis_support.py).
 """
-import shutil
-import subprocess
 import threading
 import time
 
 import pytest
 
-from conftest import free_port, stop_process
-from redis_support import SEEDS, Gateway, only_rust, serve
+from conftest import free_port
+from redis_support import SEEDS, Gateway, one_redis_server, only_rust, serve
 
 pytestmark = only_rust
 
 
 def test_one_redis_server_without_cluster_mode(tmp_path):
-    if shutil.which('redis-server') is None:
-        pytest.fail('redis-server is not installed')
-    port = free_port()
-    redis = subprocess.Popen(
-        ['redis-server', '--bind', '127.0.0.1', '--port', str(port),
-         '--save', '', '--appendonly', 'no', '--dir', str(tmp_path)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     gateways = []
-    try:
-        for _ in range(50):
-            if 'PONG' in subprocess.run(['redis-cli', '-p', str(port), 'ping'],
-                                        capture_output=True, text=True).stdout:
-                break
-            time.sleep(0.1)
-        backend = 'redis://127.0.0.1:%d' % port
-        gateways = [Gateway(str(tmp_path / n), backend) for n in ('a.log', 'b.log')]
-        qa, qb = (g.manager().tasks() for g in gateways)
-        got = []
-        t = threading.Thread(target=lambda: got.append(qb.get(timeout=30)))
-        t.start()
-        time.sleep(0.3)
-        qa.put('over one server')
-        t.join(10)
-        assert got == ['over one server']
-        da, db = (g.manager().shared() for g in gateways)
-        da['k'] = 'v'
-        assert db['k'] == 'v'
-    finally:
-        for g in gateways:
-            g.stop()
-        stop_process(redis)
+    with one_redis_server(tmp_path) as port:
+        try:
+            backend = 'redis://127.0.0.1:%d' % port
+            gateways = [Gateway(str(tmp_path / n), backend) for n in ('a.log', 'b.log')]
+            qa, qb = (g.manager().tasks() for g in gateways)
+            got = []
+            t = threading.Thread(target=lambda: got.append(qb.get(timeout=30)))
+            t.start()
+            time.sleep(0.3)
+            qa.put('over one server')
+            t.join(10)
+            assert got == ['over one server']
+            da, db = (g.manager().shared() for g in gateways)
+            da['k'] = 'v'
+            assert db['k'] == 'v'
+        finally:
+            for g in gateways:
+                g.stop()
 
 
 @pytest.mark.parametrize('kind', ['Condition', 'Barrier(2)', 'Array(i,1)'])

@@ -4,18 +4,20 @@ items across gateways, blocking calls woken across gateways, delivery when
 a gateway or a client dies while holding an item, and a master SIGKILLed
 under load (a stall, not an error; last: it restores the cluster).
 """
+import collections
 import contextlib
 import os
 import queue
 import signal
+import subprocess
 import threading
 import time
 
 import pytest
 
 from redis_support import (KEYS, LEASE, Gateway, command_calls, empty_named_objects,  # noqa: F401 (fixtures)
-                           gateways, gw, master_port_of, only_rust, redis_cli, reset_command_stats,
-                           result, spawn)
+                           gateways, gw, master_port_of, one_redis_server, only_rust, redis_cli,
+                           reset_command_stats, result, spawn)
 
 pytestmark = only_rust
 
@@ -55,6 +57,42 @@ def test_ten_thousand_items_across_gateways_none_lost_or_duplicated(gw):
     assert len(got) == producers * per, len(got)
     assert sorted(got) == list(range(producers * per))
     print('10,000 items, 4 producers on A, 4 consumers on B: %.2f s' % elapsed)
+
+
+def test_equal_twins_across_gateways_none_lost_or_duplicated(gw):
+    """Delivered items are acknowledged by value (LREM), so equal items
+    (twins) stand in for one another: 8 producers on both gateways put
+    only five distinct values, 8 consumers get each as often as it was
+    put, and the gateways' taken lists end empty."""
+    a, b = gw
+    producers, per, distinct = 8, 1000, 5
+    consumers = [spawn('consume', g) for g in (a, b) for _ in range(4)]
+    puts = [spawn('produce', g, i * per, per, distinct) for i, g in enumerate([a, b] * 4)]
+    assert sum(result(p)['put'] for p in puts) == producers * per
+    q = a.manager().tasks()
+    for _ in consumers:
+        q.put(None)
+    got = [item for c in consumers for item in result(c)['got']]
+    expected = [i % distinct for i in range(producers * per)]
+    assert collections.Counter(got) == collections.Counter(expected)
+    assert taken_lists_empty(), taken_lists()
+
+
+def taken_lists():
+    """Each gateway's taken list of `tasks`: its length."""
+    return {g: redis_cli('llen', 'fm:{q:tasks}:taken:' + g).strip()
+            for g in redis_cli('smembers', 'fm:{q:tasks}:gateways').split()}
+
+
+def taken_lists_empty(timeout=3):
+    """Whether every taken list of `tasks` empties within `timeout` (acks
+    wait up to 2 ms for a call to carry them, or 50 ms with idle threads)."""
+    deadline = time.monotonic() + timeout
+    while any(n != '0' for n in taken_lists().values()):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def test_calls_ready_together_go_in_one_pipeline_none_lost_or_duplicated(redis_cluster, tmp_path):
@@ -238,6 +276,40 @@ def test_item_for_a_client_that_left_goes_back_to_the_queue(gw, tmp_path):
         assert gw[1].manager().tasks().get(timeout=LEASE - 1) == 'returned'
         assert c.proc.poll() is None
         assert gw[0].manager().tasks().empty()
+
+
+# Busy for ARGV[1] seconds: the server runs no other command meanwhile.
+BUSY_LUA = """local t = redis.call('TIME')
+local start = t[1] * 1e6 + t[2]
+repeat t = redis.call('TIME') until t[1] * 1e6 + t[2] - start >= ARGV[1] * 1e6
+return 1"""
+
+
+def test_item_of_a_take_whose_reply_came_too_late_comes_back(tmp_path):
+    """A take whose reply does not come in time may still run in Redis:
+    here the one Redis server is busy for 1.5 s, past an inline call's
+    1 s timeout, so the gateway drops the connection of its LMOVE, which
+    Redis runs afterwards, and takes again on another. The gateway marks
+    the queue, and its next lease pass puts back what its taken list
+    holds beyond the items it knows of: both items reach the client."""
+    with one_redis_server(tmp_path) as port:
+        g = Gateway(str(tmp_path / 'g.log'), 'redis://127.0.0.1:%d' % port)
+        try:
+            q = g.manager().tasks()
+            q.put('first')
+            q.put('second')
+            busy = subprocess.Popen(['redis-cli', '-p', str(port), 'eval', BUSY_LUA, '0', '1.5'],
+                                    stdout=subprocess.DEVNULL)
+            time.sleep(0.3)
+            got = [q.get(timeout=10)]
+            busy.wait(10)
+            got.append(q.get(timeout=LEASE))
+            assert sorted(got) == ['first', 'second']
+            assert q.empty()
+            log = open(g.log).read()
+            assert 'put back items of a dead gateway or a failed take' in log, log
+        finally:
+            g.stop()
 
 
 # It leaves the cluster with one master dead: restored_redis_cluster makes

@@ -3,7 +3,9 @@
     redis_backend.py ROLE HOST:PORT AUTHKEY [ARGS...]
 
 Roles:
-  produce FIRST COUNT   puts FIRST..FIRST+COUNT-1 on `tasks`
+  produce FIRST COUNT [MOD]
+                        puts FIRST..FIRST+COUNT-1 on `tasks` (each modulo
+                        MOD, if given: equal twins)
   consume               gets from `tasks` until None; prints the items
   wait TAG              prints 'ready', then one blocking get on `tasks`;
                         prints TAG and the item
@@ -29,8 +31,9 @@ def main():
     q = m.tasks()
     if role == 'produce':
         first, count = int(sys.argv[4]), int(sys.argv[5])
+        mod = int(sys.argv[6]) if len(sys.argv) > 6 else None
         for i in range(first, first + count):
-            q.put(i)
+            q.put(i % mod if mod else i)
         print(json.dumps({'put': count}))
     elif role == 'consume':
         got = []
