@@ -18,7 +18,7 @@
 //! could not be loaded halfway through a pipeline.
 //!
 //! A pipeline that fails as a whole tells nothing of which of its
-//! scripts ran. On a transient error (a dropped connection, a failover)
+//! commands ran. On a transient error (a dropped connection, a failover)
 //! its calls go back to the request threads, as a single inline call's
 //! first command does (`inline.rs`): a `put` may then be pushed twice
 //! (at-least-once, README). On any other error each call gets it; a
@@ -185,8 +185,7 @@ impl Gateway {
 
     /// A pipeline that failed as a whole: its queues are to be swept for
     /// acks and takes that may have run (`pending.rs`); on a transient
-    /// error its calls go back
-    /// (into `back`), else each gets the error.
+    /// error its calls go back (into `back`), else each gets the error.
     fn failed(&self, sent: Vec<Sent>, e: &RedisError, back: &mut Vec<HostRequest>) {
         warn!(error = %e, calls = sent.len(), "redis backend: a pipeline of inline calls failed");
         for s in sent {

@@ -63,9 +63,9 @@ static PUT: LazyLock<Script> = LazyLock::new(|| Script::new(PUT_LUA));
 /// on an unbounded queue that no gateway was seen waiting on: `RPUSH`,
 /// `INCR` of the unfinished count, `EXISTS` of the flag (and `LREM`s of
 /// the acks it carries), pipelined, not atomic. That needs no atomicity:
-/// a waiter's try sets the flag and looks for an item in one script, so a
-/// push before the try is found by it, and one after it finds the flag
-/// set and publishes, in a second round trip. The queue is then
+/// a waiter's try sets the flag before it looks for an item, in one round
+/// trip ([`Take`]), so a push before the try is found by it, and one after
+/// it finds the flag set and publishes, in a second round trip. The queue is then
 /// [`Watched`] for [`FLAG_TTL_MS`], its puts going by script (one round
 /// trip), since waiters come back. Why: on the development machine a
 /// `PUT` script took 60 µs from the gateway to a master with a replica,
@@ -186,10 +186,12 @@ impl Take {
         let replies = replies_ok(replies)?;
         let first = self.acks + 2 * self.lease as usize + self.flag as usize;
         let mut items = Vec::new();
+        // Not atomic: a push between two `LMOVE`s that found none lets a
+        // later one take an item, which must not be left unseen.
         for reply in &replies[first..first + self.count] {
             match reply {
                 Value::BulkString(bytes) => items.push(Item::from(&bytes[..])),
-                Value::Nil => break,
+                Value::Nil => {}
                 other => return Err((ErrorKind::Client, "an LMOVE answered neither an item nor nil", format!("{other:?}")).into()),
             }
         }
