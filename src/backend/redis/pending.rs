@@ -420,3 +420,71 @@ pub fn run_leases(gw: Arc<Gateway>) {
         std::thread::sleep(RENEW.saturating_sub(started.elapsed()));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const Q: &str = "fm:{q:t}:taken:gw";
+
+    fn items(values: &[&str]) -> Vec<Item> {
+        values.iter().map(|v| Item::from(v.as_bytes())).collect()
+    }
+
+    fn sorted(mut v: Vec<Item>) -> Vec<Vec<u8>> {
+        let mut out: Vec<Vec<u8>> = v.drain(..).map(|i| i.to_vec()).collect();
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn an_acknowledged_item_is_forgotten_and_nothing_is_swept() {
+        let d = Delivery::new();
+        d.took(Q, &items(&["a"]));
+        d.ack_later(Q, items(&["a"]));
+        assert!(d.acks_waiting_since().is_some());
+        let acks = d.take_acks(Q);
+        assert_eq!(sorted(acks.clone()), vec![b"a".to_vec()]);
+        assert!(d.acks_waiting_since().is_none());
+        d.acks_sent(Q, acks, true);
+        assert!(d.sweep(Q).is_none());
+        assert!(d.lock().queues.is_empty(), "nothing is kept for a queue with nothing in flight");
+    }
+
+    #[test]
+    fn twins_are_counted_and_a_failed_ack_is_not_sent_again_but_swept() {
+        let d = Delivery::new();
+        d.took(Q, &items(&["a", "a", "b"]));
+        d.ack_later(Q, items(&["a"]));
+        let acks = d.take_acks(Q);
+        d.acks_sent(Q, acks, false);
+        // Not waiting again: a second LREM could remove the twin in flight.
+        assert!(d.take_acks(Q).is_empty());
+        // The sweep keeps what is still in flight: one `a` and the `b`.
+        assert_eq!(sorted(d.sweep(Q).expect("a failed call marks the queue")), vec![b"a".to_vec(), b"b".to_vec()]);
+        assert!(d.sweep(Q).is_none(), "one sweep per failure");
+    }
+
+    #[test]
+    fn a_failed_take_or_put_back_marks_the_queue_for_a_sweep() {
+        let d = Delivery::new();
+        d.take_failed(Q);
+        assert_eq!(d.sweep(Q).expect("marked").len(), 0);
+        d.took(Q, &items(&["x", "y"]));
+        d.returned(Q, &items(&["x"]), false);
+        assert!(d.sweep(Q).is_none());
+        d.returned(Q, &items(&["y"]), true);
+        assert_eq!(d.sweep(Q).expect("marked").len(), 0, "a failed put-back is left to the sweep");
+    }
+
+    #[test]
+    fn at_most_acks_per_call_ride_on_one_call() {
+        let d = Delivery::new();
+        let many: Vec<Item> = (0..ACKS_PER_CALL + 3).map(|i| Item::from(i.to_string().as_bytes())).collect();
+        d.took(Q, &many);
+        d.ack_later(Q, many);
+        assert_eq!(d.take_acks(Q).len(), ACKS_PER_CALL);
+        assert!(d.acks_waiting_since().is_some());
+        assert_eq!(d.take_acks(Q).len(), 3);
+    }
+}
