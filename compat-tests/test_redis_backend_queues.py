@@ -7,6 +7,7 @@ under load (a stall, not an error; last: it restores the cluster).
 import collections
 import contextlib
 import os
+import pickle
 import queue
 import signal
 import subprocess
@@ -15,7 +16,7 @@ import time
 
 import pytest
 
-from redis_support import (KEYS, LEASE, Gateway, command_calls, empty_named_objects,  # noqa: F401 (fixtures)
+from redis_support import (KEYS, LEASE, PORT, Gateway, command_calls, empty_named_objects,  # noqa: F401 (fixtures)
                            gateways, gw, master_port_of, one_redis_server, only_rust, redis_cli,
                            reset_command_stats, result, spawn)
 
@@ -265,6 +266,26 @@ def test_item_of_a_gateway_killed_before_its_reply_goes_to_another(gw, tmp_path)
             qb.get_nowait()
         assert redis_cli('exists', 'fm:{q:tasks}:taken:' + dead).strip() == '0'
         print('item of a killed gateway got on another %.2f s after the kill' % waited)
+
+
+def test_items_of_a_dead_gateway_of_an_older_build_come_back_in_order(gw):
+    # Builds before the taken lists kept a gateway's taken items in a hash
+    # (field: an id in take order). A dead one's (in the set of gateways,
+    # its lease gone) are put back too, oldest first: an upgrade, one
+    # gateway at a time, loses nothing.
+    a, _ = gw
+    q = a.manager().tasks()
+    q.put('newest')
+    q.get()
+    old = 'fm:{q:tasks}:pending:0ldbu1ld'
+    for i, item in ((10, 'second'), (2, 'first'), (11, 'third')):
+        # -x: the value (a binary pickle) from stdin.
+        subprocess.run(['redis-cli', '-c', '-p', str(PORT), '-x', 'hset', old, str(i)],
+                       input=pickle.dumps(item, protocol=2), capture_output=True, timeout=10, check=True)
+    redis_cli('sadd', 'fm:{q:tasks}:gateways', '0ldbu1ld')
+    assert [q.get(timeout=3) for _ in range(3)] == ['first', 'second', 'third']
+    assert redis_cli('exists', old).strip() == '0'
+    assert '0ldbu1ld' not in redis_cli('smembers', 'fm:{q:tasks}:gateways').split()
 
 
 def test_item_for_a_client_that_left_goes_back_to_the_queue(gw, tmp_path):

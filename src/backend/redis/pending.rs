@@ -277,9 +277,12 @@ static REQUEUE: LazyLock<Script> = LazyLock::new(|| {
 /// items it has in flight. Renews the lease, with this gateway in the
 /// set; moves back to the queue's front, in order, the taken list of
 /// every gateway without a lease, and, sweeping, every item of its own
-/// list beyond those in flight (a failed take's). Other gateways' keys
-/// are in the same slot (the prefix's hash tag), which a script without
-/// flags may reach. The number of items put back.
+/// list beyond those in flight (a failed take's). A dead gateway of a
+/// build before the taken lists kept its items in a hash,
+/// `pending:GATEWAY` (field: an id in take order); its items go back too,
+/// oldest first, so that gateways can be upgraded one at a time. Other
+/// gateways' keys are in the same slot (the prefix's hash tag), which a
+/// script without flags may reach. The number of items put back.
 static LEASE_PASS: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         "local prefix, me = ARGV[1], ARGV[2]
@@ -289,6 +292,12 @@ static LEASE_PASS: LazyLock<Script> = LazyLock::new(|| {
          for _, gw in ipairs(redis.call('SMEMBERS', KEYS[2])) do
              if gw ~= me and redis.call('EXISTS', prefix .. 'lease:' .. gw) == 0 then
                  while redis.call('LMOVE', prefix .. 'taken:' .. gw, KEYS[1], 'RIGHT', 'LEFT') do moved = moved + 1 end
+                 local old = redis.call('HGETALL', prefix .. 'pending:' .. gw)
+                 local entries = {}
+                 for i = 1, #old, 2 do table.insert(entries, {tonumber(old[i]), old[i + 1]}) end
+                 table.sort(entries, function(a, b) return a[1] > b[1] end)
+                 for _, e in ipairs(entries) do redis.call('LPUSH', KEYS[1], e[2]); moved = moved + 1 end
+                 redis.call('DEL', prefix .. 'pending:' .. gw)
                  redis.call('SREM', KEYS[2], gw)
              end
          end
