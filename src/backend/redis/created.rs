@@ -119,15 +119,15 @@ pub fn gone() -> Reply {
 
 /// `KEYS`: the refs hash. `ARGV`: the key prefix, the number of gateways
 /// to drop, those gateways, then [`SUFFIXES`]. Drops the gateways'
-/// references; if none is left, deletes every key of the object. 1 if it
-/// did.
+/// references; if none is left, deletes every key of the object (with
+/// an older build's pending hashes, `pending.rs`). 1 if it did.
 static DROP: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         "local prefix, n = ARGV[1], tonumber(ARGV[2])
          for i = 3, 2 + n do redis.call('HDEL', KEYS[1], ARGV[i]) end
          if redis.call('HLEN', KEYS[1]) > 0 then return 0 end
          for _, gw in ipairs(redis.call('SMEMBERS', prefix .. 'gateways')) do
-             redis.call('DEL', prefix .. 'taken:' .. gw, prefix .. 'lease:' .. gw)
+             redis.call('DEL', prefix .. 'taken:' .. gw, prefix .. 'pending:' .. gw, prefix .. 'lease:' .. gw)
          end
          for i = 3 + n, #ARGV do redis.call('DEL', prefix .. ARGV[i]) end
          return 1",
