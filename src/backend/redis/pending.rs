@@ -36,7 +36,8 @@
 //! is then marked for a sweep: the next lease pass gets the values this
 //! gateway has in flight on it and puts back every other item of its own
 //! list. A take under way during that pass has its item put back too
-//! while it still delivers it: a duplicate, only after a failed call.
+//! while it still delivers it, and so does an ack under way whose `LREM`
+//! has not run yet: duplicates, only after a failed call.
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
@@ -92,6 +93,12 @@ struct Held {
     /// Taken and not yet acknowledged in Redis nor put back: how many of
     /// each value.
     in_flight: HashMap<Item, u32>,
+    /// Of those, the ones whose ack or put-back is under way. A sweep does
+    /// not count them in flight: were their `LREM` to run between its
+    /// snapshot and its script, it would keep an unknown equal twin in
+    /// their place. Not counted, one whose `LREM` has not run yet is put
+    /// back by the sweep (a duplicate, for an ack).
+    leaving: HashMap<Item, u32>,
     /// Delivered, their `LREM` not yet sent (still in flight).
     acks: Vec<Item>,
     /// A take failed: the list may hold items nobody here knows of.
@@ -100,15 +107,26 @@ struct Held {
 
 impl Held {
     fn is_empty(&self) -> bool {
-        self.in_flight.is_empty() && self.acks.is_empty() && !self.sweep
+        self.in_flight.is_empty() && self.leaving.is_empty() && self.acks.is_empty() && !self.sweep
     }
 
-    fn forget(&mut self, item: &Item) {
-        if let Some(n) = self.in_flight.get_mut(item) {
-            *n -= 1;
-            if *n == 0 {
-                self.in_flight.remove(item);
-            }
+    /// An item that was leaving is gone: acknowledged or put back (or left
+    /// to a sweep).
+    fn gone(&mut self, item: &Item) {
+        remove(&mut self.leaving, item);
+        remove(&mut self.in_flight, item);
+    }
+}
+
+fn add(counts: &mut HashMap<Item, u32>, item: &Item) {
+    *counts.entry(item.clone()).or_default() += 1;
+}
+
+fn remove(counts: &mut HashMap<Item, u32>, item: &Item) {
+    if let Some(n) = counts.get_mut(item) {
+        *n -= 1;
+        if *n == 0 {
+            counts.remove(item);
         }
     }
 }
@@ -137,7 +155,7 @@ impl Delivery {
         let mut all = self.lock();
         let held = held(&mut all, taken);
         for item in items {
-            *held.in_flight.entry(item.clone()).or_default() += 1;
+            add(&mut held.in_flight, item);
         }
     }
 
@@ -147,12 +165,21 @@ impl Delivery {
         held(&mut self.lock(), taken).sweep = true;
     }
 
+    /// Items about to be put back ([`Delivery::returned`] once done).
+    pub fn returning(&self, taken: &str, items: &[Item]) {
+        let mut all = self.lock();
+        let held = held(&mut all, taken);
+        for item in items {
+            add(&mut held.leaving, item);
+        }
+    }
+
     /// Forgets items put back (or, if `failed`, left for the lease pass).
     pub fn returned(&self, taken: &str, items: &[Item], failed: bool) {
         let mut all = self.lock();
         let held = held(&mut all, taken);
         for item in items {
-            held.forget(item);
+            held.gone(item);
         }
         held.sweep |= failed;
         if held.is_empty() {
@@ -186,7 +213,10 @@ impl Delivery {
         let mut all = self.lock();
         let Some(held) = all.queues.get_mut(taken) else { return Vec::new() };
         let n = held.acks.len().min(ACKS_PER_CALL);
-        let acks = held.acks.drain(..n).collect();
+        let acks: Vec<Item> = held.acks.drain(..n).collect();
+        for item in &acks {
+            add(&mut held.leaving, item);
+        }
         if all.queues.values().all(|h| h.acks.is_empty()) {
             all.acks_since = None;
         }
@@ -205,7 +235,7 @@ impl Delivery {
         let mut all = self.lock();
         let held = held(&mut all, taken);
         for item in &acks {
-            held.forget(item);
+            held.gone(item);
         }
         held.sweep |= !done;
         if held.is_empty() {
@@ -219,13 +249,14 @@ impl Delivery {
     }
 
     /// For the lease pass of queue `taken`: if a failed take left it to be
-    /// swept, the values in flight on it (the flag cleared; set again by
-    /// [`Delivery::take_failed`] if the pass fails).
+    /// swept, the values in flight on it and not leaving (the flag
+    /// cleared; set again by [`Delivery::take_failed`] if the pass fails).
     fn sweep(&self, taken: &str) -> Option<Vec<Item>> {
         let mut all = self.lock();
         let held = all.queues.get_mut(taken).filter(|h| h.sweep)?;
         held.sweep = false;
-        let flying = held.in_flight.iter().flat_map(|(item, &n)| std::iter::repeat_n(item.clone(), n as usize)).collect();
+        let staying = |(item, &n): (&Item, &u32)| n.saturating_sub(held.leaving.get(item).copied().unwrap_or(0));
+        let flying = held.in_flight.iter().flat_map(|e| std::iter::repeat_n(e.0.clone(), staying(e) as usize)).collect();
         if held.is_empty() {
             all.queues.remove(taken);
         }
@@ -376,6 +407,7 @@ pub fn settle(gw: &Gateway, conn: &mut Lazy, q: &Named, delivered: Vec<Item>, re
     if returned.is_empty() {
         return;
     }
+    gw.delivery.returning(&q.taken, returned);
     let result = conn.with(&gw.connector, |c| requeue(c, q, returned));
     if let Err(e) = &result {
         // What stays in the taken list is put back by the lease pass.
@@ -484,6 +516,22 @@ mod tests {
         assert!(d.sweep(Q).is_none());
         d.returned(Q, &items(&["y"]), true);
         assert_eq!(d.sweep(Q).expect("marked").len(), 0, "a failed put-back is left to the sweep");
+    }
+
+    #[test]
+    fn an_item_whose_ack_or_put_back_is_under_way_is_not_counted_in_flight_by_a_sweep() {
+        let d = Delivery::new();
+        d.took(Q, &items(&["a", "a", "b", "c"]));
+        d.ack_later(Q, items(&["a"]));
+        let acks = d.take_acks(Q);
+        d.returning(Q, &items(&["b"]));
+        d.take_failed(Q);
+        // Only the `a` not being acknowledged and the `c` stay.
+        assert_eq!(sorted(d.sweep(Q).expect("marked")), vec![b"a".to_vec(), b"c".to_vec()]);
+        d.acks_sent(Q, acks, true);
+        d.returned(Q, &items(&["b"]), false);
+        d.take_failed(Q);
+        assert_eq!(sorted(d.sweep(Q).expect("marked")), vec![b"a".to_vec(), b"c".to_vec()]);
     }
 
     #[test]
