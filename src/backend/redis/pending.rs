@@ -48,7 +48,7 @@ use tracing::{info, warn};
 
 use crate::pickle::Item;
 
-use super::conn::Lazy;
+use super::conn::{pipelined, Lazy};
 use super::queue::WAKE_CHANNEL;
 use super::{Gateway, Named, ObjectKind};
 
@@ -361,15 +361,15 @@ pub fn flush_acks(gw: &Gateway, conn: &mut Lazy) {
                 if acks.is_empty() {
                     return Ok(());
                 }
-                let packed: Vec<u8> = ack_cmds(&taken, acks).flat_map(|c| c.get_packed_command()).collect();
-                for reply in c.req_packed_commands(&packed, 0, acks.len())? {
+                let cmds: Vec<Cmd> = ack_cmds(&taken, acks).collect();
+                for reply in pipelined(c, &cmds)? {
                     reply.extract_error()?;
                 }
                 Ok(())
             })
         });
         if let Err(e) = result {
-            warn!(error = %e, taken = %taken, "redis backend: cannot acknowledge delivered items; retrying");
+            warn!(error = %e, taken = %taken, "redis backend: cannot acknowledge delivered items; the lease pass will sweep them");
         }
     }
 }

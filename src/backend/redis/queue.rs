@@ -32,6 +32,7 @@ use crate::objects::queue::QueueCall;
 use crate::pickle::Item;
 use crate::protocol::{PyException, Reply, ReplyValue};
 
+use super::conn::pipelined;
 use super::pending::{ack_cmds, Delivery, LEASE, RENEW};
 use super::replicas::waited;
 use super::Named;
@@ -66,8 +67,8 @@ static PUT: LazyLock<Script> = LazyLock::new(|| Script::new(PUT_LUA));
 /// a waiter's try sets the flag before it looks for an item, in one round
 /// trip ([`Take`]), so a push before the try is found by it, and one after
 /// it finds the flag set and publishes, in a second round trip. The queue is then
-/// [`Watched`] for [`FLAG_TTL_MS`], its puts going by script (one round
-/// trip), since waiters come back. Why: on the development machine a
+/// watched (`Named::watched`) for [`FLAG_TTL_MS`], its puts going by
+/// script (one round trip), since waiters come back. Why: on the development machine a
 /// `PUT` script took 60 µs from the gateway to a master with a replica,
 /// these commands 50 µs and a lone `RPUSH` 47 (medians of 20,000); at one
 /// client the Redis CPU per call fell from 100-111 µs to 88-94. In a
@@ -173,7 +174,12 @@ impl Take {
 
     /// How many commands (and replies) it has.
     pub(super) fn len(&self) -> usize {
-        self.acks + 2 * self.lease as usize + self.flag as usize + self.count + self.bounded as usize
+        self.first_move() + self.count + self.bounded as usize
+    }
+
+    /// The index of its first `LMOVE`.
+    fn first_move(&self) -> usize {
+        self.acks + 2 * self.lease as usize + self.flag as usize
     }
 
     /// From its replies, the items taken and whether to wake waiters; the
@@ -184,18 +190,18 @@ impl Take {
             return Err((ErrorKind::Client, "a take got replies that do not match its commands").into());
         }
         let replies = replies_ok(replies)?;
-        let first = self.acks + 2 * self.lease as usize + self.flag as usize;
+        let flag_set = self.bounded && replies.last() == Some(&Value::Int(1));
         let mut items = Vec::new();
         // Not atomic: a push between two `LMOVE`s that found none lets a
         // later one take an item, which must not be left unseen.
-        for reply in &replies[first..first + self.count] {
+        for reply in replies.into_iter().skip(self.first_move()).take(self.count) {
             match reply {
-                Value::BulkString(bytes) => items.push(Item::from(&bytes[..])),
+                Value::BulkString(bytes) => items.push(Item::from(bytes)),
                 Value::Nil => {}
                 other => return Err((ErrorKind::Client, "an LMOVE answered neither an item nor nil", format!("{other:?}")).into()),
             }
         }
-        let waited_on = self.bounded && !items.is_empty() && replies.last().is_some_and(|v| *v == Value::Int(1));
+        let waited_on = flag_set && !items.is_empty();
         Ok((items, waited_on))
     }
 
@@ -327,9 +333,7 @@ pub fn put(conn: &mut dyn ConnectionLike, q: &Named, maxsize: i64, item: &[u8], 
     let now = Instant::now();
     if Push::fits(q, maxsize, by, now) {
         let waited_on = delivery.carrying_acks(&q.taken, |acks| {
-            let cmds = Push::cmds(q, item, acks);
-            let packed: Vec<u8> = cmds.iter().flat_map(|c| c.get_packed_command()).collect();
-            Push::waited_on(conn.req_packed_commands(&packed, 0, cmds.len())?)
+            Push::waited_on(pipelined(conn, &Push::cmds(q, item, acks))?)
         })?;
         if waited_on {
             // Not an error of the put's (whose item is in): see `publish_cmd`.
@@ -350,8 +354,7 @@ pub fn take(conn: &mut dyn ConnectionLike, q: &Named, maxsize: i64, count: usize
     let mut take = Take::new(q, maxsize, count, by, now);
     let result = delivery.carrying_acks(&q.taken, |acks| {
         let cmds = take.cmds(q, delivery, acks);
-        let packed: Vec<u8> = cmds.iter().flat_map(|c| c.get_packed_command()).collect();
-        take.items(conn.req_packed_commands(&packed, 0, cmds.len())?)
+        take.items(pipelined(conn, &cmds)?)
     });
     let (items, wake_cmd) = take.taken(q, delivery, now, result)?;
     if let Some(cmd) = wake_cmd {
