@@ -1,7 +1,7 @@
 """Round trips through Redis-backed gateways (issue 18), side by side.
 
     python3 benches/redis_backend.py [--seconds 3] [--clients 1,4,16] [--wait-replicas 1]
-    python3 benches/redis_backend.py --rounds 5 [--baseline OLD_BINARY] [--clients 1,4,16]
+    python3 benches/redis_backend.py --rounds 5 [--baseline 'OLD_BINARY [FLAGS]'] [--clients 1,4,16]
 
 Starts a local 6-node Redis Cluster (scripts/redis-cluster.sh, state in a
 temporary directory), then for each N runs N stock client processes for
@@ -22,13 +22,14 @@ return, median and 90th percentile of 50. Needs redis-server and redis-py (pip i
 figures depend on the machine; README quotes one run.
 
 With --rounds R it instead alternates one gateway and redis-py (and, with
---baseline BINARY, a gateway run by an older build) R times per N, so
+--baseline BINARY, a gateway run by an older build or with other flags) R times per N, so
 that drift in a noisy machine hits all alike, and prints the medians and
 the per-round ratios to redis-py.
 """
 import argparse
 import multiprocessing as mp
 import os
+import shlex
 import socket
 import subprocess
 import sys
@@ -177,7 +178,8 @@ def main():
                          '(drift in the machine then hits both alike) and print the medians')
     ap.add_argument('--baseline', metavar='BINARY',
                     help='with --rounds: also alternate a gateway run by this fastmanager '
-                         'binary (a build of an earlier commit)')
+                         'binary (a build of an earlier commit), with any flags after it '
+                         '("target/release/fastmanager --busy-poll-us 0")')
     args = ap.parse_args()
     ns = [int(n) for n in args.clients.split(',')]
     env = dict(os.environ, REDIS_CLUSTER_DIR=tempfile.mkdtemp(prefix='fm-redis-bench-'))
@@ -190,7 +192,8 @@ def main():
         if args.rounds:
             baseline = None
             if args.baseline:
-                baseline = start_server('--backend', SEEDS, binary=args.baseline)
+                binary, *extra = shlex.split(args.baseline)
+                baseline = start_server('--backend', SEEDS, *extra, binary=binary)
                 servers.append(baseline[0])
             return alternate(args, ns, gw[0][1], baseline and baseline[1])
         systems = []

@@ -84,6 +84,13 @@ pub struct ServerOptions {
     #[arg(long, value_name = "N")]
     slow_call_us: Option<u64>,
 
+    /// After a loop turn with events, a worker looks for more without
+    /// blocking (yielding its CPU in between) for this many microseconds
+    /// before it sleeps: a client's next request then needs no wake-up.
+    /// 0 turns it off.
+    #[arg(long, value_name = "N", default_value_t = crate::server::DEFAULT_BUSY_POLL.as_micros() as u64)]
+    busy_poll_us: u64,
+
     /// Serve Prometheus metrics at http://HOST:PORT/metrics (a bare PORT
     /// listens on 127.0.0.1). Off by default.
     #[arg(long, value_name = "HOST:PORT", value_parser = parse_metrics_address)]
@@ -130,6 +137,7 @@ impl ServerOptions {
         config.compact_min_bytes = self.compact_min_bytes;
         config.slow_call = self.slow_call_us.map(Duration::from_micros);
         config.metrics_address = self.metrics_address;
+        config.busy_poll = Duration::from_micros(self.busy_poll_us);
     }
 }
 

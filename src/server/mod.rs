@@ -59,6 +59,11 @@ use mailbox::Mailbox;
 use memory::MemoryBudget;
 use worker::Worker;
 
+/// `--busy-poll-us`'s default: longer than a stock client takes between
+/// a reply and its next request on a loaded machine (tens of
+/// microseconds), short enough to cost little CPU where none follows.
+pub const DEFAULT_BUSY_POLL: std::time::Duration = std::time::Duration::from_micros(100);
+
 /// How a server is set up; the CLI fills this in.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -91,6 +96,9 @@ pub struct Config {
     pub slow_call: Option<std::time::Duration>,
     /// Serve Prometheus metrics at `http://ADDRESS/metrics`.
     pub metrics_address: Option<std::net::SocketAddr>,
+    /// How long a worker looks for new events without blocking after a
+    /// loop turn that had some (`worker/busy_poll.rs`); zero: never.
+    pub busy_poll: std::time::Duration,
 }
 
 impl Config {
@@ -110,6 +118,7 @@ impl Config {
             compact_min_bytes: crate::store::DEFAULT_COMPACT_MIN,
             slow_call: None,
             metrics_address: None,
+            busy_poll: DEFAULT_BUSY_POLL,
         }
     }
 
