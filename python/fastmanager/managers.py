@@ -47,7 +47,7 @@ SERVER_OPTIONS = (
     'handshake_timeout', 'send_timeout', 'max_pickle_depth',
     'max_pickle_memo', 'max_pickle_values', 'max_object_bytes',
     'max_total_bytes', 'slow_call_us', 'metrics_address', 'named',
-    'data_dir', 'fsync',
+    'data_dir', 'fsync', 'busy_poll_us',
 )
 
 

@@ -87,8 +87,9 @@ pub struct ServerOptions {
     /// After a loop turn with events, a worker looks for more without
     /// blocking (yielding its CPU in between) for this many microseconds
     /// before it sleeps: a client's next request then needs no wake-up.
-    /// 0 turns it off.
-    #[arg(long, value_name = "N", default_value_t = crate::server::DEFAULT_BUSY_POLL.as_micros() as u64)]
+    /// 0 turns it off; at most 1000000.
+    #[arg(long, value_name = "N", default_value_t = crate::server::DEFAULT_BUSY_POLL.as_micros() as u64,
+          value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
     busy_poll_us: u64,
 
     /// Serve Prometheus metrics at http://HOST:PORT/metrics (a bare PORT
