@@ -44,6 +44,27 @@ def test_unserved_type_is_refused_naming_backend_and_type(redis_cluster, kind):
     assert 'does not serve %s (served: ' % kind.split('(')[0] in r.stderr, r.stderr
 
 
+def test_an_idle_gateway_spends_no_cpu(redis_cluster, tmp_path):
+    # A gateway busy-polls after events by default (--busy-poll-us 100):
+    # once its client stops calling, it must sleep again.
+    from test_busy_poll import IDLE_WINDOW, cpu_seconds
+    g = Gateway(str(tmp_path / 'gw.log'))
+    try:
+        q = g.manager().tasks()
+        for i in range(300):
+            q.put(i)
+            assert q.get() == i
+        before = cpu_seconds(g.proc.pid)
+        time.sleep(IDLE_WINDOW)
+        used = cpu_seconds(g.proc.pid) - before
+        assert used < 0.1 * IDLE_WINDOW, \
+            'the gateway used %.2f s of CPU in %.1f s idle' % (used, IDLE_WINDOW)
+        q.put('after')
+        assert q.get() == 'after'
+    finally:
+        g.stop()
+
+
 def test_no_registrations_refused(redis_cluster):
     r = serve('--backend', SEEDS)
     assert r.returncode == 1, r

@@ -195,6 +195,9 @@ fn serve(args: ServeArgs) -> Result<()> {
         Some(url) => {
             let plan = crate::backend::open(url, &args.registrations, args.backend_options.replicas())?;
             config.extra_typeids.extend(crate::backend::hosted_typeids(&args.registrations));
+            if args.options.busy_poll().is_none() {
+                config.busy_poll = crate::backend::GATEWAY_BUSY_POLL;
+            }
             Some(plan)
         }
         None => {

@@ -86,11 +86,11 @@ pub struct ServerOptions {
 
     /// After a loop turn with events, a worker looks for more without
     /// blocking (yielding its CPU in between) for this many microseconds
-    /// before it sleeps: a client's next request then needs no wake-up.
-    /// 0 turns it off; at most 1000000.
-    #[arg(long, value_name = "N", default_value_t = crate::server::DEFAULT_BUSY_POLL.as_micros() as u64,
-          value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
-    busy_poll_us: u64,
+    /// before it sleeps: a client's next request then needs no wake-up,
+    /// for CPU spent while it comes. 0 turns it off; at most 1000000.
+    /// Default: 100 with --backend, else 0.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
+    busy_poll_us: Option<u64>,
 
     /// Serve Prometheus metrics at http://HOST:PORT/metrics (a bare PORT
     /// listens on 127.0.0.1). Off by default.
@@ -117,6 +117,11 @@ impl ServerOptions {
 }
 
 impl ServerOptions {
+    /// `--busy-poll-us`, where given.
+    pub fn busy_poll(&self) -> Option<Duration> {
+        self.busy_poll_us.map(Duration::from_micros)
+    }
+
     /// Refuses values that parse but cannot be meant.
     pub fn check(&self) -> Result<()> {
         if self.max_connections == 0 {
@@ -138,7 +143,9 @@ impl ServerOptions {
         config.compact_min_bytes = self.compact_min_bytes;
         config.slow_call = self.slow_call_us.map(Duration::from_micros);
         config.metrics_address = self.metrics_address;
-        config.busy_poll = Duration::from_micros(self.busy_poll_us);
+        if let Some(us) = self.busy_poll_us {
+            config.busy_poll = Duration::from_micros(us);
+        }
     }
 }
 

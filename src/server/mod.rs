@@ -59,11 +59,6 @@ use mailbox::Mailbox;
 use memory::MemoryBudget;
 use worker::Worker;
 
-/// `--busy-poll-us`'s default: longer than a stock client takes between
-/// a reply and its next request on a loaded machine (tens of
-/// microseconds), short enough to cost little CPU where none follows.
-pub const DEFAULT_BUSY_POLL: std::time::Duration = std::time::Duration::from_micros(100);
-
 /// How a server is set up; the CLI fills this in.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -97,7 +92,8 @@ pub struct Config {
     /// Serve Prometheus metrics at `http://ADDRESS/metrics`.
     pub metrics_address: Option<std::net::SocketAddr>,
     /// How long a worker looks for new events without blocking after a
-    /// loop turn that had some (`worker/busy_poll.rs`); zero: never.
+    /// loop turn that had some (`worker/busy_poll.rs`); zero (the
+    /// default): never.
     pub busy_poll: std::time::Duration,
 }
 
@@ -118,7 +114,7 @@ impl Config {
             compact_min_bytes: crate::store::DEFAULT_COMPACT_MIN,
             slow_call: None,
             metrics_address: None,
-            busy_poll: DEFAULT_BUSY_POLL,
+            busy_poll: std::time::Duration::ZERO,
         }
     }
 
