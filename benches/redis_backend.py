@@ -24,7 +24,7 @@ figures depend on the machine; README quotes one run.
 With --rounds R it instead alternates one gateway and redis-py (and, with
 --baseline BINARY, a gateway run by an older build or with other flags) R times per N, so
 that drift in a noisy machine hits all alike, and prints the medians and
-the per-round ratios to redis-py.
+the per-round ratios to redis-py (and each gateway's CPU per call).
 """
 import argparse
 import multiprocessing as mp
@@ -101,17 +101,31 @@ def redis_client(_port, seconds, start, out):
     out.put(n)
 
 
-def run(target, ports, clients, seconds):
+def cpu_seconds(pid):
+    """User + system CPU time of process `pid` so far (Linux /proc)."""
+    with open('/proc/%d/stat' % pid) as f:
+        fields = f.read().rsplit(')', 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
+
+
+def run(target, ports, clients, seconds, cpu_of=None):
+    """Calls/s of `clients` processes for `seconds`; with `cpu_of` (a
+    server's pid), also that server's CPU microseconds per call."""
     start, out = mp.Event(), mp.Queue()
     procs = [mp.Process(target=target, args=(ports[i % len(ports)], seconds, start, out))
              for i in range(clients)]
     for p in procs:
         p.start()
     time.sleep(0.5 + 0.05 * clients)
+    cpu = cpu_of and cpu_seconds(cpu_of)
     start.set()
     total = sum(out.get(timeout=seconds + 60) for _ in procs)
+    if cpu_of:
+        cpu = cpu_seconds(cpu_of) - cpu
     for p in procs:
         p.join()
+    if cpu_of:
+        return total / seconds, cpu / max(total, 1) * 1e6
     return total / seconds
 
 
@@ -142,22 +156,26 @@ def wake_latency(port_a, port_b, rounds=50):
     return statistics.median(waits), waits[int(len(waits) * 0.9)]
 
 
-def alternate(args, ns, port, baseline_port=None):
+def alternate(args, ns, port, pid, baseline_port=None, baseline_pid=None):
     import statistics
 
-    def summary(name, calls, rp):
+    def summary(name, runs, rp):
+        calls = [c for c, _ in runs]
+        cpu = [u for _, u in runs]
         ratios = sorted(g / r for g, r in zip(calls, rp))
-        return '%s %6.0f (%.0f-%.0f), %s/redis-py per round: median %.2fx (%.2fx-%.2fx)' % (
-            name, statistics.median(calls), min(calls), max(calls), name,
-            statistics.median(ratios), ratios[0], ratios[-1])
+        return '%s %6.0f (%.0f-%.0f), %s/redis-py per round: median %.2fx (%.2fx-%.2fx); ' \
+            'its CPU per call %.0f us (%.0f-%.0f)' % (
+                name, statistics.median(calls), min(calls), max(calls), name,
+                statistics.median(ratios), ratios[0], ratios[-1],
+                statistics.median(cpu), min(cpu), max(cpu))
 
     print('alternating rounds (%d x %.0f s), calls/s: median (range)' % (args.rounds, args.seconds))
     for n in ns:
         gw, base, rp = [], [], []
         for _ in range(args.rounds):
-            gw.append(run(manager_client, [port], n, args.seconds))
+            gw.append(run(manager_client, [port], n, args.seconds, cpu_of=pid))
             if baseline_port:
-                base.append(run(manager_client, [baseline_port], n, args.seconds))
+                base.append(run(manager_client, [baseline_port], n, args.seconds, cpu_of=baseline_pid))
             rp.append(run(redis_client, [0], n, args.seconds))
         print('N=%-3d redis-py %6.0f (%.0f-%.0f)' % (n, statistics.median(rp), min(rp), max(rp)), flush=True)
         print('      ' + summary('gateway x1', gw, rp), flush=True)
@@ -195,7 +213,8 @@ def main():
                 binary, *extra = shlex.split(args.baseline)
                 baseline = start_server('--backend', SEEDS, *extra, binary=binary)
                 servers.append(baseline[0])
-            return alternate(args, ns, gw[0][1], baseline and baseline[1])
+            return alternate(args, ns, gw[0][1], gw[0][0].pid, baseline and baseline[1],
+                             baseline and baseline[0].pid)
         systems = []
         if args.gateway_threads:
             t = start_server('--backend', SEEDS, '--threads', str(args.gateway_threads))
