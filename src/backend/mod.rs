@@ -8,8 +8,9 @@
 //! The gateway plugs into the server as its host (`server::host`): a
 //! named object is a hosted typeid, every call on it a `HostRequest`
 //! that parks the caller's connection, and [`redis`] answers it with a
-//! pickled reply message. So no worker thread waits for Redis, and a
-//! blocked `get` holds neither a thread nor a Redis connection.
+//! pickled reply message. A call's Redis round trip runs on the worker
+//! that read it (`redis/inline.rs`) or on the gateway's request threads;
+//! a blocked `get` holds neither a thread nor a Redis connection.
 //!
 //! Served: [`SERVED`]. Anything else (`Condition`, `Barrier`, `Array`) is
 //! refused at start-up, naming the backend and the type, rather than
@@ -34,10 +35,11 @@ pub const SERVED: &str =
 /// client's next request comes a few tens of microseconds after its
 /// reply, and a worker that slept meanwhile adds a wake-up to every call.
 /// 100 µs covers that gap on a loaded machine: through one gateway at one
-/// client it was 1.10x redis-py's calls/s where 0 gave 1.02x, and more at 4
-/// and 16 clients too (README, "Busy-polling"). The embedded server keeps
-/// 0: there it bought 23% more round trips at one client for twice the
-/// server's CPU per call.
+/// client it gave 1.10x-1.16x redis-py's calls/s where 0 gave 0.96x-1.02x
+/// (README, "Redis Cluster backend", *Busy-polling*), for ~18 µs more of
+/// the gateway's CPU per call. The embedded server keeps 0: there it
+/// bought 26-38% more round trips at one client for 1.9x the server's CPU
+/// per call.
 pub const GATEWAY_BUSY_POLL: std::time::Duration = std::time::Duration::from_micros(100);
 
 /// A parsed `--backend` value.

@@ -12,10 +12,11 @@
 //! yielding its CPU between looks, and only then blocks.
 //!
 //! It yields rather than spins on the CPU: a bare spin took the CPU from
-//! the processes it waits on (clients, Redis) and cost 20% of the round
-//! trips at 4 and 16 clients on 2 cores, where the yielding one gained at
-//! every N (README, "Busy-polling"). A worker whose last turn had no
-//! events blocks at once, so an idle server spends nothing.
+//! the processes it waits on (clients, Redis) and cost 17-21% of a
+//! gateway's calls at 4 and 16 clients on 2 cores, where the yielding one
+//! gained at every N (README, "Threads", *Busy-polling*). A worker whose
+//! last turn had no events blocks at once, so an idle server spends
+//! nothing.
 
 use std::io;
 use std::time::{Duration, Instant};
