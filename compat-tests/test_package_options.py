@@ -75,6 +75,7 @@ n.shutdown()
     ("max_connections=0", '--max-connections 0'),
     ("max_frame_bytes=0", '--max-frame-bytes 0'),
     ("threads='many'", "invalid value 'many'"),
+    ("busy_poll_us=2000000", "--busy-poll-us"),
 ])
 def test_bad_options_are_refused_as_on_the_command_line(options, says):
     r = run(r'''
