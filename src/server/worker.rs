@@ -93,8 +93,6 @@ pub(super) struct Worker {
     /// When the core's own timers are due (worker 0 only).
     pub(super) next_core_timer: Option<Instant>,
     finder: Option<Sender<Lookup>>,
-    /// The last loop turn had events: the next wait busy-polls first.
-    busy_poll_next: bool,
 }
 
 impl Worker {
@@ -133,7 +131,6 @@ impl Worker {
             next_deadline: None,
             next_core_timer: None,
             finder: None,
-            busy_poll_next: false,
         }
     }
 
@@ -165,11 +162,7 @@ impl Worker {
             // Connections with work left, or held replies a sync covered
             // already, only look for new events.
             let timeout = if self.resume.is_empty() && !self.held_ready() { timeout } else { Some(Duration::ZERO) };
-            let waited = self.wait_for_events(&mut events, timeout);
-            // A turn with events is likely followed by more soon: the
-            // next wait busy-polls first (`busy_poll.rs`).
-            self.busy_poll_next = !events.is_empty();
-            if let Err(e) = waited {
+            if let Err(e) = self.wait_for_events(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }

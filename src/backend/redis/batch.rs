@@ -166,7 +166,7 @@ impl Gateway {
                 result.map(|(items, wake)| {
                     if let Some(cmd) = wake {
                         let _ = conn.with(&self.connector, |c| {
-                            queue::wake(c, &s.queue, cmd.clone());
+                            queue::wake(c, &s.queue, &cmd);
                             Ok(())
                         });
                     }

@@ -80,17 +80,21 @@ impl Conn {
 /// restarting node causes, before its caller gets the error.
 const STALL_LIMIT: Duration = Duration::from_secs(15);
 
-/// Errors a failover or a restarting node causes, which pass: no node
-/// for the slot yet, a dead connection, a node still loading.
 /// Sends `cmds` in one write and returns their replies in order, a
 /// command's error among them as its reply (`Value::ServerError`), for the
 /// caller to read per command. Plain commands of one queue (one slot):
-/// the cluster client routes them together.
+/// the cluster client routes them together. Packed into one buffer, with
+/// no vector per command.
 pub(super) fn pipelined(conn: &mut dyn ConnectionLike, cmds: &[redis::Cmd]) -> RedisResult<Vec<redis::Value>> {
-    let packed: Vec<u8> = cmds.iter().flat_map(|c| c.get_packed_command()).collect();
+    let mut packed = Vec::new();
+    for cmd in cmds {
+        cmd.write_packed_command(&mut packed);
+    }
     conn.req_packed_commands(&packed, 0, cmds.len())
 }
 
+/// Errors a failover or a restarting node causes, which pass: no node
+/// for the slot yet, a dead connection, a node still loading.
 pub(super) fn transient(e: &RedisError) -> bool {
     use redis::ServerErrorKind::*;
     match e.kind() {

@@ -174,7 +174,8 @@ impl Delivery {
         }
     }
 
-    /// Forgets items put back (or, if `failed`, left for the lease pass).
+    /// Forgets items put back or acknowledged (or, if `failed`, left for
+    /// the lease pass: the queue is swept).
     pub fn returned(&self, taken: &str, items: &[Item], failed: bool) {
         let mut all = self.lock();
         let held = held(&mut all, taken);
@@ -229,17 +230,8 @@ impl Delivery {
     /// put back or its gateway died. A failed call's queue is swept
     /// instead: an item whose ack did not run is put back, a duplicate.
     pub(super) fn acks_sent(&self, taken: &str, acks: Vec<Item>, done: bool) {
-        if acks.is_empty() {
-            return;
-        }
-        let mut all = self.lock();
-        let held = held(&mut all, taken);
-        for item in &acks {
-            held.gone(item);
-        }
-        held.sweep |= !done;
-        if held.is_empty() {
-            all.queues.remove(taken);
+        if !acks.is_empty() {
+            self.returned(taken, &acks, !done);
         }
     }
 
@@ -263,7 +255,7 @@ impl Delivery {
         Some(flying)
     }
 
-/// The test-only stall after a take for parked calls.
+    /// The test-only stall after a take for parked calls.
     pub fn stall(&self) {
         if let Some(s) = self.stall {
             std::thread::sleep(s);

@@ -14,12 +14,11 @@
 //! that some gateway waits on (the wake-up goes out in the same round
 //! trip), or in a pipeline of the loop turn's calls (`batch.rs`), is a
 //! Lua script. A push (or a take from a bounded queue, which may unblock
-//! a `put`) publishes
-//! the queue's name on [`WAKE_CHANNEL`], which each gateway's one
-//! subscriber connection hears (`waiters.rs`), but only while the flag
-//! says that some gateway has calls parked on the queue: a publish in a
-//! cluster reaches every node, which a busy queue without waiters should
-//! not pay for. A gateway with parked calls sets the flag (with a TTL it
+//! a `put`) publishes the queue's name on [`WAKE_CHANNEL`], which each
+//! gateway's one subscriber connection hears (`waiters.rs`), but only
+//! while the flag says that some gateway has calls parked on the queue: a
+//! publish in a cluster reaches every node, which a busy queue without
+//! waiters should not pay for. A gateway with parked calls sets the flag (with a TTL it
 //! renews each retry) before its next try, in the same round trip, so a
 //! push after that try publishes and one before it is found by the try.
 
@@ -116,7 +115,7 @@ fn wake_cmd(q: &Named) -> Cmd {
 
 /// Sends `cmd` and logs its failure: a wake-up after the change it tells
 /// of, whose loss only delays waiters to their next retry.
-pub(super) fn wake(conn: &mut dyn ConnectionLike, q: &Named, cmd: Cmd) {
+pub(super) fn wake(conn: &mut dyn ConnectionLike, q: &Named, cmd: &Cmd) {
     if let Err(e) = cmd.query::<i64>(conn) {
         tracing::warn!(error = %e, queue = %q.name, "redis backend: a wake-up failed");
     }
@@ -337,7 +336,7 @@ pub fn put(conn: &mut dyn ConnectionLike, q: &Named, maxsize: i64, item: &[u8], 
         })?;
         if waited_on {
             // Not an error of the put's (whose item is in): see `publish_cmd`.
-            wake(conn, q, Push::publish_cmd(q, now));
+            wake(conn, q, &Push::publish_cmd(q, now));
         }
         return Ok(true);
     }
@@ -358,7 +357,7 @@ pub fn take(conn: &mut dyn ConnectionLike, q: &Named, maxsize: i64, count: usize
     });
     let (items, wake_cmd) = take.taken(q, delivery, now, result)?;
     if let Some(cmd) = wake_cmd {
-        wake(conn, q, cmd);
+        wake(conn, q, &cmd);
     }
     Ok(items)
 }

@@ -26,13 +26,14 @@ use mio::Events;
 use super::Worker;
 
 impl Worker {
-    /// Fills `events` as `Poll::poll` with `timeout` does; after a turn
-    /// with events, first polls without blocking (yielding in between)
-    /// for up to the configured busy-poll time.
+    /// Fills `events` as `Poll::poll` with `timeout` does; if `events`
+    /// still holds the last turn's and it had some (a turn with events is
+    /// likely followed by more soon), first polls without blocking
+    /// (yielding in between) for up to the configured busy-poll time.
     pub(super) fn wait_for_events(&mut self, events: &mut Events, timeout: Option<Duration>) -> io::Result<()> {
         let busy = self.shared.config.busy_poll;
         let mut timeout = timeout;
-        if self.busy_poll_next && !busy.is_zero() && timeout != Some(Duration::ZERO) {
+        if !events.is_empty() && !busy.is_zero() && timeout != Some(Duration::ZERO) {
             let limit = timeout.map_or(busy, |t| t.min(busy));
             let start = Instant::now();
             loop {
